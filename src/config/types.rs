@@ -1,0 +1,640 @@
+//! The config file schema: plain serde types that mirror the YAML one to one.
+//!
+//! Nothing here is validated beyond its shape; `validate` checks meaning and
+//! `Snapshot::build` compiles a valid config into the routing table.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use super::units::{Cidr, Duration, Percent};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The region this instance runs in.
+    pub local_region: String,
+    /// Proxy listeners; at least one.
+    pub listeners: Vec<Listener>,
+    /// The admin listener (metrics, health, state, write endpoints).
+    pub admin: Admin,
+    #[serde(default)]
+    pub client_ip: ClientIp,
+    /// Absent: every client's country is unknown.
+    #[serde(default)]
+    pub geoip: Option<GeoIp>,
+    /// Where writes go on routes with `writes: write_region`.
+    #[serde(default)]
+    pub write_region: Option<String>,
+    /// Regions by name; iteration order (sorted by name) is the tie-break order.
+    pub regions: BTreeMap<String, Region>,
+    #[serde(default)]
+    pub health: Health,
+    #[serde(default)]
+    pub outlier_detection: OutlierDetection,
+    #[serde(default)]
+    pub routing: Routing,
+    /// Upstream timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// First match wins; none = one default route.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub shifts: Vec<Shift>,
+    #[serde(default)]
+    pub sessions: Option<Sessions>,
+    #[serde(default)]
+    pub dns: Option<Dns>,
+    /// Add `X-Meridian-Decision` to responses.
+    #[serde(default)]
+    pub debug_headers: bool,
+    #[serde(default)]
+    pub shutdown: Shutdown,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+    /// Accept PROXY protocol v1/v2 from a load balancer in front.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    pub certificates: Vec<CertPair>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertPair {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub address: SocketAddr,
+    /// File holding the bearer token for write endpoints; absent = writes disabled.
+    #[serde(default)]
+    pub token_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIp {
+    /// X-Forwarded-For is believed only from these peers.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoIp {
+    /// Path to a MaxMind-format database (relative paths are relative to the config file).
+    pub database: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    #[serde(default)]
+    pub location: Option<Location>,
+    /// Relative share in weighted steering, 0..=1000.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Percent (0..=100) of the traffic this region would get that it keeps.
+    #[serde(default = "default_dial")]
+    pub traffic_dial: u32,
+    pub origins: Vec<Origin>,
+}
+
+fn default_weight() -> u32 {
+    100
+}
+fn default_dial() -> u32 {
+    100
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// `host:port`; a name is resolved when the snapshot is built.
+    pub address: String,
+    #[serde(default)]
+    pub tls: Option<OriginTls>,
+    /// Host header sent upstream; absent = the client's Host.
+    #[serde(default)]
+    pub host_header: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginTls {
+    #[serde(default)]
+    pub sni: Option<String>,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default = "yes")]
+    pub verify: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    #[serde(default = "default_interval")]
+    pub interval: Duration,
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: Duration,
+    #[serde(default = "default_jitter")]
+    pub jitter: Percent,
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: u32,
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+    #[serde(default = "default_expect_status")]
+    pub expect_status: Vec<u16>,
+    #[serde(default = "yes")]
+    pub deep: bool,
+    #[serde(default = "default_degraded_factor")]
+    pub degraded_weight_factor: f64,
+    #[serde(default = "default_min_healthy")]
+    pub min_healthy_origins: u32,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            path: default_health_path(),
+            interval: default_interval(),
+            timeout: default_probe_timeout(),
+            jitter: default_jitter(),
+            healthy_threshold: default_healthy_threshold(),
+            unhealthy_threshold: default_unhealthy_threshold(),
+            expect_status: default_expect_status(),
+            deep: true,
+            degraded_weight_factor: default_degraded_factor(),
+            min_healthy_origins: default_min_healthy(),
+        }
+    }
+}
+
+fn default_health_path() -> String {
+    "/health".into()
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_probe_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_jitter() -> Percent {
+    Percent(10.0)
+}
+fn default_healthy_threshold() -> u32 {
+    2
+}
+fn default_unhealthy_threshold() -> u32 {
+    3
+}
+fn default_expect_status() -> Vec<u16> {
+    vec![200]
+}
+fn default_degraded_factor() -> f64 {
+    0.5
+}
+fn default_min_healthy() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDetection {
+    #[serde(default = "default_consecutive_failures")]
+    pub consecutive_failures: u32,
+    #[serde(default = "default_base_ejection")]
+    pub base_ejection: Duration,
+    #[serde(default = "default_max_ejection")]
+    pub max_ejection: Duration,
+    #[serde(default = "default_max_ejected_percent")]
+    pub max_ejected_percent: u32,
+}
+
+impl Default for OutlierDetection {
+    fn default() -> Self {
+        OutlierDetection {
+            consecutive_failures: default_consecutive_failures(),
+            base_ejection: default_base_ejection(),
+            max_ejection: default_max_ejection(),
+            max_ejected_percent: default_max_ejected_percent(),
+        }
+    }
+}
+
+fn default_consecutive_failures() -> u32 {
+    5
+}
+fn default_base_ejection() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_ejection() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_ejected_percent() -> u32 {
+    50
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Steering {
+    Geo,
+    Latency,
+    Proximity,
+    Weighted,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    #[serde(default = "default_steering")]
+    pub steering: Steering,
+    #[serde(default)]
+    pub geo: GeoMap,
+    #[serde(default)]
+    pub residency: Vec<Residency>,
+    #[serde(default)]
+    pub retries: Retries,
+    /// Fraction (0..=1) of healthy candidates below which panic mode starts; 0 = only
+    /// when none is healthy.
+    #[serde(default)]
+    pub panic_threshold: f64,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            steering: default_steering(),
+            geo: GeoMap::default(),
+            residency: Vec::new(),
+            retries: Retries::default(),
+            panic_threshold: 0.0,
+        }
+    }
+}
+
+fn default_steering() -> Steering {
+    Steering::Geo
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoMap {
+    /// ISO 3166-1 alpha-2 country code -> region.
+    #[serde(default)]
+    pub countries: BTreeMap<String, String>,
+    /// Two-letter continent code (AF AN AS EU NA OC SA) -> region.
+    #[serde(default)]
+    pub continents: BTreeMap<String, String>,
+    /// Region for clients matching neither; absent = the local region.
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenUnavailable {
+    Reject,
+    AllowOutside,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Residency {
+    pub name: String,
+    #[serde(default)]
+    pub continents: Vec<String>,
+    #[serde(default)]
+    pub countries: Vec<String>,
+    pub regions: Vec<String>,
+    #[serde(default)]
+    pub write_region: Option<String>,
+    #[serde(default = "default_when_unavailable")]
+    pub when_unavailable: WhenUnavailable,
+}
+
+fn default_when_unavailable() -> WhenUnavailable {
+    WhenUnavailable::Reject
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryMethods {
+    Idempotent,
+    All,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retries {
+    /// Total tries including the first.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// `connect_failure` and/or HTTP status codes.
+    #[serde(default = "default_retry_on")]
+    pub on: Vec<RetryOn>,
+    #[serde(default = "default_retry_methods")]
+    pub methods: RetryMethods,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            attempts: default_attempts(),
+            on: default_retry_on(),
+            methods: default_retry_methods(),
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    2
+}
+fn default_retry_on() -> Vec<RetryOn> {
+    vec![
+        RetryOn::ConnectFailure,
+        RetryOn::Status(502),
+        RetryOn::Status(503),
+        RetryOn::Status(504),
+    ]
+}
+fn default_retry_methods() -> RetryMethods {
+    RetryMethods::Idempotent
+}
+
+/// One retry condition: `connect_failure` or a status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RetryOn {
+    Status(u16),
+    #[serde(with = "connect_failure")]
+    ConnectFailure,
+}
+
+mod connect_failure {
+    use serde::{de::Error, Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "connect_failure" {
+            Ok(())
+        } else {
+            Err(D::Error::custom(format!(
+                "expected `connect_failure` or a status code, found `{s}`"
+            )))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    #[serde(default = "default_connect_timeout")]
+    pub connect: Duration,
+    /// Idle time allowed between reads from the origin.
+    #[serde(default = "default_read_timeout")]
+    pub read: Duration,
+    /// How long an unused pooled upstream connection is kept.
+    #[serde(default = "default_idle_timeout")]
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: default_connect_timeout(),
+            read: default_read_timeout(),
+            idle: default_idle_timeout(),
+        }
+    }
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shutdown {
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[serde(default = "default_grace")]
+    pub grace_period: Duration,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            grace_period: default_grace(),
+        }
+    }
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(5)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Writes {
+    /// Writes route like reads.
+    Any,
+    /// POST/PUT/PATCH/DELETE go to the write region.
+    WriteRegion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Affinity {
+    None,
+    Cookie,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    #[serde(default, rename = "match")]
+    pub matches: RouteMatch,
+    #[serde(default)]
+    pub writes: Option<Writes>,
+    #[serde(default)]
+    pub read_your_writes: Option<ReadYourWrites>,
+    #[serde(default)]
+    pub steering: Option<Steering>,
+    #[serde(default)]
+    pub affinity: Option<Affinity>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadYourWrites {
+    /// `auto` or a fixed duration.
+    pub window: RywWindow,
+    #[serde(default = "default_margin")]
+    pub margin: Duration,
+    #[serde(default = "default_ryw_max")]
+    pub max: Duration,
+}
+
+fn default_margin() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_ryw_max() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `auto` (from measured replication lag) or a fixed duration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RywWindow {
+    Auto,
+    Fixed(Duration),
+}
+
+impl<'de> Deserialize<'de> for RywWindow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "auto" {
+            return Ok(RywWindow::Auto);
+        }
+        s.parse::<Duration>()
+            .map(RywWindow::Fixed)
+            .map_err(|e| serde::de::Error::custom(format!("expected `auto` or {e}")))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shift {
+    pub name: String,
+    pub from: String,
+    pub to: String,
+    /// Final percent (0..=100) of `from`'s traffic moved to `to`.
+    pub percent: f64,
+    /// RFC 3339 timestamp.
+    pub start: String,
+    #[serde(default)]
+    pub ramp: Option<Duration>,
+    #[serde(default)]
+    pub abort_if: Option<AbortIf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortIf {
+    pub error_ratio_above: f64,
+    pub over: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sessions {
+    /// HMAC keys, one per line as `id:base64`; the first signs, all verify.
+    pub keys_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    #[serde(default)]
+    pub enabled: bool,
+    pub route53: Route53,
+    #[serde(default = "default_dns_interval")]
+    pub interval: Duration,
+    #[serde(default = "default_hold_down")]
+    pub hold_down: Duration,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+fn default_dns_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_hold_down() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route53 {
+    pub hosted_zone_id: String,
+    pub record_name: String,
+    #[serde(default = "default_record_type")]
+    pub record_type: String,
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    pub records: BTreeMap<String, DnsRecord>,
+}
+
+fn default_record_type() -> String {
+    "A".into()
+}
+fn default_ttl() -> u32 {
+    60
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsRecord {
+    pub set_identifier: String,
+    pub weight: u32,
+    #[serde(default)]
+    pub alias: Option<DnsAlias>,
+    #[serde(default)]
+    pub values: Vec<String>,
+    #[serde(default)]
+    pub health_check_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsAlias {
+    pub dns_name: String,
+    pub hosted_zone_id: String,
+    #[serde(default = "yes")]
+    pub evaluate_target_health: bool,
+}
