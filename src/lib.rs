@@ -1,4 +1,15 @@
 //! meridian: an edge L7 gateway that decides, per request, which region's origin serves it.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
+pub mod demo;
+pub mod geo;
+pub mod health;
+pub mod metrics;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod snapshot;
+pub mod state;
+pub mod state_doc;

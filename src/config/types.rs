@@ -493,7 +493,7 @@ pub enum Affinity {
     Cookie,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     #[serde(default, rename = "match")]

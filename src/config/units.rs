@@ -64,7 +64,8 @@ impl fmt::Display for Duration {
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = StringOrNumber::deserialize(d)?.0;
-        s.parse().map_err(|e| serde::de::Error::custom(format!("expected {e}")))
+        s.parse()
+            .map_err(|e| serde::de::Error::custom(format!("expected {e}")))
     }
 }
 
@@ -75,11 +76,9 @@ pub struct Percent(pub f64);
 impl<'de> Deserialize<'de> for Percent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = StringOrNumber::deserialize(d)?.0;
-        let n: f64 = s
-            .trim()
-            .trim_end_matches('%')
-            .parse()
-            .map_err(|_| serde::de::Error::custom(format!("expected a percentage like `10%`, found `{s}`")))?;
+        let n: f64 = s.trim().trim_end_matches('%').parse().map_err(|_| {
+            serde::de::Error::custom(format!("expected a percentage like `10%`, found `{s}`"))
+        })?;
         if !(0.0..=100.0).contains(&n) {
             return Err(serde::de::Error::custom(format!(
                 "expected a percentage between 0% and 100%, found `{s}`"
@@ -121,11 +120,15 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -144,7 +147,10 @@ impl FromStr for Cidr {
         let addr: IpAddr = addr.trim().parse().map_err(|_| bad("bad address"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().map_err(|_| bad("bad prefix length"))?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .map_err(|_| bad("bad prefix length"))?,
             None => max,
         };
         if prefix > max {
@@ -173,10 +179,16 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!("250ms".parse::<Duration>().unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            "250ms".parse::<Duration>().unwrap(),
+            Duration::from_millis(250)
+        );
         assert_eq!("5s".parse::<Duration>().unwrap(), Duration::from_secs(5));
         assert_eq!("10m".parse::<Duration>().unwrap(), Duration::from_secs(600));
-        assert_eq!("1.5s".parse::<Duration>().unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            "1.5s".parse::<Duration>().unwrap(),
+            Duration::from_millis(1500)
+        );
         for bad in ["", "5", "-5s", "5 parsecs", "s", "1e400s"] {
             assert!(bad.parse::<Duration>().is_err(), "{bad}");
         }

@@ -1,0 +1,118 @@
+//! Health state that outlives config snapshots: per-origin and per-region
+//! atomics, written by probers and live traffic, read by requests without locks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// Probe verdict of one origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ProbeState {
+    /// Not probed yet: not eligible (a new origin must pass once first).
+    Unknown = 0,
+    Healthy = 1,
+    /// Passing, at reduced weight.
+    Degraded = 2,
+    Unhealthy = 3,
+}
+
+impl ProbeState {
+    fn from_u8(v: u8) -> ProbeState {
+        match v {
+            1 => ProbeState::Healthy,
+            2 => ProbeState::Degraded,
+            3 => ProbeState::Unhealthy,
+            _ => ProbeState::Unknown,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeState::Unknown => "unknown",
+            ProbeState::Healthy => "healthy",
+            ProbeState::Degraded => "degraded",
+            ProbeState::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// Live state of one origin. Every field is an atomic so probers, traffic and
+/// readers never wait on each other.
+#[derive(Debug, Default)]
+pub struct OriginHealth {
+    state: AtomicU8,
+    /// Passive ejection: not eligible before this wall-clock time (unix ms).
+    pub ejected_until_ms: AtomicU64,
+    /// EWMA of round-trip latency in microseconds; 0 = no sample yet.
+    pub ewma_us: AtomicU32,
+    /// Requests in flight to this origin (for power-of-two-choices).
+    pub outstanding: AtomicU32,
+    /// Last replication lag reported by deep health; u32::MAX = none reported.
+    pub replication_lag_ms: AtomicU32,
+}
+
+impl OriginHealth {
+    pub fn new() -> OriginHealth {
+        let h = OriginHealth::default();
+        h.replication_lag_ms.store(u32::MAX, Relaxed);
+        h
+    }
+    pub fn state(&self) -> ProbeState {
+        ProbeState::from_u8(self.state.load(Relaxed))
+    }
+    pub fn set_state(&self, s: ProbeState) {
+        self.state.store(s as u8, Relaxed);
+    }
+    /// Eligible for traffic at `now_ms`: passed its probes and not ejected.
+    pub fn eligible(&self, now_ms: u64) -> bool {
+        matches!(self.state(), ProbeState::Healthy | ProbeState::Degraded)
+            && self.ejected_until_ms.load(Relaxed) <= now_ms
+    }
+    /// Folds one latency sample into the EWMA (weight 1/8 for the new sample).
+    pub fn observe_latency_us(&self, us: u32) {
+        let us = us.max(1);
+        let old = self.ewma_us.load(Relaxed);
+        let new = if old == 0 {
+            us
+        } else {
+            ((u64::from(old) * 7 + u64::from(us)) / 8) as u32
+        };
+        self.ewma_us.store(new.max(1), Relaxed);
+    }
+}
+
+/// Operator overrides and measurements per region.
+#[derive(Debug, Default)]
+pub struct RegionState {
+    /// Drained through the admin API: takes no new requests. Kept across reloads.
+    pub drained: AtomicBool,
+}
+
+/// Owner of all health state, keyed by identity so a new snapshot keeps the
+/// entries of the origins and regions it still has.
+#[derive(Debug, Default)]
+pub struct HealthRegistry {
+    origins: Mutex<HashMap<String, Arc<OriginHealth>>>,
+    regions: Mutex<HashMap<String, Arc<RegionState>>>,
+}
+
+impl HealthRegistry {
+    /// The entry for origin `key` (`region/address`), created on first use.
+    /// Only called while building a snapshot, never per request.
+    pub fn origin(&self, key: &str) -> Arc<OriginHealth> {
+        let mut m = self.origins.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(key.to_string())
+            .or_insert_with(|| Arc::new(OriginHealth::new()))
+            .clone()
+    }
+    /// The entry for region `name`, created on first use.
+    pub fn region(&self, name: &str) -> Arc<RegionState> {
+        let mut m = self.regions.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(name.to_string()).or_default().clone()
+    }
+    /// Forgets origins the current config no longer has (their probes have stopped).
+    pub fn retain_origins(&self, keep: &dyn Fn(&str) -> bool) {
+        let mut m = self.origins.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|k, _| keep(k));
+    }
+}

@@ -1,0 +1,228 @@
+//! The Prometheus registry and typed handles for every metric meridian exports
+//! (CONTRACT §8). Label values come only from the config (region and origin
+//! names) or from fixed enums in the code, never from the client, so the number
+//! of series is bounded by the config.
+
+use prometheus::{
+    exponential_buckets, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets: 0.5 ms to ~10 s.
+fn latency_buckets() -> Vec<f64> {
+    exponential_buckets(0.0005, 2.0, 15).unwrap_or_default()
+}
+
+/// All metric handles. Cheap to clone handles out of; lives as long as the process.
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_connect_failures: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub region_healthy: IntGaugeVec,
+    pub origin_healthy: IntGaugeVec,
+    pub region_weight_effective: GaugeVec,
+    pub region_latency: GaugeVec,
+    pub replication_lag: GaugeVec,
+    pub probe_duration: HistogramVec,
+    pub probe_failures: IntCounterVec,
+    pub write_tokens: IntCounterVec,
+    pub geo_lookups: IntCounterVec,
+    pub xff_malformed: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub config_info: IntGaugeVec,
+    pub shift_progress: GaugeVec,
+    pub dns_syncs: IntCounterVec,
+    pub dns_record_weight: IntGaugeVec,
+    pub build_info: IntGaugeVec,
+}
+
+fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let m = IntCounterVec::new(Opts::new(name, help).namespace("meridian"), labels)
+        .expect("metric definition is static and valid");
+    reg.register(Box::new(m.clone()))
+        .expect("each metric is registered once");
+    m
+}
+
+fn int_gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let m = IntGaugeVec::new(Opts::new(name, help).namespace("meridian"), labels)
+        .expect("metric definition is static and valid");
+    reg.register(Box::new(m.clone()))
+        .expect("each metric is registered once");
+    m
+}
+
+fn gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let m = GaugeVec::new(Opts::new(name, help).namespace("meridian"), labels)
+        .expect("metric definition is static and valid");
+    reg.register(Box::new(m.clone()))
+        .expect("each metric is registered once");
+    m
+}
+
+fn histogram(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let m = HistogramVec::new(
+        HistogramOpts::new(name, help)
+            .namespace("meridian")
+            .buckets(latency_buckets()),
+        labels,
+    )
+    .expect("metric definition is static and valid");
+    reg.register(Box::new(m.clone()))
+        .expect("each metric is registered once");
+    m
+}
+
+impl Metrics {
+    /// Creates and registers every metric, plus the process collector.
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = r.register(Box::new(pc));
+        }
+        let m = Metrics {
+            requests: counter(
+                &r,
+                "requests_total",
+                "Requests answered, by serving region, decision, request class and status class.",
+                &["region", "decision", "class", "status_class"],
+            ),
+            request_duration: histogram(
+                &r,
+                "request_duration_seconds",
+                "Time from request received to response finished, by serving region.",
+                &["region"],
+            ),
+            upstream_connect_failures: counter(
+                &r,
+                "upstream_connect_failures_total",
+                "Failed connection attempts to origins.",
+                &["region", "origin"],
+            ),
+            retries: counter(
+                &r,
+                "retries_total",
+                "Requests retried on another origin or region.",
+                &["from", "to", "reason"],
+            ),
+            region_healthy: int_gauge(
+                &r,
+                "region_healthy",
+                "1 while the region has enough healthy origins.",
+                &["region"],
+            ),
+            origin_healthy: int_gauge(
+                &r,
+                "origin_healthy",
+                "1 while the origin passes its probes and is not ejected.",
+                &["region", "origin"],
+            ),
+            region_weight_effective: gauge(
+                &r,
+                "region_weight_effective",
+                "Configured weight after dial, health and degraded factor.",
+                &["region"],
+            ),
+            region_latency: gauge(
+                &r,
+                "region_latency_seconds",
+                "EWMA of measured origin latency per region.",
+                &["region"],
+            ),
+            replication_lag: gauge(
+                &r,
+                "replication_lag_seconds",
+                "Replication lag reported by the region's deep health.",
+                &["region"],
+            ),
+            probe_duration: histogram(
+                &r,
+                "probe_duration_seconds",
+                "Health probe round-trip time.",
+                &["region", "origin"],
+            ),
+            probe_failures: counter(
+                &r,
+                "probe_failures_total",
+                "Failed health probes by reason.",
+                &["region", "origin", "reason"],
+            ),
+            write_tokens: counter(
+                &r,
+                "write_tokens_total",
+                "Write tokens issued and checked, by outcome.",
+                &["outcome"],
+            ),
+            geo_lookups: counter(
+                &r,
+                "geo_lookups_total",
+                "GeoIP lookups by result.",
+                &["result"],
+            ),
+            xff_malformed: counter(
+                &r,
+                "xff_malformed_total",
+                "Malformed X-Forwarded-For entries skipped.",
+                &["header"],
+            ),
+            config_reloads: counter(
+                &r,
+                "config_reloads_total",
+                "Config loads and reloads by result.",
+                &["result"],
+            ),
+            config_info: int_gauge(
+                &r,
+                "config_info",
+                "1 for the sha256 of the config in service.",
+                &["sha256"],
+            ),
+            shift_progress: gauge(
+                &r,
+                "shift_progress_ratio",
+                "Fraction of the shift's traffic currently moved.",
+                &["shift"],
+            ),
+            dns_syncs: counter(
+                &r,
+                "dns_syncs_total",
+                "Route 53 reconciliations by result.",
+                &["result"],
+            ),
+            dns_record_weight: int_gauge(
+                &r,
+                "dns_record_weight",
+                "Weight last written to or read from the region's Route 53 record.",
+                &["region"],
+            ),
+            build_info: int_gauge(
+                &r,
+                "build_info",
+                "Always 1; the version label names the build.",
+                &["version"],
+            ),
+            registry: r,
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        m
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

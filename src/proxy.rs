@@ -1,0 +1,389 @@
+//! The Pingora glue: gather the request's facts, ask `decide`, carry the
+//! decision out (peer, retries across origins and regions, headers), record it.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{ErrorSource, ErrorType};
+
+use crate::routing::{self, Decision, LiveHealth, RequestFacts};
+use crate::snapshot::{RegionIdx, Snapshot};
+use crate::state::{now_ms, Shared};
+
+/// The proxy service: one per process, shared by all listeners.
+pub struct Proxy {
+    pub shared: Arc<Shared>,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    snap: Option<Arc<Snapshot>>,
+    decision: Option<Decision>,
+    started: Instant,
+    /// Index into the decision's order of the region being tried.
+    region_pos: usize,
+    /// Origins of the current region already tried (bit per origin).
+    tried: u64,
+    /// Tries made so far.
+    attempts: u32,
+    /// Region and origin of the current try.
+    current: Option<(RegionIdx, usize)>,
+    client_ip: Option<IpAddr>,
+    country: &'static str,
+    request_id: Option<String>,
+    is_write: bool,
+    tls: bool,
+    /// The origin's outstanding counter was raised and must be lowered.
+    outstanding: bool,
+}
+
+impl Ctx {
+    fn snap(&self) -> &Snapshot {
+        self.snap
+            .as_deref()
+            .expect("snapshot loaded in request_filter")
+    }
+}
+
+/// `POST PUT PATCH DELETE`: what a route's `writes: write_region` sends to the write region.
+fn is_write_method(m: &http::Method) -> bool {
+    matches!(
+        *m,
+        http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE
+    )
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+/// A request id: the client's when it is short and printable, else a new random one.
+fn request_id(given: Option<&[u8]>) -> String {
+    match given {
+        Some(v) if !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()) => {
+            String::from_utf8_lossy(v).into_owned()
+        }
+        _ => format!("{:032x}", rand::random::<u128>()),
+    }
+}
+
+/// Writes a gateway-made JSON error (CONTRACT §4).
+async fn respond_json(session: &mut Session, status: u16, error: &str, detail: &str) -> Result<()> {
+    let body = serde_json::json!({ "error": error, "detail": detail }).to_string();
+    let mut resp = ResponseHeader::build(status, Some(3))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await
+}
+
+impl Proxy {
+    /// Next (region, origin) to try, or None when the decision's order is used up.
+    fn next_target(&self, ctx: &mut Ctx) -> Option<(RegionIdx, usize)> {
+        let snap = ctx.snap.clone()?;
+        let order = &ctx.decision.as_ref()?.order;
+        let health = LiveHealth {
+            snap: &snap,
+            now_ms: now_ms(),
+        };
+        let mut rng = rand::thread_rng();
+        while ctx.region_pos < order.len() {
+            let r = order[ctx.region_pos];
+            if let Some(o) = routing::pick_origin(&snap, &health, r, ctx.tried, &mut rng) {
+                return Some((r, o));
+            }
+            ctx.region_pos += 1;
+            ctx.tried = 0;
+        }
+        None
+    }
+
+    fn release_outstanding(&self, ctx: &mut Ctx) {
+        if ctx.outstanding {
+            if let Some((r, o)) = ctx.current {
+                ctx.snap().regions[r].origins[o]
+                    .health
+                    .outstanding
+                    .fetch_sub(1, Relaxed);
+            }
+            ctx.outstanding = false;
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            snap: None,
+            decision: None,
+            started: Instant::now(),
+            region_pos: 0,
+            tried: 0,
+            attempts: 0,
+            current: None,
+            client_ip: None,
+            country: "",
+            request_id: None,
+            is_write: false,
+            tls: false,
+            outstanding: false,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let snap = self.shared.snapshot.load_full();
+        let req = session.req_header();
+        let peer_ip = match session.client_addr() {
+            Some(PSocketAddr::Inet(a)) => a.ip().to_canonical(),
+            _ => IpAddr::from([127, 0, 0, 1]),
+        };
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        ctx.client_ip = Some(peer_ip);
+        ctx.is_write = is_write_method(&req.method);
+        ctx.request_id = Some(request_id(
+            req.headers.get("x-request-id").map(|v| v.as_bytes()),
+        ));
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.host())
+            .unwrap_or("");
+        let host = host.rsplit_once(':').map_or(host, |(h, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        });
+        let facts = RequestFacts {
+            host,
+            path: req.uri.path(),
+            is_write: ctx.is_write,
+            now_ms: now_ms(),
+            ..RequestFacts::default()
+        };
+        let health = LiveHealth {
+            snap: &snap,
+            now_ms: facts.now_ms,
+        };
+        let decision = routing::decide(&snap, &health, &facts, &mut rand::thread_rng());
+        let rejected = decision.rejected();
+        ctx.decision = Some(decision);
+        ctx.snap = Some(snap);
+        if rejected {
+            respond_json(
+                session,
+                503,
+                "no_healthy_region",
+                "no region your data may be served from is available",
+            )
+            .await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        self.release_outstanding(ctx);
+        let Some((r, o)) = self.next_target(ctx) else {
+            return Err(Error::explain(
+                ErrorType::ConnectNoRoute,
+                "no origin left to try",
+            ));
+        };
+        ctx.tried |= 1 << o;
+        ctx.attempts += 1;
+        ctx.current = Some((r, o));
+        ctx.outstanding = true;
+        let snap = ctx.snap();
+        let origin = &snap.regions[r].origins[o];
+        origin.health.outstanding.fetch_add(1, Relaxed);
+        let t = &snap.config.timeouts;
+        let mut peer = HttpPeer::new(origin.socket, origin.tls, origin.sni.clone());
+        peer.options.connection_timeout = Some(t.connect.get());
+        peer.options.read_timeout = Some(t.read.get());
+        peer.options.idle_timeout = Some(t.idle.get());
+        if !origin.verify {
+            peer.options.verify_cert = false;
+            peer.options.verify_hostname = false;
+        }
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let snap = ctx.snap();
+        let (r, o) = ctx.current.expect("upstream_peer chose a target");
+        let origin = &snap.regions[r].origins[o];
+        let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        // Append the peer to any X-Forwarded-For the client sent (one header, comma-joined).
+        let xff = match upstream.headers.get("x-forwarded-for") {
+            Some(prev) => format!("{}, {client}", String::from_utf8_lossy(prev.as_bytes())),
+            None => client,
+        };
+        upstream.insert_header("x-forwarded-for", xff)?;
+        upstream.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
+        if let Some(host) = session
+            .req_header()
+            .headers
+            .get(http::header::HOST)
+            .cloned()
+        {
+            upstream.insert_header("x-forwarded-host", host)?;
+        }
+        if let Some(id) = &ctx.request_id {
+            upstream.insert_header("x-request-id", id.as_str())?;
+        }
+        upstream.insert_header(
+            "x-meridian-client-country",
+            if ctx.country.is_empty() {
+                "XX"
+            } else {
+                ctx.country
+            },
+        )?;
+        upstream.insert_header(
+            "x-meridian-edge-region",
+            snap.regions[snap.local_region].name.as_str(),
+        )?;
+        if let Some(h) = &origin.host_header {
+            upstream.insert_header(http::header::HOST, h.as_str())?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let snap = ctx.snap();
+        if let Some((r, _)) = ctx.current {
+            resp.insert_header("x-meridian-region", snap.regions[r].name.as_str())?;
+        }
+        if snap.config.debug_headers {
+            if let Some(d) = &ctx.decision {
+                resp.insert_header("x-meridian-decision", d.reasons.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some((r, o)) = ctx.current {
+            let snap = ctx.snap();
+            let region = &snap.regions[r];
+            self.shared
+                .metrics
+                .upstream_connect_failures
+                .with_label_values(&[&region.name, &region.origins[o].address])
+                .inc();
+        }
+        // Nothing was sent yet, so any request may go elsewhere.
+        let max = ctx.snap().config.routing.retries.attempts;
+        if ctx.attempts < max {
+            e.set_retry(true);
+            let from = ctx.current.map(|(r, _)| r);
+            let before = (ctx.region_pos, ctx.tried);
+            if let Some((to, _)) = self.next_target(ctx) {
+                let snap = ctx.snap();
+                let name = |r: Option<RegionIdx>| r.map_or("", |r| snap.regions[r].name.as_str());
+                self.shared
+                    .metrics
+                    .retries
+                    .with_label_values(&[name(from), name(Some(to)), "connect_failure"])
+                    .inc();
+            }
+            (ctx.region_pos, ctx.tried) = before;
+        }
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
+        let (code, error) = match e.etype() {
+            ErrorType::HTTPStatus(code) => (*code, ""),
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                (504, "upstream_timeout")
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream | ErrorSource::Internal => (502, "upstream_unreachable"),
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        (0, "")
+                    }
+                    _ => (400, ""),
+                },
+                ErrorSource::Unset => (500, ""),
+            },
+        };
+        // Only possible while nothing of the response went out yet.
+        if code > 0 && session.response_written().is_none() {
+            let res = if error.is_empty() {
+                session.respond_error(code).await
+            } else {
+                respond_json(session, code, error, &e.etype().as_str().to_string()).await
+            };
+            if let Err(we) = res {
+                tracing::debug!("could not send error response: {we}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        self.release_outstanding(ctx);
+        let Some(snap) = ctx.snap.as_deref() else {
+            return;
+        };
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let region = ctx
+            .current
+            .map_or("none", |(r, _)| snap.regions[r].name.as_str());
+        let decision = ctx.decision.as_ref().map_or("none", |d| d.reasons.label());
+        let class = if ctx.is_write { "write" } else { "read" };
+        let m = &self.shared.metrics;
+        m.requests
+            .with_label_values(&[region, decision, class, status_class(status)])
+            .inc();
+        m.request_duration
+            .with_label_values(&[region])
+            .observe(ctx.started.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,106 @@
+//! Why a request went where it went: a small set of reasons, kept as bits.
+
+use std::fmt;
+
+/// One reason (CONTRACT §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reason {
+    Write,
+    ReadYourWrites,
+    Affinity,
+    Geo,
+    Latency,
+    Proximity,
+    Weighted,
+    Shift,
+    Failover,
+    Panic,
+    ResidencyReject,
+}
+
+const ALL: [Reason; 11] = [
+    Reason::Write,
+    Reason::ReadYourWrites,
+    Reason::Affinity,
+    Reason::Geo,
+    Reason::Latency,
+    Reason::Proximity,
+    Reason::Weighted,
+    Reason::Shift,
+    Reason::Failover,
+    Reason::Panic,
+    Reason::ResidencyReject,
+];
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Write => "write",
+            Reason::ReadYourWrites => "read_your_writes",
+            Reason::Affinity => "affinity",
+            Reason::Geo => "geo",
+            Reason::Latency => "latency",
+            Reason::Proximity => "proximity",
+            Reason::Weighted => "weighted",
+            Reason::Shift => "shift",
+            Reason::Failover => "failover",
+            Reason::Panic => "panic",
+            Reason::ResidencyReject => "residency_reject",
+        }
+    }
+}
+
+/// A set of reasons; iterates (and prints) in the fixed order above, so the
+/// primary reason comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reasons(u16);
+
+impl Reasons {
+    pub fn only(r: Reason) -> Reasons {
+        Reasons(1 << r as u8)
+    }
+    pub fn add(&mut self, r: Reason) {
+        self.0 |= 1 << r as u8;
+    }
+    pub fn contains(self, r: Reason) -> bool {
+        self.0 & (1 << r as u8) != 0
+    }
+    pub fn iter(self) -> impl Iterator<Item = Reason> {
+        ALL.into_iter().filter(move |r| self.contains(*r))
+    }
+    /// The one reason that says most about the outcome: the `decision` metric label.
+    /// Exceptional outcomes (reject, panic, failover, shift) win over the steering that
+    /// would have applied.
+    pub fn label(self) -> &'static str {
+        const PRIORITY: [Reason; 11] = [
+            Reason::ResidencyReject,
+            Reason::Panic,
+            Reason::Write,
+            Reason::ReadYourWrites,
+            Reason::Affinity,
+            Reason::Failover,
+            Reason::Shift,
+            Reason::Geo,
+            Reason::Latency,
+            Reason::Proximity,
+            Reason::Weighted,
+        ];
+        PRIORITY
+            .into_iter()
+            .find(|r| self.contains(*r))
+            .map_or("none", Reason::as_str)
+    }
+}
+
+impl fmt::Display for Reasons {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(r.as_str())?;
+        }
+        Ok(())
+    }
+}

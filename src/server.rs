@@ -1,0 +1,131 @@
+//! `meridian run`: assembles the Pingora server (proxy listeners), the admin
+//! listener and the signal handling, then serves until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
+use pingora::proxy::ProxyServiceBuilder;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+
+use crate::proxy::Proxy;
+use crate::state::Shared;
+
+/// Runs the gateway with the config at `path` until a shutdown signal.
+pub fn run(path: PathBuf) -> anyhow::Result<()> {
+    let shared = Shared::load(path.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("cannot start with {}", path.display()))?;
+    run_with(shared)
+}
+
+/// Runs the gateway around already-loaded shared state (the demo uses this too).
+pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
+    let snap = shared.snapshot.load_full();
+    let cfg = &snap.config;
+    let admin = std::net::TcpListener::bind(cfg.admin.address)
+        .with_context(|| format!("admin.address {}", cfg.admin.address))?;
+    // Fail early and clearly when a proxy port is taken, before Pingora starts.
+    for l in &cfg.listeners {
+        drop(
+            std::net::TcpListener::bind(l.address)
+                .with_context(|| format!("listeners: cannot bind {}", l.address))?,
+        );
+    }
+
+    let mut conf = ServerConf {
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        grace_period_seconds: Some(cfg.shutdown.grace_period.get().as_secs_f64().ceil() as u64),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upstream_keepalive_pool_size: 1024,
+        ..ServerConf::default()
+    };
+    if let Ok(t) = std::env::var("MERIDIAN_THREADS") {
+        conf.threads = t.parse().context("MERIDIAN_THREADS")?;
+    }
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut opts = HttpServerOptions::default();
+    opts.h2c = true;
+    let mut proxy = ProxyServiceBuilder::new(
+        &server.configuration,
+        Proxy {
+            shared: shared.clone(),
+        },
+    )
+    .name("meridian proxy")
+    .server_options(opts)
+    .build();
+    for l in &cfg.listeners {
+        proxy.add_tcp(&l.address.to_string());
+    }
+    server.add_service(proxy);
+    server.add_service(background_service(
+        "admin",
+        AdminService {
+            listener: Mutex::new(Some(admin)),
+            shared: shared.clone(),
+        },
+    ));
+    // Probing arrives with the health service; until then a loaded config is ready.
+    shared.mark_probed();
+    tracing::info!(
+        sha256 = %snap.sha256,
+        listeners = ?cfg.listeners.iter().map(|l| l.address).collect::<Vec<_>>(),
+        admin = %cfg.admin.address,
+        "meridian serving"
+    );
+    drop(snap);
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals { shared }),
+    });
+    Ok(())
+}
+
+struct AdminService {
+    listener: Mutex<Option<std::net::TcpListener>>,
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for AdminService {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        // Keeps answering through the grace period, so /readyz can say 503 while
+        // in-flight requests finish; it ends with the process.
+        let listener = self.listener.lock().ok().and_then(|mut l| l.take());
+        if let Some(l) = listener {
+            crate::admin::serve(l, self.shared.clone()).await;
+        }
+    }
+}
+
+/// SIGTERM and SIGINT both shut down gracefully: readiness drops first, then
+/// listeners close and in-flight requests get the grace period.
+struct Signals {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers; shutting down");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
+        self.shared.begin_shutdown();
+        ShutdownSignal::GracefulTerminate
+    }
+}

@@ -1,0 +1,364 @@
+//! `Config -> Snapshot`: the compiled, immutable routing table that one request
+//! reads from start to end. Reload builds a new one and swaps it in whole.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
+use crate::geo::{Continent, Country};
+use crate::health::{HealthRegistry, OriginHealth, RegionState};
+
+/// Index of a region in [`Snapshot::regions`] (sorted by name).
+pub type RegionIdx = usize;
+
+/// At most this many regions, so a set of regions fits in one `u64`.
+pub const MAX_REGIONS: usize = 64;
+
+/// A set of regions as a bitmask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RegionSet(pub u64);
+
+impl RegionSet {
+    pub fn all(n: usize) -> RegionSet {
+        RegionSet(if n >= 64 { u64::MAX } else { (1u64 << n) - 1 })
+    }
+    pub fn contains(self, r: RegionIdx) -> bool {
+        r < 64 && self.0 & (1 << r) != 0
+    }
+    pub fn insert(&mut self, r: RegionIdx) {
+        self.0 |= 1 << r;
+    }
+    pub fn iter(self) -> impl Iterator<Item = RegionIdx> {
+        (0..64).filter(move |r| self.0 & (1u64 << r) != 0)
+    }
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// One origin, resolved.
+#[derive(Debug)]
+pub struct OriginEntry {
+    /// `region/address`: the identity health state is keyed by.
+    pub key: String,
+    /// As written in the config (label in metrics and state).
+    pub address: String,
+    pub socket: SocketAddr,
+    pub tls: bool,
+    pub sni: String,
+    pub verify: bool,
+    pub host_header: Option<String>,
+    pub health: Arc<OriginHealth>,
+}
+
+/// One region of the snapshot.
+#[derive(Debug)]
+pub struct RegionEntry {
+    pub name: String,
+    pub location: Option<(f64, f64)>,
+    pub weight: u32,
+    /// Percent kept, 0..=100.
+    pub dial: u32,
+    pub origins: Vec<OriginEntry>,
+    pub state: Arc<RegionState>,
+}
+
+/// A compiled residency group.
+#[derive(Debug)]
+pub struct ResidencyGroup {
+    pub name: String,
+    pub countries: Vec<Country>,
+    pub continents: Vec<Continent>,
+    pub regions: RegionSet,
+    pub write_region: Option<RegionIdx>,
+    pub reject: bool,
+}
+
+impl ResidencyGroup {
+    pub fn matches(&self, country: Option<Country>, continent: Option<Continent>) -> bool {
+        country.is_some_and(|c| self.countries.contains(&c))
+            || continent.is_some_and(|c| self.continents.contains(&c))
+    }
+}
+
+/// How long a write pins the client's reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Window {
+    Fixed(Duration),
+    /// Largest reported replication lag + margin, within [margin, max].
+    Auto {
+        margin: Duration,
+        max: Duration,
+    },
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// Lower-cased host to match exactly; None = any.
+    pub host: Option<String>,
+    pub path_prefix: String,
+    pub writes_to_write_region: bool,
+    pub read_your_writes: Option<Window>,
+    pub steering: Steering,
+    pub affinity: bool,
+}
+
+impl Route {
+    pub fn matches(&self, host: &str, path: &str) -> bool {
+        self.host
+            .as_deref()
+            .is_none_or(|h| host.eq_ignore_ascii_case(h))
+            && path.starts_with(&self.path_prefix)
+    }
+}
+
+/// A compiled gradual shift.
+#[derive(Debug, Clone)]
+pub struct Shift {
+    pub name: String,
+    pub from: RegionIdx,
+    pub to: RegionIdx,
+    /// Final fraction 0..=1.
+    pub fraction: f64,
+    pub start_ms: u64,
+    pub ramp_ms: u64,
+}
+
+impl Shift {
+    /// Fraction of `from`'s traffic moved at wall-clock `now_ms`: 0 before start,
+    /// linear over the ramp, then the final fraction.
+    pub fn fraction_at(&self, now_ms: u64) -> f64 {
+        if now_ms < self.start_ms {
+            0.0
+        } else if self.ramp_ms == 0 || now_ms >= self.start_ms + self.ramp_ms {
+            self.fraction
+        } else {
+            self.fraction * (now_ms - self.start_ms) as f64 / self.ramp_ms as f64
+        }
+    }
+}
+
+/// The immutable, compiled config.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub sha256: String,
+    pub loaded_at: SystemTime,
+    pub config: config::Config,
+    pub local_region: RegionIdx,
+    pub regions: Vec<RegionEntry>,
+    pub write_region: Option<RegionIdx>,
+    pub geo_countries: HashMap<Country, RegionIdx>,
+    pub geo_continents: Vec<(Continent, RegionIdx)>,
+    pub geo_default: RegionIdx,
+    pub residency: Vec<ResidencyGroup>,
+    pub routes: Vec<Route>,
+    pub shifts: Vec<Shift>,
+    pub degraded_factor: f64,
+    pub panic_threshold: f64,
+    pub min_healthy_origins: u32,
+}
+
+/// A snapshot that could not be built (a name that does not resolve, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct BuildError {
+    pub path: String,
+    pub message: String,
+}
+
+impl Snapshot {
+    /// Compiles a validated config. Health entries come from `registry`, so
+    /// origins that stay across a reload keep their state.
+    pub fn build(loaded: &Loaded, registry: &HealthRegistry) -> Result<Snapshot, Vec<BuildError>> {
+        let c = &loaded.config;
+        let mut errors = Vec::new();
+        let names: Vec<&String> = c.regions.keys().collect();
+        if names.len() > MAX_REGIONS {
+            errors.push(BuildError {
+                path: "regions".into(),
+                message: format!("at most {MAX_REGIONS} regions are supported"),
+            });
+            return Err(errors);
+        }
+        let idx = |name: &str| names.iter().position(|n| n.as_str() == name);
+        let mut regions = Vec::with_capacity(names.len());
+        for (name, r) in &c.regions {
+            let mut origins = Vec::new();
+            for (i, o) in r.origins.iter().enumerate() {
+                let socket = match o.address.to_socket_addrs().map(|mut a| a.next()) {
+                    Ok(Some(s)) => s,
+                    Ok(None) | Err(_) => {
+                        errors.push(BuildError {
+                            path: format!("regions.{name}.origins[{i}].address"),
+                            message: format!("cannot resolve `{}`", o.address),
+                        });
+                        continue;
+                    }
+                };
+                let key = format!("{name}/{}", o.address);
+                let host = o.address.rsplit_once(':').map_or(&*o.address, |(h, _)| h);
+                let sni = o
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.sni.clone())
+                    .or_else(|| o.host_header.clone())
+                    .unwrap_or_else(|| host.trim_matches(['[', ']']).to_string());
+                origins.push(OriginEntry {
+                    health: registry.origin(&key),
+                    key,
+                    address: o.address.clone(),
+                    socket,
+                    tls: o.tls.is_some(),
+                    verify: o.tls.as_ref().is_none_or(|t| t.verify),
+                    sni,
+                    host_header: o.host_header.clone(),
+                });
+            }
+            regions.push(RegionEntry {
+                name: name.clone(),
+                location: r.location.map(|l| (l.lat, l.lon)),
+                weight: r.weight,
+                dial: r.traffic_dial.min(100),
+                origins,
+                state: registry.region(name),
+            });
+        }
+        // Validation guarantees these names exist; a miss here is a bug, reported not panicked.
+        let mut need = |path: &str, name: &str| -> RegionIdx {
+            idx(name).unwrap_or_else(|| {
+                errors.push(BuildError {
+                    path: path.into(),
+                    message: format!("unknown region `{name}`"),
+                });
+                0
+            })
+        };
+        let local_region = need("local_region", &c.local_region);
+        let write_region = c.write_region.as_deref().map(|w| need("write_region", w));
+        let mut geo_countries = HashMap::new();
+        for (code, region) in &c.routing.geo.countries {
+            let r = need(&format!("routing.geo.countries.{code}"), region);
+            if let Some(country) = Country::parse(code) {
+                geo_countries.insert(country, r);
+            }
+        }
+        let mut geo_continents = Vec::new();
+        for (code, region) in &c.routing.geo.continents {
+            let r = need(&format!("routing.geo.continents.{code}"), region);
+            if let Some(cont) = Continent::parse(code) {
+                geo_continents.push((cont, r));
+            }
+        }
+        let geo_default = match &c.routing.geo.default {
+            Some(d) => need("routing.geo.default", d),
+            None => local_region,
+        };
+        let mut residency = Vec::new();
+        for (i, g) in c.routing.residency.iter().enumerate() {
+            let mut set = RegionSet::default();
+            for (j, r) in g.regions.iter().enumerate() {
+                set.insert(need(&format!("routing.residency[{i}].regions[{j}]"), r));
+            }
+            residency.push(ResidencyGroup {
+                name: g.name.clone(),
+                countries: g
+                    .countries
+                    .iter()
+                    .filter_map(|c| Country::parse(c))
+                    .collect(),
+                continents: g
+                    .continents
+                    .iter()
+                    .filter_map(|c| Continent::parse(c))
+                    .collect(),
+                regions: set,
+                write_region: g
+                    .write_region
+                    .as_deref()
+                    .map(|w| need(&format!("routing.residency[{i}].write_region"), w)),
+                reject: g.when_unavailable == WhenUnavailable::Reject,
+            });
+        }
+        let mut shifts = Vec::new();
+        for (i, s) in c.shifts.iter().enumerate() {
+            shifts.push(Shift {
+                name: s.name.clone(),
+                from: need(&format!("shifts[{i}].from"), &s.from),
+                to: need(&format!("shifts[{i}].to"), &s.to),
+                fraction: (s.percent / 100.0).clamp(0.0, 1.0),
+                start_ms: shift_start_ms(s),
+                ramp_ms: s.ramp.map_or(0, |r| r.get().as_millis() as u64),
+            });
+        }
+        let mut routes: Vec<Route> = c
+            .routes
+            .iter()
+            .map(|r| compile_route(r, c.routing.steering))
+            .collect();
+        // Requests no route matches get the defaults, so matching always finds one.
+        if !routes
+            .last()
+            .is_some_and(|r| r.host.is_none() && r.path_prefix == "/")
+        {
+            routes.push(compile_route(&config::Route::default(), c.routing.steering));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Snapshot {
+            sha256: loaded.sha256.clone(),
+            loaded_at: SystemTime::now(),
+            config: c.clone(),
+            local_region,
+            regions,
+            write_region,
+            geo_countries,
+            geo_continents,
+            geo_default,
+            residency,
+            routes,
+            shifts,
+            degraded_factor: c.health.degraded_weight_factor.clamp(0.0, 1.0),
+            panic_threshold: c.routing.panic_threshold.clamp(0.0, 1.0),
+            min_healthy_origins: c.health.min_healthy_origins.max(1),
+        })
+    }
+
+    /// Index of the region called `name`.
+    pub fn region_idx(&self, name: &str) -> Option<RegionIdx> {
+        self.regions.iter().position(|r| r.name == name)
+    }
+
+    /// All regions as a set.
+    pub fn all_regions(&self) -> RegionSet {
+        RegionSet::all(self.regions.len())
+    }
+}
+
+fn compile_route(r: &config::Route, default_steering: Steering) -> Route {
+    Route {
+        host: r.matches.host.as_ref().map(|h| h.to_ascii_lowercase()),
+        path_prefix: r.matches.path_prefix.clone().unwrap_or_else(|| "/".into()),
+        writes_to_write_region: r.writes == Some(Writes::WriteRegion),
+        read_your_writes: r.read_your_writes.as_ref().map(|w| match w.window {
+            RywWindow::Fixed(d) => Window::Fixed(d.get()),
+            RywWindow::Auto => Window::Auto {
+                margin: w.margin.get(),
+                max: w.max.get(),
+            },
+        }),
+        steering: r.steering.unwrap_or(default_steering),
+        affinity: r.affinity == Some(Affinity::Cookie),
+    }
+}
+
+// Until the config branch lands its RFC 3339 timestamp type.
+fn shift_start_ms(_s: &config::Shift) -> u64 {
+    0
+}

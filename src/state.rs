@@ -1,0 +1,101 @@
+//! What the running gateway's parts share: the snapshot holder, health state,
+//! metrics and the readiness latches. Nothing else is shared.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+
+use crate::config::{self, ConfigError};
+use crate::health::HealthRegistry;
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+
+/// Shared state of one gateway process.
+pub struct Shared {
+    /// The one swap point for everything the config defines.
+    pub snapshot: ArcSwap<Snapshot>,
+    pub health: HealthRegistry,
+    pub metrics: Metrics,
+    pub config_path: PathBuf,
+    /// Set once every origin was probed once (or probing is not configured).
+    probed: AtomicBool,
+    /// Set on SIGTERM/SIGINT: /readyz answers 503 from then on.
+    shutting_down: AtomicBool,
+    /// Last reload error, cleared by a good reload.
+    pub last_reload_error: Mutex<Option<String>>,
+}
+
+/// Why a config could not be loaded, every problem as one line.
+#[derive(Debug)]
+pub struct LoadFailure(pub Vec<String>);
+
+impl std::fmt::Display for LoadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for LoadFailure {}
+
+impl Shared {
+    /// Loads the config at `path` and builds the first snapshot.
+    pub fn load(path: PathBuf) -> Result<Arc<Shared>, LoadFailure> {
+        let health = HealthRegistry::default();
+        let metrics = Metrics::new();
+        let snap = build_snapshot(&path, &health)?;
+        metrics.config_reloads.with_label_values(&["ok"]).inc();
+        metrics
+            .config_info
+            .with_label_values(&[&snap.sha256])
+            .set(1);
+        Ok(Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snap),
+            health,
+            metrics,
+            config_path: path,
+            probed: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            last_reload_error: Mutex::new(None),
+        }))
+    }
+
+    /// Ready: a config is loaded, every origin was probed once, not shutting down.
+    pub fn ready(&self) -> bool {
+        self.probed.load(Ordering::Acquire) && !self.shutting_down.load(Ordering::Acquire)
+    }
+    pub fn mark_probed(&self) {
+        self.probed.store(true, Ordering::Release);
+    }
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// Reads, validates and compiles the config at `path`.
+pub fn build_snapshot(
+    path: &std::path::Path,
+    health: &HealthRegistry,
+) -> Result<Snapshot, LoadFailure> {
+    let loaded = config::load(path)
+        .map_err(|errs| LoadFailure(errs.iter().map(ConfigError::to_string).collect()))?;
+    Snapshot::build(&loaded, health).map_err(|errs| {
+        LoadFailure(
+            errs.iter()
+                .map(|e| format!("{}: {e}", path.display()))
+                .collect(),
+        )
+    })
+}
+
+/// Wall-clock time in unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,81 @@
+//! The `/admin/state` document: what an operator needs to see at a glance.
+
+use std::time::UNIX_EPOCH;
+
+use serde_json::{json, Value};
+
+use crate::routing::{HealthView, LiveHealth, RegionHealth};
+use crate::state::{now_ms, Shared};
+
+/// Builds the state document from the snapshot in service and live health.
+pub fn state(shared: &Shared) -> Value {
+    let snap = shared.snapshot.load();
+    let now = now_ms();
+    let view = LiveHealth {
+        snap: &snap,
+        now_ms: now,
+    };
+    let regions: serde_json::Map<String, Value> = snap
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let s = view.region(i);
+            let origins: Vec<Value> = r
+                .origins
+                .iter()
+                .map(|o| {
+                    json!({
+                        "address": o.address,
+                        "probe_state": o.health.state().as_str(),
+                        "eligible": o.health.eligible(now),
+                        "latency_ms": f64::from(o.health.ewma_us.load(std::sync::atomic::Ordering::Relaxed)) / 1000.0,
+                        "outstanding": o.health.outstanding.load(std::sync::atomic::Ordering::Relaxed),
+                    })
+                })
+                .collect();
+            let health = match s.health {
+                RegionHealth::Healthy => "healthy",
+                RegionHealth::Degraded => "degraded",
+                RegionHealth::Unhealthy => "unhealthy",
+            };
+            (
+                r.name.clone(),
+                json!({
+                    "weight": r.weight,
+                    "traffic_dial": r.dial,
+                    "drained": s.drained,
+                    "health": health,
+                    "latency_ms": f64::from(s.latency_us) / 1000.0,
+                    "origins": origins,
+                }),
+            )
+        })
+        .collect();
+    let loaded_ms = snap
+        .loaded_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let last_error = shared
+        .last_reload_error
+        .lock()
+        .map(|e| e.clone())
+        .unwrap_or_default();
+    json!({
+        "config": {
+            "path": shared.config_path.display().to_string(),
+            "sha256": snap.sha256,
+            "loaded_at_unix_ms": loaded_ms,
+            "last_reload_error": last_error,
+        },
+        "local_region": snap.regions[snap.local_region].name,
+        "ready": shared.ready(),
+        "regions": regions,
+        "shifts": snap.shifts.iter().map(|s| json!({
+            "name": s.name,
+            "from": snap.regions[s.from].name,
+            "to": snap.regions[s.to].name,
+            "progress": s.fraction_at(now),
+        })).collect::<Vec<_>>(),
+    })
+}
