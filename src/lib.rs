@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod explain;
+pub mod facts;
 pub mod geo;
 pub mod health;
 pub mod metrics;

@@ -31,6 +31,32 @@ enum Command {
         #[arg(short, long, env = "MERIDIAN_CONFIG")]
         config: PathBuf,
     },
+    /// Print the routing decision for one request, step by step, without proxying.
+    Explain {
+        #[arg(short, long, env = "MERIDIAN_CONFIG")]
+        config: PathBuf,
+        /// The client's address as the gateway would see it (the TCP peer).
+        #[arg(long)]
+        client_ip: std::net::IpAddr,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long, default_value = "")]
+        host: String,
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// A request header, `Name: value`; repeatable (e.g. X-Forwarded-For).
+        #[arg(long = "header", value_parser = meridian::explain::parse_header)]
+        headers: Vec<(String, String)>,
+        /// A cookie, `name=value`; repeatable.
+        #[arg(long = "cookie")]
+        cookies: Vec<String>,
+        /// Regions to treat as unhealthy, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        unhealthy: Vec<String>,
+        /// Regions to treat as drained, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        drained: Vec<String>,
+    },
     /// Simulated regional origins on loopback with the gateway in front of them.
     Demo {
         #[arg(short, long, default_value = "config/demo.yaml")]
@@ -67,6 +93,48 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Explain {
+            config,
+            client_ip,
+            method,
+            host,
+            path,
+            headers,
+            cookies,
+            unhealthy,
+            drained,
+        } => {
+            let loaded = match meridian::config::load(&config) {
+                Ok(l) => l,
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    return ExitCode::FAILURE;
+                }
+            };
+            let req = meridian::explain::Request {
+                client_ip,
+                method: method.to_ascii_uppercase(),
+                host,
+                path,
+                headers,
+                cookies,
+                unhealthy,
+                drained,
+                now_ms: meridian::state::now_ms(),
+            };
+            return match meridian::explain::explain(&loaded, &req) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("meridian explain: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Command::Run { config } => {
             init_logging(&cli.log_format);

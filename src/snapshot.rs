@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
-use crate::geo::{Continent, Country};
+use crate::config::units::Cidr;
+use crate::geo::{Continent, Country, GeoDb};
+use crate::session::KeyRing;
 use crate::health::{HealthRegistry, OriginHealth, RegionState};
 
 /// Index of a region in [`Snapshot::regions`] (sorted by name).
@@ -162,6 +164,12 @@ pub struct Snapshot {
     pub degraded_factor: f64,
     pub panic_threshold: f64,
     pub min_healthy_origins: u32,
+    /// X-Forwarded-For is believed only from these peers.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Opened once per snapshot; a reload reopens it, so a replaced file is picked up.
+    pub geo: Option<Arc<GeoDb>>,
+    /// Signs and verifies write tokens and affinity cookies.
+    pub keys: Arc<KeyRing>,
 }
 
 /// A snapshot that could not be built (a name that does not resolve, ...).
@@ -308,6 +316,29 @@ impl Snapshot {
         {
             routes.push(compile_route(&config::Route::default(), c.routing.steering));
         }
+        let geo = c.geoip.as_ref().and_then(|g| {
+            GeoDb::open(&loaded.resolve(&g.database))
+                .map(Arc::new)
+                .map_err(|e| {
+                    errors.push(BuildError {
+                        path: "geoip.database".into(),
+                        message: e.to_string(),
+                    })
+                })
+                .ok()
+        });
+        let keys = match &c.sessions {
+            Some(s) => KeyRing::load(&loaded.resolve(&s.keys_file))
+                .map(Arc::new)
+                .map_err(|e| {
+                    errors.push(BuildError {
+                        path: "sessions.keys_file".into(),
+                        message: e.to_string(),
+                    })
+                })
+                .ok(),
+            None => Some(process_key()),
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -327,6 +358,9 @@ impl Snapshot {
             degraded_factor: c.health.degraded_weight_factor.clamp(0.0, 1.0),
             panic_threshold: c.routing.panic_threshold.clamp(0.0, 1.0),
             min_healthy_origins: c.health.min_healthy_origins.max(1),
+            trusted_proxies: c.client_ip.trusted_proxies.clone(),
+            geo,
+            keys: keys.expect("set unless errors"),
         })
     }
 
@@ -339,6 +373,13 @@ impl Snapshot {
     pub fn all_regions(&self) -> RegionSet {
         RegionSet::all(self.regions.len())
     }
+}
+
+/// Without `sessions`, tokens are signed with one random key per process: they
+/// survive reloads but no other instance verifies them (`meridian check` warns).
+fn process_key() -> Arc<KeyRing> {
+    static KEY: std::sync::OnceLock<Arc<KeyRing>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| Arc::new(KeyRing::random())).clone()
 }
 
 fn compile_route(r: &config::Route, default_steering: Steering) -> Route {
