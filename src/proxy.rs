@@ -15,7 +15,9 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
-use crate::routing::{self, Decision, LiveHealth, RequestFacts};
+use crate::facts::{self, RawRequest, WRITE_COOKIE, WRITE_HEADER};
+use crate::geo::Country;
+use crate::routing::{self, Decision, LiveHealth, TokenUse};
 use crate::snapshot::{RegionIdx, Snapshot};
 use crate::state::{now_ms, Shared};
 
@@ -37,8 +39,9 @@ pub struct Ctx {
     attempts: u32,
     /// Region and origin of the current try.
     current: Option<(RegionIdx, usize)>,
-    client_ip: Option<IpAddr>,
-    country: &'static str,
+    /// The TCP peer (appended to X-Forwarded-For upstream).
+    peer_ip: Option<IpAddr>,
+    country: Option<Country>,
     request_id: Option<String>,
     is_write: bool,
     tls: bool,
@@ -52,14 +55,6 @@ impl Ctx {
             .as_deref()
             .expect("snapshot loaded in request_filter")
     }
-}
-
-/// `POST PUT PATCH DELETE`: what a route's `writes: write_region` sends to the write region.
-fn is_write_method(m: &http::Method) -> bool {
-    matches!(
-        *m,
-        http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE
-    )
 }
 
 fn status_class(status: u16) -> &'static str {
@@ -96,7 +91,75 @@ async fn respond_json(session: &mut Session, status: u16, error: &str, detail: &
         .await
 }
 
+/// The request's host without a port: from Host, else the URI (HTTP/2 `:authority`).
+fn request_host(req: &RequestHeader) -> &str {
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.host())
+        .unwrap_or("");
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => host,
+    }
+}
+
 impl Proxy {
+    /// Counts what gathering the facts and deciding found (GeoIP, XFF, tokens).
+    fn record_facts(&self, found: &facts::Findings, decision: &Decision) {
+        let m = &self.shared.metrics;
+        if let Some(r) = found.geo_result {
+            m.geo_lookups.with_label_values(&[r.as_str()]).inc();
+        }
+        if found.xff_malformed > 0 {
+            m.xff_malformed
+                .with_label_values(&[])
+                .inc_by(u64::from(found.xff_malformed));
+        }
+        let token = match decision.token {
+            TokenUse::Honored => Some("honored"),
+            TokenUse::RegionUnhealthy => Some("region_unhealthy"),
+            TokenUse::OutsideResidency => Some("outside_residency"),
+            TokenUse::None => found.token_outcome,
+        };
+        if let Some(outcome) = token {
+            m.write_tokens.with_label_values(&[outcome]).inc();
+        }
+    }
+
+    /// After a write below 500 on a read-your-writes route, hands the client a token
+    /// pinning its reads to the region that took the write (CONTRACT §4).
+    fn issue_write_token(&self, resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+        let (Some((r, _)), Some(d)) = (ctx.current, ctx.decision.as_ref()) else {
+            return Ok(());
+        };
+        let snap = ctx.snap();
+        let Some(window) = &snap.routes[d.route].read_your_writes else {
+            return Ok(());
+        };
+        if !ctx.is_write || resp.status.as_u16() >= 500 {
+            return Ok(());
+        }
+        let now = now_ms();
+        let window_ms = facts::ryw_window_ms(snap, window, now);
+        let token = snap.keys.sign_write(&snap.regions[r].name, now + window_ms);
+        let cookie = crate::cookie::set_cookie_value(
+            WRITE_COOKIE,
+            &token,
+            window_ms.div_ceil(1000),
+            ctx.tls,
+        );
+        resp.append_header(http::header::SET_COOKIE, cookie)?;
+        resp.insert_header(WRITE_HEADER, token)?;
+        self.shared
+            .metrics
+            .write_tokens
+            .with_label_values(&["issued"])
+            .inc();
+        Ok(())
+    }
+
     /// Next (region, origin) to try, or None when the decision's order is used up.
     fn next_target(&self, ctx: &mut Ctx) -> Option<(RegionIdx, usize)> {
         let snap = ctx.snap.clone()?;
@@ -143,8 +206,8 @@ impl ProxyHttp for Proxy {
             tried: 0,
             attempts: 0,
             current: None,
-            client_ip: None,
-            country: "",
+            peer_ip: None,
+            country: None,
             request_id: None,
             is_write: false,
             tls: false,
@@ -154,42 +217,41 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let snap = self.shared.snapshot.load_full();
-        let req = session.req_header();
         let peer_ip = match session.client_addr() {
             Some(PSocketAddr::Inet(a)) => a.ip().to_canonical(),
             _ => IpAddr::from([127, 0, 0, 1]),
         };
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        ctx.client_ip = Some(peer_ip);
-        ctx.is_write = is_write_method(&req.method);
+        ctx.peer_ip = Some(peer_ip);
+        let req = session.req_header();
         ctx.request_id = Some(request_id(
             req.headers.get("x-request-id").map(|v| v.as_bytes()),
         ));
-        let host = req
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.host())
-            .unwrap_or("");
-        let host = host.rsplit_once(':').map_or(host, |(h, p)| {
-            if p.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        });
-        let facts = RequestFacts {
-            host,
-            path: req.uri.path(),
-            is_write: ctx.is_write,
-            now_ms: now_ms(),
-            ..RequestFacts::default()
+        let values = |name: &'static str| {
+            req.headers
+                .get_all(name)
+                .into_iter()
+                .filter_map(|v| v.to_str().ok())
         };
+        let raw = RawRequest {
+            peer: peer_ip,
+            xff: values("x-forwarded-for"),
+            cookies: values("cookie"),
+            token_header: values(WRITE_HEADER).next(),
+            method: req.method.as_str(),
+            host: request_host(req),
+            path: req.uri.path(),
+            now_ms: now_ms(),
+        };
+        let (facts, found) = facts::gather(&snap, raw);
+        ctx.is_write = facts.is_write;
+        ctx.country = facts.country;
         let health = LiveHealth {
             snap: &snap,
             now_ms: facts.now_ms,
         };
         let decision = routing::decide(&snap, &health, &facts, &mut rand::thread_rng());
+        self.record_facts(&found, &decision);
         let rejected = decision.rejected();
         ctx.decision = Some(decision);
         ctx.snap = Some(snap);
@@ -242,7 +304,7 @@ impl ProxyHttp for Proxy {
         let snap = ctx.snap();
         let (r, o) = ctx.current.expect("upstream_peer chose a target");
         let origin = &snap.regions[r].origins[o];
-        let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let client = ctx.peer_ip.map(|ip| ip.to_string()).unwrap_or_default();
         // Append the peer to any X-Forwarded-For the client sent (one header, comma-joined).
         let xff = match upstream.headers.get("x-forwarded-for") {
             Some(prev) => format!("{}, {client}", String::from_utf8_lossy(prev.as_bytes())),
@@ -263,11 +325,7 @@ impl ProxyHttp for Proxy {
         }
         upstream.insert_header(
             "x-meridian-client-country",
-            if ctx.country.is_empty() {
-                "XX"
-            } else {
-                ctx.country
-            },
+            ctx.country.as_ref().map_or("XX", |c| c.as_str()),
         )?;
         upstream.insert_header(
             "x-meridian-edge-region",
@@ -294,6 +352,7 @@ impl ProxyHttp for Proxy {
                 resp.insert_header("x-meridian-decision", d.reasons.to_string())?;
             }
         }
+        self.issue_write_token(resp, ctx)?;
         Ok(())
     }
 

@@ -189,6 +189,15 @@ pub fn decide_traced<H: HealthView, R: Rng + ?Sized, T: Trace>(
     let steered = order.clone();
     order.retain(|r| health.region(*r).eligible());
     trace.step(snap, "healthy", &order);
+    if order.is_empty() && group.is_some_and(|g| !g.reject) {
+        // `allow_outside`: the group's regions are all down, so any healthy region may serve.
+        let (all, _) = steer::order(snap, health, facts, route.steering, snap.all_regions(), rng);
+        order = all
+            .into_iter()
+            .filter(|r| health.region(*r).eligible())
+            .collect();
+        trace.step(snap, "residency group down: allowed outside", &order);
+    }
     let too_few = (order.len() as f64) < snap.panic_threshold * total as f64;
     if order.is_empty() || too_few {
         if order.is_empty() && reject_when_empty {

@@ -1,0 +1,94 @@
+//! `meridian explain` over the demo config and the committed test database:
+//! the same facts and decision the proxy would make, printed step by step.
+
+mod support;
+
+use std::process::Command;
+
+use support::repo;
+
+fn explain(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("explain")
+        .arg("-c")
+        .arg(repo("config/demo.yaml"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{out}"))
+}
+
+#[test]
+fn a_german_read_stays_in_its_residency_group() {
+    let (ok, out, err) = explain(&["--client-ip", "127.0.2.7", "--path", "/api/items"]);
+    assert!(ok, "{err}");
+    assert!(line(&out, "geo").contains("country DE, continent EU"), "{out}");
+    assert!(line(&out, "residency").contains("group `eu`: only eu-west-1"), "{out}");
+    assert!(line(&out, "decision").starts_with("decision    eu-west-1 [geo]"), "{out}");
+}
+
+#[test]
+fn residency_rejects_when_the_group_is_down() {
+    let (ok, out, err) = explain(&[
+        "--client-ip",
+        "127.0.2.7",
+        "--path",
+        "/api/items",
+        "--unhealthy",
+        "eu-west-1",
+    ]);
+    assert!(ok, "{err}");
+    assert!(line(&out, "health").contains("except eu-west-1"), "{out}");
+    assert_eq!(
+        line(&out, "decision"),
+        "decision    503 no_healthy_region [residency_reject]"
+    );
+}
+
+#[test]
+fn forwarded_for_from_a_trusted_peer_names_the_client() {
+    let (ok, out, err) = explain(&[
+        "--client-ip",
+        "127.0.0.1",
+        "--header",
+        "X-Forwarded-For: 127.0.3.5",
+        "--path",
+        "/",
+    ]);
+    assert!(ok, "{err}");
+    assert!(line(&out, "client").starts_with("client      127.0.3.5 (from X-Forwarded-For"));
+    assert!(line(&out, "decision").starts_with("decision    ap-southeast-1 [geo]"), "{out}");
+}
+
+#[test]
+fn writes_go_to_the_write_region_and_failover_is_explained() {
+    let (ok, out, err) = explain(&["--client-ip", "127.0.3.5", "--method", "post", "--path", "/api/x"]);
+    assert!(ok, "{err}");
+    assert!(line(&out, "method").contains("a write"));
+    assert!(line(&out, "decision").starts_with("decision    us-east-1 [write]"), "{out}");
+
+    let (ok, out, _) = explain(&["--client-ip", "127.0.3.5", "--unhealthy", "ap-southeast-1"]);
+    assert!(ok);
+    assert!(line(&out, "decision").contains("[failover]"), "{out}");
+    assert!(!line(&out, "decision").starts_with("decision    ap-southeast-1"), "{out}");
+}
+
+#[test]
+fn unknown_regions_and_bad_headers_are_clear_errors() {
+    let (ok, _, err) = explain(&["--client-ip", "127.0.2.7", "--unhealthy", "mars-1"]);
+    assert!(!ok);
+    assert!(err.contains("unknown region `mars-1`"), "{err}");
+    let (ok, _, err) = explain(&["--client-ip", "127.0.2.7", "--header", "no colon"]);
+    assert!(!ok);
+    assert!(err.contains("expected `Name: value`"), "{err}");
+}
