@@ -96,15 +96,14 @@ impl Trace for Steps {
 
 fn render(snap: &Snapshot, health: &StaticHealth, req: &Request) -> String {
     let cookie_line = req.cookies.join("; ");
-    let cookies = header(req, "cookie").chain(
-        Some(cookie_line.as_str())
-            .filter(|c| !c.is_empty())
-            .into_iter(),
-    );
+    let mut cookies: Vec<&str> = header(req, "cookie").collect();
+    if !cookie_line.is_empty() {
+        cookies.push(&cookie_line);
+    }
     let raw = RawRequest {
         peer: req.client_ip,
         xff: header(req, "x-forwarded-for"),
-        cookies,
+        cookies: &cookies,
         token_header: header(req, WRITE_HEADER).next(),
         method: &req.method,
         host: &req.host,
@@ -138,7 +137,7 @@ fn render(snap: &Snapshot, health: &StaticHealth, req: &Request) -> String {
     let _ = writeln!(
         out,
         "geo         country {}, continent {}, location {} ({})",
-        facts.country.map_or("unknown", |c| c.as_str()),
+        facts.country.as_ref().map_or("unknown", |c| c.as_str()),
         facts.continent.map_or("unknown", |c| c.as_str()),
         facts
             .location

@@ -18,16 +18,15 @@ pub const WRITE_HEADER: &str = "x-meridian-write-token";
 pub const AFFINITY_COOKIE: &str = "meridian_affinity";
 
 /// The parts of a request facts are made of, borrowed from wherever it lives.
-pub struct RawRequest<'a, X, C>
+pub struct RawRequest<'a, X>
 where
     X: Iterator<Item = &'a str>,
-    C: Iterator<Item = &'a str> + Clone,
 {
     pub peer: IpAddr,
     /// X-Forwarded-For header values, in order.
     pub xff: X,
     /// Cookie header values, in order.
-    pub cookies: C,
+    pub cookies: &'a [&'a str],
     /// The `X-Meridian-Write-Token` request header.
     pub token_header: Option<&'a str>,
     pub method: &'a str,
@@ -57,10 +56,9 @@ pub fn is_write_method(method: &str) -> bool {
 }
 
 /// Turns a raw request into `decide`'s facts.
-pub fn gather<'a, X, C>(snap: &Snapshot, req: RawRequest<'a, X, C>) -> (RequestFacts<'a>, Findings)
+pub fn gather<'a, X>(snap: &Snapshot, req: RawRequest<'a, X>) -> (RequestFacts<'a>, Findings)
 where
     X: Iterator<Item = &'a str>,
-    C: Iterator<Item = &'a str> + Clone,
 {
     let addr = client_ip(req.peer, req.xff, &snap.trusted_proxies);
     let (geo, geo_result) = match &snap.geo {
@@ -79,7 +77,7 @@ where
     if route.read_your_writes.is_some() && !is_write {
         let presented = req
             .token_header
-            .or_else(|| find_cookie(req.cookies.clone(), WRITE_COOKIE));
+            .or_else(|| find_cookie(req.cookies.iter().copied(), WRITE_COOKIE));
         if let Some(t) = presented {
             match snap.keys.verify_write(t, req.now_ms) {
                 Ok(tok) => match snap.region_idx(tok.region) {
@@ -93,7 +91,7 @@ where
     let mut affinity = None;
     let mut affinity_rejected = false;
     if route.affinity {
-        if let Some(t) = find_cookie(req.cookies, AFFINITY_COOKIE) {
+        if let Some(t) = find_cookie(req.cookies.iter().copied(), AFFINITY_COOKIE) {
             match snap.keys.verify_affinity(t).ok().and_then(|r| snap.region_idx(r)) {
                 Some(r) => affinity = Some(r),
                 None => affinity_rejected = true,

@@ -2,7 +2,9 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod client;
 pub mod config;
+pub mod cookie;
 pub mod demo;
 pub mod explain;
 pub mod facts;
@@ -12,6 +14,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod session;
 pub mod snapshot;
 pub mod state;
 pub mod state_doc;

@@ -114,7 +114,7 @@ impl Proxy {
         }
         if found.xff_malformed > 0 {
             m.xff_malformed
-                .with_label_values(&[])
+                .with_label_values(&[] as &[&str])
                 .inc_by(u64::from(found.xff_malformed));
         }
         let token = match decision.token {
@@ -233,10 +233,12 @@ impl ProxyHttp for Proxy {
                 .into_iter()
                 .filter_map(|v| v.to_str().ok())
         };
+        // Usually none or one: an empty Vec does not allocate.
+        let cookies: Vec<&str> = values("cookie").collect();
         let raw = RawRequest {
             peer: peer_ip,
             xff: values("x-forwarded-for"),
-            cookies: values("cookie"),
+            cookies: &cookies,
             token_header: values(WRITE_HEADER).next(),
             method: req.method.as_str(),
             host: request_host(req),
