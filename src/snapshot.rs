@@ -58,6 +58,12 @@ pub struct OriginEntry {
     pub health: Arc<OriginHealth>,
 }
 
+impl AsRef<OriginHealth> for OriginEntry {
+    fn as_ref(&self) -> &OriginHealth {
+        &self.health
+    }
+}
+
 /// One region of the snapshot.
 #[derive(Debug)]
 pub struct RegionEntry {
