@@ -142,7 +142,7 @@ impl Proxy {
         }
         if found.xff_malformed > 0 {
             m.xff_malformed
-                .with_label_values(&[] as &[&str])
+                .with_label_values(&["x-forwarded-for"])
                 .inc_by(u64::from(found.xff_malformed));
         }
         let token = match decision.token {
