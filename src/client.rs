@@ -85,10 +85,25 @@ mod tests {
     #[test]
     fn right_most_untrusted_entry_wins() {
         let p = cidrs(&["10.0.0.0/8", "127.0.0.1/32"]);
-        let c = client_ip(ip("127.0.0.1"), ["1.1.1.1, 8.8.8.8, 10.1.1.1"].into_iter(), &p);
-        assert_eq!(c, ClientAddr { ip: ip("8.8.8.8"), from_xff: true, malformed: 0 });
+        let c = client_ip(
+            ip("127.0.0.1"),
+            ["1.1.1.1, 8.8.8.8, 10.1.1.1"].into_iter(),
+            &p,
+        );
+        assert_eq!(
+            c,
+            ClientAddr {
+                ip: ip("8.8.8.8"),
+                from_xff: true,
+                malformed: 0
+            }
+        );
         // Several headers are one list.
-        let c = client_ip(ip("10.0.0.1"), ["9.9.9.9", "8.8.4.4, 10.2.2.2"].into_iter(), &p);
+        let c = client_ip(
+            ip("10.0.0.1"),
+            ["9.9.9.9", "8.8.4.4, 10.2.2.2"].into_iter(),
+            &p,
+        );
         assert_eq!(c.ip, ip("8.8.4.4"));
     }
 
@@ -96,7 +111,14 @@ mod tests {
     fn untrusted_peer_is_the_client() {
         let p = cidrs(&["10.0.0.0/8"]);
         let c = client_ip(ip("192.0.2.1"), ["8.8.8.8"].into_iter(), &p);
-        assert_eq!(c, ClientAddr { ip: ip("192.0.2.1"), from_xff: false, malformed: 0 });
+        assert_eq!(
+            c,
+            ClientAddr {
+                ip: ip("192.0.2.1"),
+                from_xff: false,
+                malformed: 0
+            }
+        );
     }
 
     #[test]

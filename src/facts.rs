@@ -92,7 +92,12 @@ where
     let mut affinity_rejected = false;
     if route.affinity {
         if let Some(t) = find_cookie(req.cookies.iter().copied(), AFFINITY_COOKIE) {
-            match snap.keys.verify_affinity(t).ok().and_then(|r| snap.region_idx(r)) {
+            match snap
+                .keys
+                .verify_affinity(t)
+                .ok()
+                .and_then(|r| snap.region_idx(r))
+            {
                 Some(r) => affinity = Some(r),
                 None => affinity_rejected = true,
             }

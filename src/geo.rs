@@ -286,6 +286,8 @@ mod tests {
     #[test]
     fn missing_file_is_a_clear_error() {
         let e = GeoDb::open(Path::new("/nonexistent/x.mmdb")).unwrap_err();
-        assert!(e.to_string().starts_with("cannot open GeoIP database /nonexistent/x.mmdb: "));
+        assert!(e
+            .to_string()
+            .starts_with("cannot open GeoIP database /nonexistent/x.mmdb: "));
     }
 }

@@ -119,12 +119,18 @@ impl Proxy {
         let origin = &region.origins[o];
         if !failed {
             let us = ctx.attempt_started.elapsed().as_micros();
-            origin.health.observe_latency_us(us.min(u128::from(u32::MAX)) as u32);
+            origin
+                .health
+                .observe_latency_us(us.min(u128::from(u32::MAX)) as u32);
         }
         let policy = &snap.config.outlier_detection;
-        if let Some(ms) =
-            crate::health::outlier::record(&origin.health, &region.origins, failed, now_ms(), policy)
-        {
+        if let Some(ms) = crate::health::outlier::record(
+            &origin.health,
+            &region.origins,
+            failed,
+            now_ms(),
+            policy,
+        ) {
             tracing::warn!(
                 region = %region.name,
                 origin = %origin.address,

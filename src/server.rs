@@ -73,6 +73,12 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
         },
     ));
     server.add_service(background_service(
+        "config reload",
+        ReloadService {
+            shared: shared.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "health probes",
         ProbeService {
             shared: shared.clone(),
@@ -105,6 +111,18 @@ impl BackgroundService for AdminService {
         if let Some(l) = listener {
             crate::admin::serve(l, self.shared.clone()).await;
         }
+    }
+}
+
+/// SIGHUP and file-change reloads.
+struct ReloadService {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for ReloadService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        crate::reload::watch(self.shared.clone(), shutdown).await;
     }
 }
 

@@ -6,11 +6,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
 use crate::config::units::Cidr;
+use crate::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
 use crate::geo::{Continent, Country, GeoDb};
-use crate::session::KeyRing;
 use crate::health::{HealthRegistry, OriginHealth, RegionState};
+use crate::session::KeyRing;
 
 /// Index of a region in [`Snapshot::regions`] (sorted by name).
 pub type RegionIdx = usize;

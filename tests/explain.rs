@@ -32,9 +32,18 @@ fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
 fn a_german_read_stays_in_its_residency_group() {
     let (ok, out, err) = explain(&["--client-ip", "127.0.2.7", "--path", "/api/items"]);
     assert!(ok, "{err}");
-    assert!(line(&out, "geo").contains("country DE, continent EU"), "{out}");
-    assert!(line(&out, "residency").contains("group `eu`: only eu-west-1"), "{out}");
-    assert!(line(&out, "decision").starts_with("decision    eu-west-1 [geo]"), "{out}");
+    assert!(
+        line(&out, "geo").contains("country DE, continent EU"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "residency").contains("group `eu`: only eu-west-1"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "decision").starts_with("decision    eu-west-1 [geo]"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -67,20 +76,36 @@ fn forwarded_for_from_a_trusted_peer_names_the_client() {
     ]);
     assert!(ok, "{err}");
     assert!(line(&out, "client").starts_with("client      127.0.3.5 (from X-Forwarded-For"));
-    assert!(line(&out, "decision").starts_with("decision    ap-southeast-1 [geo]"), "{out}");
+    assert!(
+        line(&out, "decision").starts_with("decision    ap-southeast-1 [geo]"),
+        "{out}"
+    );
 }
 
 #[test]
 fn writes_go_to_the_write_region_and_failover_is_explained() {
-    let (ok, out, err) = explain(&["--client-ip", "127.0.3.5", "--method", "post", "--path", "/api/x"]);
+    let (ok, out, err) = explain(&[
+        "--client-ip",
+        "127.0.3.5",
+        "--method",
+        "post",
+        "--path",
+        "/api/x",
+    ]);
     assert!(ok, "{err}");
     assert!(line(&out, "method").contains("a write"));
-    assert!(line(&out, "decision").starts_with("decision    us-east-1 [write]"), "{out}");
+    assert!(
+        line(&out, "decision").starts_with("decision    us-east-1 [write]"),
+        "{out}"
+    );
 
     let (ok, out, _) = explain(&["--client-ip", "127.0.3.5", "--unhealthy", "ap-southeast-1"]);
     assert!(ok);
     assert!(line(&out, "decision").contains("[failover]"), "{out}");
-    assert!(!line(&out, "decision").starts_with("decision    ap-southeast-1"), "{out}");
+    assert!(
+        !line(&out, "decision").starts_with("decision    ap-southeast-1"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -66,7 +66,10 @@ fn city_database_maxmind_schema_has_coordinates() {
     assert_eq!(info.country.unwrap().as_str(), "GB");
     assert_eq!(info.continent.unwrap().as_str(), "EU");
     let (lat, lon) = info.location.expect("coordinates");
-    assert!((49.0..60.0).contains(&lat) && (-8.0..2.0).contains(&lon), "{lat},{lon}");
+    assert!(
+        (49.0..60.0).contains(&lat) && (-8.0..2.0).contains(&lon),
+        "{lat},{lon}"
+    );
     let info = db.lookup(ip("8.8.8.8"));
     assert_eq!(info.country.unwrap().as_str(), "US");
     assert!(info.location.is_some());
@@ -100,5 +103,8 @@ fn a_file_that_is_no_database_is_a_clear_error() {
     let p = dir.join("bad.mmdb");
     std::fs::write(&p, b"not a database").unwrap();
     let e = GeoDb::open(&p).unwrap_err().to_string();
-    assert!(e.starts_with(&format!("cannot open GeoIP database {}: ", p.display())), "{e}");
+    assert!(
+        e.starts_with(&format!("cannot open GeoIP database {}: ", p.display())),
+        "{e}"
+    );
 }

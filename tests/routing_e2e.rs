@@ -76,7 +76,10 @@ debug_headers: true
 fn real_db() -> &'static str {
     let path = repo("geoip/geo-whois-asn-country.mmdb");
     if !path.exists() {
-        let ok = Command::new(repo("geoip/fetch")).status().unwrap().success();
+        let ok = Command::new(repo("geoip/fetch"))
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "geoip/fetch failed");
     }
     "geoip/geo-whois-asn-country.mmdb"
@@ -154,7 +157,10 @@ async fn untrusted_forwarded_for_is_never_believed() {
             .unwrap();
         assert_eq!(header(&r, "x-meridian-region"), region, "client {src}");
         let seen = world.origins[region].control.seen();
-        assert_eq!(seen.last().unwrap().header("x-meridian-client-country"), Some(country));
+        assert_eq!(
+            seen.last().unwrap().header("x-meridian-client-country"),
+            Some(country)
+        );
     }
 }
 
@@ -175,7 +181,8 @@ async fn residency_rejects_or_allows_outside_when_the_group_is_down() {
     let reject = Gateway::start(&world.config(real_db(), "127.0.0.1/32", "reject")).await;
     let allow = Gateway::start(&world.config(real_db(), "127.0.0.1/32", "allow_outside")).await;
     let eu = &world.origins["eu-west-1"].control;
-    eu.health_status.store(503, std::sync::atomic::Ordering::Relaxed);
+    eu.health_status
+        .store(503, std::sync::atomic::Ordering::Relaxed);
     let de = "194.25.2.129";
     let r = retry_until(|| get_as(&reject, Some(de), "/page"), |r| r.status() == 503).await;
     assert_eq!(header(&r, "content-type"), "application/json");
@@ -184,7 +191,11 @@ async fn residency_rejects_or_allows_outside_when_the_group_is_down() {
     // The same client through a gateway whose group allows leaving: another region serves.
     let r = retry_until(
         || get_as(&allow, Some(de), "/page"),
-        |r| r.headers().get("x-meridian-region").is_some_and(|v| v != "eu-west-1"),
+        |r| {
+            r.headers()
+                .get("x-meridian-region")
+                .is_some_and(|v| v != "eu-west-1")
+        },
     )
     .await;
     assert_eq!(r.status(), 200);
@@ -311,10 +322,19 @@ async fn bad_tokens_are_ignored_and_counted() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        assert_eq!(header(&r, "x-meridian-region"), "ap-southeast-1", "{outcome}: {bad}");
+        assert_eq!(
+            header(&r, "x-meridian-region"),
+            "ap-southeast-1",
+            "{outcome}: {bad}"
+        );
     }
     let m = gw.metrics().await;
-    for (outcome, n) in [("tampered", 2.0), ("unknown_key", 1.0), ("expired", 1.0), ("malformed", 1.0)] {
+    for (outcome, n) in [
+        ("tampered", 2.0),
+        ("unknown_key", 1.0),
+        ("expired", 1.0),
+        ("malformed", 1.0),
+    ] {
         assert_eq!(
             metric_sum(&m, "meridian_write_tokens_total", &[("outcome", outcome)]),
             n,
@@ -348,10 +368,20 @@ async fn a_token_for_an_unhealthy_region_routes_normally() {
                 .send();
             async { req.await.unwrap() }
         },
-        |r| r.headers().get("x-meridian-region").is_some_and(|v| v == "ap-southeast-1"),
+        |r| {
+            r.headers()
+                .get("x-meridian-region")
+                .is_some_and(|v| v == "ap-southeast-1")
+        },
     )
     .await;
     assert_eq!(header(&r, "x-meridian-decision"), "geo");
     let m = gw.metrics().await;
-    assert!(metric_sum(&m, "meridian_write_tokens_total", &[("outcome", "region_unhealthy")]) >= 1.0);
+    assert!(
+        metric_sum(
+            &m,
+            "meridian_write_tokens_total",
+            &[("outcome", "region_unhealthy")]
+        ) >= 1.0
+    );
 }

@@ -156,7 +156,10 @@ mod tests {
         let ok = [200];
         let j = |s, b: &str| judge(s, b.as_bytes(), &ok, true);
         assert_eq!(j(200, r#"{"status":"healthy"}"#).verdict, Verdict::Pass);
-        assert_eq!(j(200, r#"{"status":"degraded"}"#).verdict, Verdict::Degraded);
+        assert_eq!(
+            j(200, r#"{"status":"degraded"}"#).verdict,
+            Verdict::Degraded
+        );
         assert_eq!(
             j(200, r#"{"status":"unhealthy"}"#).verdict,
             Verdict::Fail(FailReason::Unhealthy)
@@ -176,7 +179,10 @@ mod tests {
         assert_eq!((plain.verdict, plain.body_unparsed), (Verdict::Pass, true));
         let shallow = judge(200, br#"{"status":"unhealthy"}"#, &ok, false);
         assert_eq!(shallow.verdict, Verdict::Pass);
-        assert_eq!(j(200, r#"{"status":"healthy","replication_lag_ms":-5}"#).replication_lag_ms, None);
+        assert_eq!(
+            j(200, r#"{"status":"healthy","replication_lag_ms":-5}"#).replication_lag_ms,
+            None
+        );
     }
 
     #[test]
@@ -203,6 +209,9 @@ mod tests {
         assert_eq!(s, Healthy);
         let mut k = Streak::default();
         assert_eq!(next_state(Unknown, &mut k, fail, 2, 3), Unhealthy);
-        assert_eq!(next_state(Healthy, &mut k, Verdict::Degraded, 2, 3), Degraded);
+        assert_eq!(
+            next_state(Healthy, &mut k, Verdict::Degraded, 2, 3),
+            Degraded
+        );
     }
 }

@@ -133,7 +133,10 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
         origin.health.probed.store(true, Relaxed);
         m.origin_healthy
             .with_label_values(&labels)
-            .set(i64::from(matches!(after, ProbeState::Healthy | ProbeState::Degraded)));
+            .set(i64::from(matches!(
+                after,
+                ProbeState::Healthy | ProbeState::Degraded
+            )));
         let pause = jittered(h.interval.get(), h.jitter.0);
         drop(snap);
         tokio::time::sleep(pause).await;
