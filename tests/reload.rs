@@ -110,8 +110,8 @@ async fn edited_weights_apply_atomically_with_no_request_lost() {
     };
     for i in 0..20 {
         let (a, b) = if i % 2 == 0 { (0, 100) } else { (100, 0) };
-        rewrite(&gw, &world.config(a, b));
         let before = sha(&gw).await;
+        rewrite(&gw, &world.config(a, b));
         let resp = reqwest::Client::new()
             .post(gw.admin_url("/admin/reload"))
             .bearer_auth(TOKEN)
