@@ -128,10 +128,6 @@ async fn write_endpoint(shared: &Arc<Shared>, path: &str) -> Response<Body> {
                 StatusCode::OK,
                 &serde_json::json!({ "result": "reloaded", "sha256": sha256 }),
             ),
-            crate::reload::Outcome::Unchanged => json(
-                StatusCode::OK,
-                &serde_json::json!({ "result": "unchanged" }),
-            ),
             crate::reload::Outcome::Rejected(errors) => json(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &serde_json::json!({ "result": "rejected", "errors": errors }),

@@ -18,17 +18,15 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 pub enum Outcome {
     /// A new snapshot is serving.
     Swapped { sha256: String },
-    /// The file is byte-for-byte what is serving.
-    Unchanged,
     /// The old snapshot keeps serving; every problem, one per line.
     Rejected(Vec<String>),
 }
 
-/// Reloads the config file now.
+/// Reloads the config file now. The snapshot is rebuilt even when the file is
+/// unchanged, because files it names (session keys, GeoIP database) may have changed.
 pub fn reload(shared: &Shared, why: &str) -> Outcome {
     let old = shared.snapshot.load();
     let outcome = match build_snapshot(&shared.config_path, &shared.health) {
-        Ok(snap) if snap.sha256 == old.sha256 => Outcome::Unchanged,
         Ok(snap) => {
             if listeners_of(&snap.config) != listeners_of(&old.config)
                 || snap.config.admin.address != old.config.admin.address
@@ -62,9 +60,6 @@ pub fn reload(shared: &Shared, why: &str) -> Outcome {
             m.config_reloads.with_label_values(&["ok"]).inc();
             *last = None;
             tracing::info!(trigger = why, sha256 = %sha256, "config reloaded");
-        }
-        Outcome::Unchanged => {
-            m.config_reloads.with_label_values(&["unchanged"]).inc();
         }
         Outcome::Rejected(errors) => {
             m.config_reloads.with_label_values(&["error"]).inc();

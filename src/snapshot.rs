@@ -406,6 +406,6 @@ fn compile_route(r: &config::Route, default_steering: Steering) -> Route {
 }
 
 // Until the config branch lands its RFC 3339 timestamp type.
-fn shift_start_ms(_s: &config::Shift) -> u64 {
-    0
+fn shift_start_ms(s: &config::Shift) -> u64 {
+    s.start.unix_millis().max(0) as u64
 }
