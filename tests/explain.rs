@@ -117,3 +117,37 @@ fn unknown_regions_and_bad_headers_are_clear_errors() {
     assert!(!ok);
     assert!(err.contains("expected `Name: value`"), "{err}");
 }
+
+#[test]
+fn weighted_steering_is_explained() {
+    let dir = support::temp_dir("explain-weighted");
+    let cfg = dir.join("weighted.yaml");
+    std::fs::write(
+        &cfg,
+        r#"
+local_region: us-east-1
+listeners: [ { address: 127.0.0.1:1 } ]
+admin: { address: 127.0.0.1:2 }
+regions:
+  us-east-1: { weight: 100, origins: [ { address: 127.0.0.1:10 } ] }
+  eu-west-1: { weight: 0, origins: [ { address: 127.0.0.1:11 } ] }
+routing: { steering: weighted }
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["explain", "--client-ip", "192.0.2.1", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(line(&out, "route").contains("steering Weighted"), "{out}");
+    assert!(line(&out, "geo").contains("no geoip database configured"), "{out}");
+    assert!(out.contains("  weighted "), "{out}");
+    // Weight 0 keeps eu-west-1 last: it only serves when us-east-1 cannot.
+    assert_eq!(
+        line(&out, "decision"),
+        "decision    us-east-1 [weighted] (reasons weighted; try order us-east-1, eu-west-1)"
+    );
+}
