@@ -385,3 +385,40 @@ async fn a_token_for_an_unhealthy_region_routes_normally() {
         ) >= 1.0
     );
 }
+
+#[tokio::test]
+async fn weighted_shares_hold_over_ten_thousand_real_requests() {
+    let world = World::new().await;
+    let yaml = world
+        .config("geoip/test-city.mmdb", "127.0.0.1/32", "reject")
+        .replace("  steering: geo", "  steering: weighted")
+        .replace("us-east-1: { origins", "us-east-1: { weight: 60, origins")
+        .replace("eu-west-1: { origins", "eu-west-1: { weight: 30, origins")
+        .replace("ap-southeast-1: { origins", "ap-southeast-1: { weight: 10, origins");
+    assert!(yaml.contains("weight: 10"));
+    let gw = Gateway::start(&yaml).await;
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (client, url) = (client.clone(), gw.url("/w"));
+        tasks.push(tokio::spawn(async move {
+            let mut counts: HashMap<String, u32> = HashMap::new();
+            for _ in 0..2500 {
+                let r = client.get(&url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                *counts.entry(header(&r, "x-meridian-region")).or_default() += 1;
+            }
+            counts
+        }));
+    }
+    let mut total: HashMap<String, u32> = HashMap::new();
+    for t in tasks {
+        for (k, v) in t.await.unwrap() {
+            *total.entry(k).or_default() += v;
+        }
+    }
+    for (region, want) in [("us-east-1", 0.6), ("eu-west-1", 0.3), ("ap-southeast-1", 0.1)] {
+        let got = f64::from(total.get(region).copied().unwrap_or(0)) / 10_000.0;
+        assert!((got - want).abs() < 0.03, "{region}: {got:.3} of traffic, want {want} ({total:?})");
+    }
+}
