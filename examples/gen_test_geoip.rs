@@ -54,7 +54,10 @@ const NETWORKS: [(&str, &str, &str, &str, f64, f64); 14] = [
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A fixed build time keeps the output byte-for-byte reproducible.
     let mut w = Writer::builder("meridian-Test-City")
-        .description(&[("en", "meridian test data: loopback and documentation ranges")])
+        .description(&[(
+            "en",
+            "meridian test data: loopback and documentation ranges",
+        )])
         .build_epoch(UNIX_EPOCH + Duration::from_secs(1_704_067_200))
         .build();
     for (net, country, continent, capital, lat, lon) in NETWORKS {

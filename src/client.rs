@@ -114,7 +114,11 @@ mod tests {
     #[test]
     fn right_most_untrusted_entry_wins() {
         let p = cidrs(&PROXIES);
-        let c = client_ip(ip("127.0.0.1"), ["1.1.1.1, 8.8.8.8, 10.1.1.1"].into_iter(), &p);
+        let c = client_ip(
+            ip("127.0.0.1"),
+            ["1.1.1.1, 8.8.8.8, 10.1.1.1"].into_iter(),
+            &p,
+        );
         assert_eq!(
             c,
             ClientAddr {
@@ -124,12 +128,20 @@ mod tests {
             }
         );
         // Several headers are one list.
-        let c = client_ip(ip("10.0.0.1"), ["9.9.9.9", "8.8.4.4, 10.2.2.2"].into_iter(), &p);
+        let c = client_ip(
+            ip("10.0.0.1"),
+            ["9.9.9.9", "8.8.4.4, 10.2.2.2"].into_iter(),
+            &p,
+        );
         assert_eq!(c.ip, ip("8.8.4.4"));
         let c = client_ip(ip("10.0.0.1"), ["9.9.9.9", "10.2.2.2", ""].into_iter(), &p);
         assert_eq!(c.ip, ip("9.9.9.9"));
         // Only entries right of the answer are read, so only those are counted.
-        let c = client_ip(ip("10.0.0.1"), ["junk, 9.9.9.9, junk", "10.2.2.2, ?"].into_iter(), &p);
+        let c = client_ip(
+            ip("10.0.0.1"),
+            ["junk, 9.9.9.9, junk", "10.2.2.2, ?"].into_iter(),
+            &p,
+        );
         assert_eq!((c.ip, c.malformed), (ip("9.9.9.9"), 2));
     }
 
@@ -170,7 +182,11 @@ mod tests {
             ("203.0.113.5:1234", "203.0.113.5", 0),
             ("::ffff:203.0.113.5", "203.0.113.5", 0),
             ("203.0.113.5, unknown, , 300.1.1.1", "203.0.113.5", 2),
-            ("203.0.113.5,[1.2.3.4],1.2.3.4:99999,fe80::1%eth0", "203.0.113.5", 3),
+            (
+                "203.0.113.5,[1.2.3.4],1.2.3.4:99999,fe80::1%eth0",
+                "203.0.113.5",
+                3,
+            ),
             ("not-an-ip", "::1", 1),
             // All trusted: the left-most, the furthest hop known.
             ("127.0.0.9, 127.0.0.8", "127.0.0.9", 0),

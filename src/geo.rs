@@ -120,7 +120,10 @@ const fn continent_index() -> [Option<Continent>; 26 * 26] {
                 "continent table: codes are separated by one space"
             );
             let k = code_index(b[j], b[j + 1]);
-            assert!(table[k].is_none(), "continent table: a code is listed twice");
+            assert!(
+                table[k].is_none(),
+                "continent table: a code is listed twice"
+            );
             table[k] = Some(continent);
             j += 3;
         }
@@ -366,7 +369,8 @@ mod tests {
     fn db(version: IpVersion, records: Vec<(&str, Value)>) -> GeoDb {
         let mut w = Writer::builder("Test").ip_version(version).build();
         for (net, value) in records {
-            w.insert_value(net.parse::<IpNet>().unwrap(), value).unwrap();
+            w.insert_value(net.parse::<IpNet>().unwrap(), value)
+                .unwrap();
         }
         GeoDb::from_bytes(w.to_bytes().unwrap()).unwrap()
     }
@@ -437,13 +441,22 @@ mod tests {
                             "location",
                             Value::map([("latitude", 51.5f64), ("longitude", -0.13f64)]),
                         ),
-                        ("city", Value::map([("names", Value::map([("en", "London")]))])),
+                        (
+                            "city",
+                            Value::map([("names", Value::map([("en", "London")]))]),
+                        ),
                     ]),
                 ),
                 // Anycast: no country, only the registrant's; no continent.
-                ("1.1.1.0/24", Value::map([("registered_country", code("AU"))])),
+                (
+                    "1.1.1.0/24",
+                    Value::map([("registered_country", code("AU"))]),
+                ),
                 // Continent but no country: some satellite and RIR ranges.
-                ("2.2.2.0/24", Value::map([("continent", Value::map([("code", "EU")]))])),
+                (
+                    "2.2.2.0/24",
+                    Value::map([("continent", Value::map([("code", "EU")]))]),
+                ),
                 // Coordinates off the globe are dropped, the country kept.
                 (
                     "3.3.3.0/24",
@@ -527,6 +540,10 @@ mod tests {
             "{e}"
         );
         let e = GeoDb::from_bytes(b"not a database".to_vec()).unwrap_err();
-        assert!(e.to_string().starts_with("cannot open GeoIP database <memory>: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("cannot open GeoIP database <memory>: "),
+            "{e}"
+        );
     }
 }

@@ -73,7 +73,10 @@ fn country_database_flat_schema() {
         assert_eq!(info.country.unwrap().as_str(), country, "{addr}");
         // The flat schema has no continent: it comes from the built-in table.
         assert_eq!(info.continent, Some(continent), "{addr}");
-        assert_eq!(info.location, None, "{addr}: this database has no coordinates");
+        assert_eq!(
+            info.location, None,
+            "{addr}: this database has no coordinates"
+        );
     }
     // Whois data names the registrant's country: Google's Frankfurt range is Irish.
     let info = db.lookup(ip("2a00:1450:4001::1"));
@@ -105,7 +108,10 @@ fn city_database_maxmind_schema_has_coordinates() {
     let info = db.lookup(ip("2a00:1450:4001::1"));
     assert_eq!(info.country.unwrap().as_str(), "DE");
     let (lat, lon) = info.location.expect("coordinates");
-    assert!((lat - 50.11).abs() < 0.1 && (lon - 8.68).abs() < 0.1, "{lat},{lon}");
+    assert!(
+        (lat - 50.11).abs() < 0.1 && (lon - 8.68).abs() < 0.1,
+        "{lat},{lon}"
+    );
     let (lat, lon) = db.lookup(ip("194.25.2.129")).location.expect("coordinates");
     assert!(
         (47.0..55.5).contains(&lat) && (5.5..15.5).contains(&lon),
@@ -156,9 +162,18 @@ fn fetch_is_idempotent() {
     let out = Command::new(repo("geoip/fetch")).output().unwrap();
     assert!(out.status.success());
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("geo-whois-asn-country.mmdb present"), "{said}");
-    assert_eq!(std::fs::metadata(&file).unwrap().modified().unwrap(), before);
-    let out = Command::new(repo("geoip/fetch")).arg("--bogus").output().unwrap();
+    assert!(
+        said.contains("geo-whois-asn-country.mmdb present"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().modified().unwrap(),
+        before
+    );
+    let out = Command::new(repo("geoip/fetch"))
+        .arg("--bogus")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
