@@ -33,7 +33,11 @@ fn config_text() -> String {
     }
     y.push_str("routing:\n  steering: geo\n  geo:\n    countries:\n");
     for n in 0..200 {
-        let code = format!("{}{}", (b'A' + (n / 26) as u8) as char, (b'A' + (n % 26) as u8) as char);
+        let code = format!(
+            "{}{}",
+            (b'A' + (n / 26) as u8) as char,
+            (b'A' + (n % 26) as u8) as char
+        );
         writeln!(y, "      {code}: {}", REGIONS[n % 3]).unwrap();
     }
     y.push_str(
@@ -41,7 +45,11 @@ fn config_text() -> String {
          \x20 residency:\n    - { name: eu, continents: [EU], regions: [eu-west-1], when_unavailable: reject }\nroutes:\n",
     );
     for n in 0..49 {
-        writeln!(y, "  - match: {{ host: h{n}.example.com, path_prefix: /p{n} }}").unwrap();
+        writeln!(
+            y,
+            "  - match: {{ host: h{n}.example.com, path_prefix: /p{n} }}"
+        )
+        .unwrap();
     }
     y.push_str("  - match: { path_prefix: / }\n    writes: write_region\n    read_your_writes: { window: auto }\n");
     y.push_str(

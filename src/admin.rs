@@ -31,7 +31,7 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 }
 
 /// Answers one admin request.
-pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => {
@@ -48,11 +48,111 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
             .body(Full::new(Bytes::from(shared.metrics.render())))
             .unwrap_or_default(),
         (&Method::GET, "/admin/state") => json(StatusCode::OK, &crate::state_doc::state(shared)),
-        (_, "/healthz" | "/readyz" | "/metrics" | "/admin/state") => {
+        (&Method::POST, path) if path == "/admin/reload" || path.starts_with("/admin/regions/") => {
+            if let Err(denied) = authorize(shared, &req) {
+                return denied;
+            }
+            write_endpoint(shared, path).await
+        }
+        (_, "/healthz" | "/readyz" | "/metrics" | "/admin/state" | "/admin/reload") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// Write endpoints need `Authorization: Bearer <token>` with the token in
+/// `admin.token_file`: 401 without a matching one, 403 when none is configured.
+#[allow(clippy::result_large_err)]
+fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+    let snap = shared.snapshot.load();
+    let Some(file) = &snap.config.admin.token_file else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "write endpoints are disabled: no admin.token_file",
+        ));
+    };
+    let path = crate::config::resolve_against(&shared.config_path, file);
+    let expected = match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+        _ => {
+            tracing::error!("admin token file {} unreadable or empty", path.display());
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "admin token file unreadable or empty",
+            ));
+        }
+    };
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    // Constant-time comparison: the token is a secret.
+    let ok = given.is_some_and(|g| {
+        g.len() == expected.len()
+            && g.bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        ))
+    }
+}
+
+fn error(status: StatusCode, detail: &str) -> Response<Body> {
+    json(
+        status,
+        &serde_json::json!({ "error": status.canonical_reason().unwrap_or(""), "detail": detail }),
+    )
+}
+
+async fn write_endpoint(shared: &Arc<Shared>, path: &str) -> Response<Body> {
+    if path == "/admin/reload" {
+        // Reading and compiling a config is blocking work.
+        let s = shared.clone();
+        let outcome =
+            match tokio::task::spawn_blocking(move || crate::reload::reload(&s, "admin")).await {
+                Ok(o) => o,
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            };
+        return match outcome {
+            crate::reload::Outcome::Swapped { sha256 } => json(
+                StatusCode::OK,
+                &serde_json::json!({ "result": "reloaded", "sha256": sha256 }),
+            ),
+            crate::reload::Outcome::Rejected(errors) => json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &serde_json::json!({ "result": "rejected", "errors": errors }),
+            ),
+        };
+    }
+    let rest = path.trim_start_matches("/admin/regions/");
+    let (region, action) = match rest.rsplit_once('/') {
+        Some((r, a @ ("drain" | "undrain"))) => (r, a),
+        _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    let snap = shared.snapshot.load();
+    let Some(r) = snap.region_idx(region) else {
+        return error(StatusCode::NOT_FOUND, &format!("unknown region `{region}`"));
+    };
+    let drained = action == "drain";
+    snap.regions[r]
+        .state
+        .drained
+        .store(drained, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(region, drained, "operator override");
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "region": region, "drained": drained }),
+    )
 }
 
 /// Serves the admin API on `listener` until the process ends.

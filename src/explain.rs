@@ -164,7 +164,11 @@ fn render(snap: &Snapshot, health: &StaticHealth, req: &Request) -> String {
         } else {
             ""
         },
-        if route.affinity { ", cookie affinity" } else { "" },
+        if route.affinity {
+            ", cookie affinity"
+        } else {
+            ""
+        },
     );
     let _ = writeln!(
         out,

@@ -79,7 +79,16 @@ where
             .token_header
             .or_else(|| find_cookie(req.cookies.iter().copied(), WRITE_COOKIE));
         if let Some(t) = presented {
+            let cap = route
+                .read_your_writes
+                .as_ref()
+                .map_or(0, |w| window_cap_ms(w) + CLOCK_SKEW_MS);
             match snap.keys.verify_write(t, req.now_ms) {
+                // No instance issues a token longer than the window's cap: one that
+                // claims more was signed by a misconfigured or compromised peer.
+                Ok(tok) if tok.not_after_ms > req.now_ms.saturating_add(cap) => {
+                    token_outcome = Some("beyond_cap")
+                }
                 Ok(tok) => match snap.region_idx(tok.region) {
                     Some(r) => write_token = Some(r),
                     None => token_outcome = Some("region_unknown"),
@@ -92,7 +101,12 @@ where
     let mut affinity_rejected = false;
     if route.affinity {
         if let Some(t) = find_cookie(req.cookies.iter().copied(), AFFINITY_COOKIE) {
-            match snap.keys.verify_affinity(t).ok().and_then(|r| snap.region_idx(r)) {
+            match snap
+                .keys
+                .verify_affinity(t)
+                .ok()
+                .and_then(|r| snap.region_idx(r))
+            {
                 Some(r) => affinity = Some(r),
                 None => affinity_rejected = true,
             }
@@ -119,6 +133,17 @@ where
         affinity_rejected,
     };
     (facts, findings)
+}
+
+/// Clock difference between instances tolerated when checking a token's lifetime.
+const CLOCK_SKEW_MS: u64 = 5_000;
+
+/// The longest window a route may issue.
+fn window_cap_ms(window: &crate::snapshot::Window) -> u64 {
+    match *window {
+        crate::snapshot::Window::Fixed(d) => d.as_millis() as u64,
+        crate::snapshot::Window::Auto { max, .. } => max.as_millis() as u64,
+    }
 }
 
 /// How long a write pins the client's reads on a route with `read_your_writes`:

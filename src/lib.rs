@@ -12,6 +12,7 @@ pub mod geo;
 pub mod health;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod session;

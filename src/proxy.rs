@@ -39,6 +39,8 @@ pub struct Ctx {
     attempts: u32,
     /// Region and origin of the current try.
     current: Option<(RegionIdx, usize)>,
+    /// When the current try started (time to first byte feeds the EWMA).
+    attempt_started: Instant,
     /// The TCP peer (appended to X-Forwarded-For upstream).
     peer_ip: Option<IpAddr>,
     country: Option<Country>,
@@ -106,6 +108,38 @@ fn request_host(req: &RequestHeader) -> &str {
 }
 
 impl Proxy {
+    /// Feeds one live result of the current try to outlier detection and, for
+    /// answers, its time to first byte to the latency EWMA.
+    fn record_result(&self, ctx: &Ctx, failed: bool) {
+        let Some((r, o)) = ctx.current else {
+            return;
+        };
+        let snap = ctx.snap();
+        let region = &snap.regions[r];
+        let origin = &region.origins[o];
+        if !failed {
+            let us = ctx.attempt_started.elapsed().as_micros();
+            origin
+                .health
+                .observe_latency_us(us.min(u128::from(u32::MAX)) as u32);
+        }
+        let policy = &snap.config.outlier_detection;
+        if let Some(ms) = crate::health::outlier::record(
+            &origin.health,
+            &region.origins,
+            failed,
+            now_ms(),
+            policy,
+        ) {
+            tracing::warn!(
+                region = %region.name,
+                origin = %origin.address,
+                ejected_ms = ms,
+                "origin ejected by outlier detection"
+            );
+        }
+    }
+
     /// Counts what gathering the facts and deciding found (GeoIP, XFF, tokens).
     fn record_facts(&self, found: &facts::Findings, decision: &Decision) {
         let m = &self.shared.metrics;
@@ -114,7 +148,7 @@ impl Proxy {
         }
         if found.xff_malformed > 0 {
             m.xff_malformed
-                .with_label_values(&[] as &[&str])
+                .with_label_values(&["x-forwarded-for"])
                 .inc_by(u64::from(found.xff_malformed));
         }
         let token = match decision.token {
@@ -202,6 +236,7 @@ impl ProxyHttp for Proxy {
             snap: None,
             decision: None,
             started: Instant::now(),
+            attempt_started: Instant::now(),
             region_pos: 0,
             tried: 0,
             attempts: 0,
@@ -281,6 +316,7 @@ impl ProxyHttp for Proxy {
         ctx.tried |= 1 << o;
         ctx.attempts += 1;
         ctx.current = Some((r, o));
+        ctx.attempt_started = Instant::now();
         ctx.outstanding = true;
         let snap = ctx.snap();
         let origin = &snap.regions[r].origins[o];
@@ -345,6 +381,7 @@ impl ProxyHttp for Proxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        self.record_result(ctx, resp.status.as_u16() >= 500);
         let snap = ctx.snap();
         if let Some((r, _)) = ctx.current {
             resp.insert_header("x-meridian-region", snap.regions[r].name.as_str())?;
@@ -365,6 +402,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        self.record_result(ctx, true);
         if let Some((r, o)) = ctx.current {
             let snap = ctx.snap();
             let region = &snap.regions[r];

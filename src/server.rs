@@ -72,8 +72,18 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
             shared: shared.clone(),
         },
     ));
-    // Probing arrives with the health service; until then a loaded config is ready.
-    shared.mark_probed();
+    server.add_service(background_service(
+        "config reload",
+        ReloadService {
+            shared: shared.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "health probes",
+        ProbeService {
+            shared: shared.clone(),
+        },
+    ));
     tracing::info!(
         sha256 = %snap.sha256,
         listeners = ?cfg.listeners.iter().map(|l| l.address).collect::<Vec<_>>(),
@@ -101,6 +111,30 @@ impl BackgroundService for AdminService {
         if let Some(l) = listener {
             crate::admin::serve(l, self.shared.clone()).await;
         }
+    }
+}
+
+/// SIGHUP and file-change reloads.
+struct ReloadService {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for ReloadService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        crate::reload::watch(self.shared.clone(), shutdown).await;
+    }
+}
+
+/// Active health probing; readiness flips once every origin was probed.
+struct ProbeService {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for ProbeService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        crate::health::probe::supervise(self.shared.clone(), shutdown).await;
     }
 }
 

@@ -89,15 +89,13 @@ impl fmt::Debug for KeyRing {
 /// Region names travel in tokens, cookies and metric labels: `[a-z0-9-]{1,64}`.
 pub fn is_valid_region(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn is_valid_key_id(s: &str) -> bool {
     (1..=32).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
@@ -207,7 +205,11 @@ impl KeyRing {
     }
 
     /// Verifies a write token at `now_ms`. Never panics, whatever the input.
-    pub fn verify_write<'t>(&self, token: &'t str, now_ms: u64) -> Result<WriteToken<'t>, TokenError> {
+    pub fn verify_write<'t>(
+        &self,
+        token: &'t str,
+        now_ms: u64,
+    ) -> Result<WriteToken<'t>, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
@@ -340,7 +342,10 @@ mod tests {
         let k9 = t.replacen(".k1.", ".k9.", 1);
         assert_eq!(r.verify_write(&k9, 0), Err(TokenError::UnknownKey));
         // Expired and tampered: the signature is judged first.
-        assert_eq!(r.verify_write(&later, 99_999), Err(TokenError::BadSignature));
+        assert_eq!(
+            r.verify_write(&later, 99_999),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]
@@ -386,7 +391,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("keys");
         let b64 = STANDARD.encode([7u8; 32]);
-        std::fs::write(&p, format!("# rotated 2026-11\n\nnew:{b64}\nold:{}\n", URL_SAFE_NO_PAD.encode([8u8; 40]))).unwrap();
+        std::fs::write(
+            &p,
+            format!(
+                "# rotated 2026-11\n\nnew:{b64}\nold:{}\n",
+                URL_SAFE_NO_PAD.encode([8u8; 40])
+            ),
+        )
+        .unwrap();
         let ring = KeyRing::load(&p).unwrap();
         assert_eq!(ring.signing_key_id(), "new");
         std::fs::write(&p, format!("k1:{b64}\nbroken line\n")).unwrap();
@@ -396,8 +408,14 @@ mod tests {
         let e = KeyRing::load(&p).unwrap_err().to_string();
         assert!(e.contains("has 5 bytes; at least 32"), "{e}");
         std::fs::write(&p, "# nothing\n").unwrap();
-        assert!(KeyRing::load(&p).unwrap_err().to_string().ends_with("no keys"));
-        assert!(KeyRing::load(&dir.join("missing")).unwrap_err().to_string().contains("cannot read"));
+        assert!(KeyRing::load(&p)
+            .unwrap_err()
+            .to_string()
+            .ends_with("no keys"));
+        assert!(KeyRing::load(&dir.join("missing"))
+            .unwrap_err()
+            .to_string()
+            .contains("cannot read"));
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -6,11 +6,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
 use crate::config::units::Cidr;
+use crate::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
 use crate::geo::{Continent, Country, GeoDb};
-use crate::session::KeyRing;
 use crate::health::{HealthRegistry, OriginHealth, RegionState};
+use crate::session::KeyRing;
 
 /// Index of a region in [`Snapshot::regions`] (sorted by name).
 pub type RegionIdx = usize;
@@ -56,6 +56,12 @@ pub struct OriginEntry {
     pub verify: bool,
     pub host_header: Option<String>,
     pub health: Arc<OriginHealth>,
+}
+
+impl AsRef<OriginHealth> for OriginEntry {
+    fn as_ref(&self) -> &OriginHealth {
+        &self.health
+    }
 }
 
 /// One region of the snapshot.
@@ -400,6 +406,6 @@ fn compile_route(r: &config::Route, default_steering: Steering) -> Route {
 }
 
 // Until the config branch lands its RFC 3339 timestamp type.
-fn shift_start_ms(_s: &config::Shift) -> u64 {
-    0
+fn shift_start_ms(s: &config::Shift) -> u64 {
+    s.start.unix_millis().max(0) as u64
 }

@@ -31,6 +31,11 @@ pub fn state(shared: &Shared) -> Value {
                         "eligible": o.health.eligible(now),
                         "latency_ms": f64::from(o.health.ewma_us.load(std::sync::atomic::Ordering::Relaxed)) / 1000.0,
                         "outstanding": o.health.outstanding.load(std::sync::atomic::Ordering::Relaxed),
+                        "ejected": !o.health.eligible_passive(now),
+                        "replication_lag_ms": match o.health.replication_lag_ms.load(std::sync::atomic::Ordering::Relaxed) {
+                            u32::MAX => Value::Null,
+                            l => json!(l),
+                        },
                     })
                 })
                 .collect();
@@ -47,6 +52,10 @@ pub fn state(shared: &Shared) -> Value {
                     "drained": s.drained,
                     "health": health,
                     "latency_ms": f64::from(s.latency_us) / 1000.0,
+                    "replication_lag_ms": r.origins.iter()
+                        .map(|o| o.health.replication_lag_ms.load(std::sync::atomic::Ordering::Relaxed))
+                        .filter(|l| *l != u32::MAX)
+                        .max(),
                     "origins": origins,
                 }),
             )

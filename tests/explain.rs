@@ -32,9 +32,18 @@ fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
 fn a_german_read_stays_in_its_residency_group() {
     let (ok, out, err) = explain(&["--client-ip", "127.0.2.7", "--path", "/api/items"]);
     assert!(ok, "{err}");
-    assert!(line(&out, "geo").contains("country DE, continent EU"), "{out}");
-    assert!(line(&out, "residency").contains("group `eu`: only eu-west-1"), "{out}");
-    assert!(line(&out, "decision").starts_with("decision    eu-west-1 [geo]"), "{out}");
+    assert!(
+        line(&out, "geo").contains("country DE, continent EU"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "residency").contains("group `eu`: only eu-west-1"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "decision").starts_with("decision    eu-west-1 [geo]"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -67,20 +76,36 @@ fn forwarded_for_from_a_trusted_peer_names_the_client() {
     ]);
     assert!(ok, "{err}");
     assert!(line(&out, "client").starts_with("client      127.0.3.5 (from X-Forwarded-For"));
-    assert!(line(&out, "decision").starts_with("decision    ap-southeast-1 [geo]"), "{out}");
+    assert!(
+        line(&out, "decision").starts_with("decision    ap-southeast-1 [geo]"),
+        "{out}"
+    );
 }
 
 #[test]
 fn writes_go_to_the_write_region_and_failover_is_explained() {
-    let (ok, out, err) = explain(&["--client-ip", "127.0.3.5", "--method", "post", "--path", "/api/x"]);
+    let (ok, out, err) = explain(&[
+        "--client-ip",
+        "127.0.3.5",
+        "--method",
+        "post",
+        "--path",
+        "/api/x",
+    ]);
     assert!(ok, "{err}");
     assert!(line(&out, "method").contains("a write"));
-    assert!(line(&out, "decision").starts_with("decision    us-east-1 [write]"), "{out}");
+    assert!(
+        line(&out, "decision").starts_with("decision    us-east-1 [write]"),
+        "{out}"
+    );
 
     let (ok, out, _) = explain(&["--client-ip", "127.0.3.5", "--unhealthy", "ap-southeast-1"]);
     assert!(ok);
     assert!(line(&out, "decision").contains("[failover]"), "{out}");
-    assert!(!line(&out, "decision").starts_with("decision    ap-southeast-1"), "{out}");
+    assert!(
+        !line(&out, "decision").starts_with("decision    ap-southeast-1"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -91,4 +116,38 @@ fn unknown_regions_and_bad_headers_are_clear_errors() {
     let (ok, _, err) = explain(&["--client-ip", "127.0.2.7", "--header", "no colon"]);
     assert!(!ok);
     assert!(err.contains("expected `Name: value`"), "{err}");
+}
+
+#[test]
+fn weighted_steering_is_explained() {
+    let dir = support::temp_dir("explain-weighted");
+    let cfg = dir.join("weighted.yaml");
+    std::fs::write(
+        &cfg,
+        r#"
+local_region: us-east-1
+listeners: [ { address: 127.0.0.1:1 } ]
+admin: { address: 127.0.0.1:2 }
+regions:
+  us-east-1: { weight: 100, origins: [ { address: 127.0.0.1:10 } ] }
+  eu-west-1: { weight: 0, origins: [ { address: 127.0.0.1:11 } ] }
+routing: { steering: weighted }
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["explain", "--client-ip", "192.0.2.1", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(line(&out, "route").contains("steering Weighted"), "{out}");
+    assert!(line(&out, "geo").contains("no geoip database configured"), "{out}");
+    assert!(out.contains("  weighted "), "{out}");
+    // Weight 0 keeps eu-west-1 last: it only serves when us-east-1 cannot.
+    assert_eq!(
+        line(&out, "decision"),
+        "decision    us-east-1 [weighted] (reasons weighted; try order us-east-1, eu-west-1)"
+    );
 }

@@ -76,7 +76,10 @@ debug_headers: true
 fn real_db() -> &'static str {
     let path = repo("geoip/geo-whois-asn-country.mmdb");
     if !path.exists() {
-        let ok = Command::new(repo("geoip/fetch")).status().unwrap().success();
+        let ok = Command::new(repo("geoip/fetch"))
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "geoip/fetch failed");
     }
     "geoip/geo-whois-asn-country.mmdb"
@@ -154,7 +157,10 @@ async fn untrusted_forwarded_for_is_never_believed() {
             .unwrap();
         assert_eq!(header(&r, "x-meridian-region"), region, "client {src}");
         let seen = world.origins[region].control.seen();
-        assert_eq!(seen.last().unwrap().header("x-meridian-client-country"), Some(country));
+        assert_eq!(
+            seen.last().unwrap().header("x-meridian-client-country"),
+            Some(country)
+        );
     }
 }
 
@@ -175,15 +181,24 @@ async fn residency_rejects_or_allows_outside_when_the_group_is_down() {
     let reject = Gateway::start(&world.config(real_db(), "127.0.0.1/32", "reject")).await;
     let allow = Gateway::start(&world.config(real_db(), "127.0.0.1/32", "allow_outside")).await;
     let eu = &world.origins["eu-west-1"].control;
-    eu.health_status.store(503, std::sync::atomic::Ordering::Relaxed);
+    eu.health_status
+        .store(503, std::sync::atomic::Ordering::Relaxed);
     let de = "194.25.2.129";
     let r = retry_until(|| get_as(&reject, Some(de), "/page"), |r| r.status() == 503).await;
     assert_eq!(header(&r, "content-type"), "application/json");
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "no_healthy_region");
     // The same client through a gateway whose group allows leaving: another region serves.
-    let r = retry_until(|| get_as(&allow, Some(de), "/page"), |r| r.status() == 200).await;
-    assert_ne!(header(&r, "x-meridian-region"), "eu-west-1");
+    let r = retry_until(
+        || get_as(&allow, Some(de), "/page"),
+        |r| {
+            r.headers()
+                .get("x-meridian-region")
+                .is_some_and(|v| v != "eu-west-1")
+        },
+    )
+    .await;
+    assert_eq!(r.status(), 200);
     assert!(header(&r, "x-meridian-decision").contains("failover"));
     // US clients never notice.
     let r = get_as(&reject, Some("8.8.8.8"), "/page").await;
@@ -288,10 +303,10 @@ async fn bad_tokens_are_ignored_and_counted() {
     let tampered = format!("{head}.{flipped}{}", &mac[1..]);
     let other_region = token.replacen("us-east-1", "eu-west-1", 1);
     let unknown_key = token.replacen(".k1.", ".k9.", 1);
-    let expired = {
-        let parts: Vec<&str> = token.split('.').collect();
-        format!("v1.us-east-1.1000.k1.{}", parts[4])
-    };
+    // Genuinely signed with the shared key, but long past its window.
+    let expired = meridian::session::KeyRing::load(&world.keys_file)
+        .unwrap()
+        .sign_write("us-east-1", 1000);
     for (bad, outcome) in [
         (tampered.as_str(), "tampered"),
         (other_region.as_str(), "tampered"),
@@ -307,10 +322,19 @@ async fn bad_tokens_are_ignored_and_counted() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        assert_eq!(header(&r, "x-meridian-region"), "ap-southeast-1", "{outcome}: {bad}");
+        assert_eq!(
+            header(&r, "x-meridian-region"),
+            "ap-southeast-1",
+            "{outcome}: {bad}"
+        );
     }
     let m = gw.metrics().await;
-    for (outcome, n) in [("tampered", 2.0), ("unknown_key", 1.0), ("expired", 1.0), ("malformed", 1.0)] {
+    for (outcome, n) in [
+        ("tampered", 2.0),
+        ("unknown_key", 1.0),
+        ("expired", 1.0),
+        ("malformed", 1.0),
+    ] {
         assert_eq!(
             metric_sum(&m, "meridian_write_tokens_total", &[("outcome", outcome)]),
             n,
@@ -344,10 +368,57 @@ async fn a_token_for_an_unhealthy_region_routes_normally() {
                 .send();
             async { req.await.unwrap() }
         },
-        |r| r.headers().get("x-meridian-region").is_some_and(|v| v == "ap-southeast-1"),
+        |r| {
+            r.headers()
+                .get("x-meridian-region")
+                .is_some_and(|v| v == "ap-southeast-1")
+        },
     )
     .await;
     assert_eq!(header(&r, "x-meridian-decision"), "geo");
     let m = gw.metrics().await;
-    assert!(metric_sum(&m, "meridian_write_tokens_total", &[("outcome", "region_unhealthy")]) >= 1.0);
+    assert!(
+        metric_sum(
+            &m,
+            "meridian_write_tokens_total",
+            &[("outcome", "region_unhealthy")]
+        ) >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn weighted_shares_hold_over_ten_thousand_real_requests() {
+    let world = World::new().await;
+    let yaml = world
+        .config("geoip/test-city.mmdb", "127.0.0.1/32", "reject")
+        .replace("  steering: geo", "  steering: weighted")
+        .replace("us-east-1: { origins", "us-east-1: { weight: 60, origins")
+        .replace("eu-west-1: { origins", "eu-west-1: { weight: 30, origins")
+        .replace("ap-southeast-1: { origins", "ap-southeast-1: { weight: 10, origins");
+    assert!(yaml.contains("weight: 10"));
+    let gw = Gateway::start(&yaml).await;
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (client, url) = (client.clone(), gw.url("/w"));
+        tasks.push(tokio::spawn(async move {
+            let mut counts: HashMap<String, u32> = HashMap::new();
+            for _ in 0..2500 {
+                let r = client.get(&url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                *counts.entry(header(&r, "x-meridian-region")).or_default() += 1;
+            }
+            counts
+        }));
+    }
+    let mut total: HashMap<String, u32> = HashMap::new();
+    for t in tasks {
+        for (k, v) in t.await.unwrap() {
+            *total.entry(k).or_default() += v;
+        }
+    }
+    for (region, want) in [("us-east-1", 0.6), ("eu-west-1", 0.3), ("ap-southeast-1", 0.1)] {
+        let got = f64::from(total.get(region).copied().unwrap_or(0)) / 10_000.0;
+        assert!((got - want).abs() < 0.03, "{region}: {got:.3} of traffic, want {want} ({total:?})");
+    }
 }

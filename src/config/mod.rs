@@ -60,6 +60,16 @@ impl Loaded {
     }
 }
 
+/// Resolves `p` relative to the folder of the config file at `config_path`.
+pub fn resolve_against(config_path: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        config_path.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
 /// Reads, parses and validates `path`; every error found is returned.
 pub fn load(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
     let name = path.display().to_string();

@@ -554,7 +554,7 @@ pub struct Shift {
     /// Final percent (0..=100) of `from`'s traffic moved to `to`.
     pub percent: f64,
     /// RFC 3339 timestamp.
-    pub start: String,
+    pub start: super::units::Timestamp,
     #[serde(default)]
     pub ramp: Option<Duration>,
     #[serde(default)]

@@ -211,3 +211,99 @@ mod tests {
         assert!("nope/8".parse::<Cidr>().is_err());
     }
 }
+
+/// An RFC 3339 instant (`2026-11-22T10:00:00Z`, `...T11:00:00.5+01:00`), as unix ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn unix_millis(self) -> i64 {
+        self.0
+    }
+}
+
+/// Days from 1970-01-01 to the given civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+impl FromStr for Timestamp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected an RFC 3339 time like `2026-11-22T10:00:00Z`, found `{s}`");
+        let b = s.as_bytes();
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+            return Err(bad());
+        }
+        let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
+            let part = &s[r];
+            if part.bytes().all(|c| c.is_ascii_digit()) {
+                part.parse().map_err(|_| bad())
+            } else {
+                Err(bad())
+            }
+        };
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        if !(1..=12).contains(&mo) || d < 1 || d > month_days[(mo - 1) as usize] || h > 23 || mi > 59 || sec > 60 {
+            return Err(bad());
+        }
+        let mut rest = &s[19..];
+        let mut millis = 0;
+        if let Some(frac) = rest.strip_prefix('.') {
+            let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if n == 0 {
+                return Err(bad());
+            }
+            let digits = &frac[..n];
+            millis = format!("{:0<3}", &digits[..n.min(3)]).parse::<i64>().map_err(|_| bad())?;
+            rest = &frac[n..];
+        }
+        let offset_min = match rest {
+            "Z" | "z" => 0,
+            _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
+                let oh: i64 = rest[1..3].parse().map_err(|_| bad())?;
+                let om: i64 = rest[4..6].parse().map_err(|_| bad())?;
+                if oh > 23 || om > 59 {
+                    return Err(bad());
+                }
+                let sign = if rest.starts_with('-') { -1 } else { 1 };
+                sign * (oh * 60 + om)
+            }
+            _ => return Err(bad()),
+        };
+        let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec.min(59) - offset_min * 60;
+        Ok(Timestamp(secs * 1000 + millis))
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod timestamp_tests {
+    use super::Timestamp;
+
+    #[test]
+    fn parses_rfc3339() {
+        let t = |s: &str| s.parse::<Timestamp>().map(|t| t.0);
+        assert_eq!(t("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(t("2026-11-22T10:00:00Z"), Ok(1_795_341_600_000));
+        assert_eq!(t("2026-11-22T11:00:00.25+01:00"), Ok(1_795_341_600_250));
+        assert_eq!(t("2024-02-29T00:00:00-00:30"), Ok(1_709_166_600_000));
+        for bad in ["2026-11-22", "2026-13-01T00:00:00Z", "2025-02-29T00:00:00Z", "2026-11-22T10:00:00", "2026-11-22T10:00:00+1:00", "x026-11-22T10:00:00Z", "2026-11-22T10:00:00.Z"] {
+            assert!(t(bad).is_err(), "{bad}");
+        }
+    }
+}

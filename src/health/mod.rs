@@ -5,6 +5,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+pub mod judge;
+pub mod outlier;
+pub mod probe;
+
 /// Probe verdict of one origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -49,6 +53,14 @@ pub struct OriginHealth {
     pub outstanding: AtomicU32,
     /// Last replication lag reported by deep health; u32::MAX = none reported.
     pub replication_lag_ms: AtomicU32,
+    /// Live failures in a row (outlier detection).
+    pub consecutive_failures: AtomicU32,
+    /// Ejections since the last calm period (the backoff exponent).
+    pub times_ejected: AtomicU32,
+    /// When it was last ejected (unix ms; 0 = never).
+    pub last_ejected_ms: AtomicU64,
+    /// Set by its first probe result, pass or fail (readiness waits for all).
+    pub probed: AtomicBool,
 }
 
 impl OriginHealth {
@@ -68,6 +80,10 @@ impl OriginHealth {
         matches!(self.state(), ProbeState::Healthy | ProbeState::Degraded)
             && self.ejected_until_ms.load(Relaxed) <= now_ms
     }
+    /// Not ejected by outlier detection at `now_ms` (probe state aside).
+    pub fn eligible_passive(&self, now_ms: u64) -> bool {
+        self.ejected_until_ms.load(Relaxed) <= now_ms
+    }
     /// Folds one latency sample into the EWMA (weight 1/8 for the new sample).
     pub fn observe_latency_us(&self, us: u32) {
         let us = us.max(1);
@@ -78,6 +94,12 @@ impl OriginHealth {
             ((u64::from(old) * 7 + u64::from(us)) / 8) as u32
         };
         self.ewma_us.store(new.max(1), Relaxed);
+    }
+}
+
+impl AsRef<OriginHealth> for OriginHealth {
+    fn as_ref(&self) -> &OriginHealth {
+        self
     }
 }
 

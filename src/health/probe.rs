@@ -1,0 +1,237 @@
+//! Active probes: one task per origin, started and stopped as snapshots come and
+//! go, each GETting the health path every `interval` ± `jitter` and folding the
+//! judged answer into the origin's state. Also keeps the per-region gauges and the
+//! readiness latch (ready once every origin has had one probe result).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use pingora::server::ShutdownWatch;
+use rand::Rng;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+use super::judge::{judge, next_state, FailReason, Judgement, Streak, Verdict};
+use super::ProbeState;
+use crate::routing::{HealthView, LiveHealth, RegionHealth};
+use crate::snapshot::{OriginEntry, Snapshot};
+use crate::state::{now_ms, Shared};
+
+/// Health bodies larger than this are cut off (and then fail JSON parsing).
+const MAX_BODY: usize = 64 * 1024;
+/// How often the supervisor looks for new or removed origins.
+const RESYNC: Duration = Duration::from_millis(250);
+
+/// Runs until `shutdown` flips: keeps one probe task per origin of the current snapshot.
+pub async fn supervise(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
+    let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
+    loop {
+        let snap = shared.snapshot.load_full();
+        for o in snap.regions.iter().flat_map(|r| &r.origins) {
+            if !tasks.contains_key(&o.key) {
+                let task = tokio::spawn(probe_loop(shared.clone(), o.key.clone()));
+                tasks.insert(o.key.clone(), task);
+            }
+        }
+        tasks.retain(|key, task| {
+            let keep = find(&snap, key).is_some();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        let all_probed = snap
+            .regions
+            .iter()
+            .flat_map(|r| &r.origins)
+            .all(|o| o.health.probed.load(Relaxed));
+        if all_probed {
+            shared.mark_probed();
+        }
+        export_regions(&shared, &snap);
+        drop(snap);
+        tokio::select! {
+            _ = tokio::time::sleep(RESYNC) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    for task in tasks.values() {
+        task.abort();
+    }
+}
+
+fn find(snap: &Snapshot, key: &str) -> Option<(usize, usize)> {
+    snap.regions.iter().enumerate().find_map(|(r, region)| {
+        region
+            .origins
+            .iter()
+            .position(|o| o.key == key)
+            .map(|o| (r, o))
+    })
+}
+
+async fn probe_loop(shared: Arc<Shared>, key: String) {
+    let mut streak = Streak::default();
+    loop {
+        let snap = shared.snapshot.load_full();
+        let Some((r, o)) = find(&snap, &key) else {
+            return;
+        };
+        let (region, origin) = (&snap.regions[r], &snap.regions[r].origins[o]);
+        let h = &snap.config.health;
+        let started = Instant::now();
+        let answer = tokio::time::timeout(h.timeout.get(), probe_once(origin, &h.path)).await;
+        let elapsed = started.elapsed();
+        let judged = match answer {
+            Err(_) => failed(FailReason::Timeout),
+            Ok(Err(reason)) => failed(reason),
+            Ok(Ok((status, body))) => judge(status, &body, &h.expect_status, h.deep),
+        };
+        let labels = [region.name.as_str(), origin.address.as_str()];
+        let m = &shared.metrics;
+        m.probe_duration
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
+        if let Verdict::Fail(reason) = judged.verdict {
+            m.probe_failures
+                .with_label_values(&[labels[0], labels[1], reason.as_str()])
+                .inc();
+        } else {
+            origin.health.observe_latency_us(elapsed.as_micros() as u32);
+        }
+        if judged.body_unparsed && h.deep {
+            // Judged by status alone; counted so a broken health endpoint shows.
+            m.probe_failures
+                .with_label_values(&[labels[0], labels[1], "body_not_json"])
+                .inc();
+        }
+        let lag = judged.replication_lag_ms.unwrap_or(u32::MAX);
+        origin.health.replication_lag_ms.store(lag, Relaxed);
+        let before = origin.health.state();
+        let after = next_state(
+            before,
+            &mut streak,
+            judged.verdict,
+            h.healthy_threshold,
+            h.unhealthy_threshold,
+        );
+        if after != before {
+            tracing::info!(
+                region = %region.name,
+                origin = %origin.address,
+                from = before.as_str(),
+                to = after.as_str(),
+                verdict = ?judged.verdict,
+                "origin health changed"
+            );
+            origin.health.set_state(after);
+        }
+        origin.health.probed.store(true, Relaxed);
+        m.origin_healthy
+            .with_label_values(&labels)
+            .set(i64::from(matches!(
+                after,
+                ProbeState::Healthy | ProbeState::Degraded
+            )));
+        let pause = jittered(h.interval.get(), h.jitter.0);
+        drop(snap);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+fn failed(reason: FailReason) -> Judgement {
+    Judgement {
+        verdict: Verdict::Fail(reason),
+        replication_lag_ms: None,
+        body_unparsed: false,
+    }
+}
+
+/// `interval` ± `percent`, so probes of many instances do not march in step.
+fn jittered(interval: Duration, percent: f64) -> Duration {
+    let spread = (percent / 100.0).clamp(0.0, 1.0);
+    let factor = 1.0 + rand::thread_rng().gen_range(-spread..=spread);
+    interval.mul_f64(factor.max(0.05))
+}
+
+/// One GET of the health path over a fresh connection: status and (capped) body.
+/// HTTPS origins are checked by TCP connect only until the TLS work lands.
+async fn probe_once(origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), FailReason> {
+    let stream = TcpStream::connect(origin.socket)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => FailReason::Refused,
+            std::io::ErrorKind::TimedOut => FailReason::Timeout,
+            _ => FailReason::Error,
+        })?;
+    if origin.tls {
+        return Ok((200, Bytes::new()));
+    }
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io)
+        .await
+        .map_err(|_| FailReason::Error)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let host = origin
+        .host_header
+        .clone()
+        .unwrap_or_else(|| origin.address.clone());
+    let req = http::Request::get(path)
+        .header(http::header::HOST, host)
+        .header(http::header::USER_AGENT, "meridian-health/1")
+        .body(Empty::new())
+        .map_err(|_| FailReason::Error)?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|_| FailReason::Error)?;
+    let status = resp.status().as_u16();
+    let body = Limited::new(resp.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Per-region gauges: health, effective weight, latency, replication lag.
+fn export_regions(shared: &Shared, snap: &Snapshot) {
+    let now = now_ms();
+    let view = LiveHealth { snap, now_ms: now };
+    let m = &shared.metrics;
+    for (i, region) in snap.regions.iter().enumerate() {
+        let status = view.region(i);
+        let name = [region.name.as_str()];
+        m.region_healthy
+            .with_label_values(&name)
+            .set(i64::from(status.eligible()));
+        let factor = match status.health {
+            _ if !status.eligible() => 0.0,
+            RegionHealth::Degraded => snap.degraded_factor,
+            _ => 1.0,
+        };
+        m.region_weight_effective
+            .with_label_values(&name)
+            .set(f64::from(region.weight) * f64::from(region.dial) / 100.0 * factor);
+        m.region_latency
+            .with_label_values(&name)
+            .set(f64::from(status.latency_us) / 1e6);
+        let lag = region
+            .origins
+            .iter()
+            .map(|o| o.health.replication_lag_ms.load(Relaxed))
+            .filter(|l| *l != u32::MAX)
+            .max();
+        if let Some(lag) = lag {
+            m.replication_lag
+                .with_label_values(&name)
+                .set(f64::from(lag) / 1e3);
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Reload: SIGHUP, a changed file, or `POST /admin/reload` all come here. The
+//! new file is parsed, validated and compiled off to the side; only a complete
+//! snapshot is swapped in, in one `ArcSwap::store`. A bad file changes nothing
+//! but the error report: the old snapshot keeps serving.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use pingora::server::ShutdownWatch;
+
+use crate::state::{build_snapshot, Shared};
+
+/// How often the config file is checked for changes.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new snapshot is serving.
+    Swapped { sha256: String },
+    /// The old snapshot keeps serving; every problem, one per line.
+    Rejected(Vec<String>),
+}
+
+/// Reloads the config file now. The snapshot is rebuilt even when the file is
+/// unchanged, because files it names (session keys, GeoIP database) may have changed.
+pub fn reload(shared: &Shared, why: &str) -> Outcome {
+    let old = shared.snapshot.load();
+    let outcome = match build_snapshot(&shared.config_path, &shared.health) {
+        Ok(snap) => {
+            if listeners_of(&snap.config) != listeners_of(&old.config)
+                || snap.config.admin.address != old.config.admin.address
+            {
+                tracing::warn!("listener or admin addresses changed: they take effect on restart");
+            }
+            let sha256 = snap.sha256.clone();
+            let m = &shared.metrics;
+            m.config_info.reset();
+            m.config_info.with_label_values(&[&sha256]).set(1);
+            shared.snapshot.store(Arc::new(snap));
+            // Origins the new config dropped lose their health entries.
+            let snap = shared.snapshot.load();
+            let keys: std::collections::HashSet<&str> = snap
+                .regions
+                .iter()
+                .flat_map(|r| r.origins.iter().map(|o| o.key.as_str()))
+                .collect();
+            shared.health.retain_origins(&|k| keys.contains(k));
+            Outcome::Swapped { sha256 }
+        }
+        Err(e) => Outcome::Rejected(e.0),
+    };
+    let m = &shared.metrics;
+    let mut last = shared
+        .last_reload_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    match &outcome {
+        Outcome::Swapped { sha256 } => {
+            m.config_reloads.with_label_values(&["ok"]).inc();
+            *last = None;
+            tracing::info!(trigger = why, sha256 = %sha256, "config reloaded");
+        }
+        Outcome::Rejected(errors) => {
+            m.config_reloads.with_label_values(&["error"]).inc();
+            *last = Some(errors.join("\n"));
+            for e in errors {
+                tracing::error!(trigger = why, "config rejected, old one keeps serving: {e}");
+            }
+        }
+    }
+    outcome
+}
+
+fn listeners_of(c: &crate::config::Config) -> Vec<std::net::SocketAddr> {
+    c.listeners.iter().map(|l| l.address).collect()
+}
+
+/// Watches for SIGHUP and for changes of the file (mtime or size) until shutdown.
+pub async fn watch(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!("cannot watch SIGHUP: {e}");
+            None
+        }
+    };
+    let stamp = |shared: &Shared| -> Option<(SystemTime, u64)> {
+        let m = std::fs::metadata(&shared.config_path).ok()?;
+        Some((m.modified().ok()?, m.len()))
+    };
+    let mut seen = stamp(&shared);
+    loop {
+        let hup_recv = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = hup_recv => {
+                let shared = shared.clone();
+                let _ = tokio::task::spawn_blocking(move || reload(&shared, "sighup")).await;
+            }
+            _ = tokio::time::sleep(WATCH_EVERY) => {
+                let now = stamp(&shared);
+                if now.is_some() && now != seen {
+                    seen = now;
+                    let shared = shared.clone();
+                    let _ = tokio::task::spawn_blocking(move || reload(&shared, "file changed")).await;
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Health end to end: active deep probes with thresholds, degraded states and
+//! replication lag, failover across regions, passive outlier ejection, and no
+//! idempotent request lost when an origin dies.
+
+mod support;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use meridian::demo::SimOrigin;
+use support::*;
+
+async fn origin(region: &str) -> SimOrigin {
+    SimOrigin::start(region, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// us-east-1 (local, two origins) and eu-west-1 (one), geo steering, fast probes.
+fn config(use1: &[&SimOrigin], euw1: &SimOrigin, extra: &str) -> String {
+    let list = |os: &[&SimOrigin]| {
+        os.iter()
+            .map(|o| format!("{{ address: \"{}\" }}", o.addr))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        r#"
+local_region: us-east-1
+listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
+admin: {{ address: "{{{{ADMIN}}}}" }}
+regions:
+  us-east-1: {{ origins: [ {} ] }}
+  eu-west-1: {{ origins: [ {} ] }}
+health: {{ interval: 100ms, timeout: 80ms, jitter: 0%, healthy_threshold: 2, unhealthy_threshold: 2 }}
+outlier_detection: {{ consecutive_failures: 3, base_ejection: 1s, max_ejection: 4s, max_ejected_percent: 50 }}
+routing: {{ steering: geo, geo: {{ default: us-east-1 }} }}
+debug_headers: true
+{extra}
+"#,
+        list(use1),
+        list(&[euw1])
+    )
+}
+
+async fn state(gw: &Gateway) -> serde_json::Value {
+    reqwest::get(gw.admin_url("/admin/state"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_state(
+    gw: &Gateway,
+    what: &str,
+    f: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = state(gw).await;
+        if f(&s) {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {s:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Gauges are exported a few times a second: wait for `want`.
+async fn wait_metric(gw: &Gateway, name: &str, labels: &[(&str, &str)], want: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = metric_sum(&gw.metrics().await, name, labels);
+        if (got - want).abs() < 1e-9 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}{labels:?} = {got}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn get(gw: &Gateway, path: &str) -> reqwest::Response {
+    reqwest::get(gw.url(path)).await.unwrap()
+}
+
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map_or(String::new(), |v| v.to_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn ready_only_after_every_origin_was_probed() {
+    let (a, b, e) = (
+        origin("us-east-1").await,
+        origin("us-east-1").await,
+        origin("eu-west-1").await,
+    );
+    // The slow origin answers its first probe only after 60 ms.
+    e.control.delay_ms.store(60, Relaxed);
+    let gw = Gateway::start(&config(&[&a, &b], &e, "")).await;
+    for o in [&a, &b, &e] {
+        assert!(
+            o.control.probes.load(Relaxed) >= 1,
+            "ready before {} was probed",
+            o.addr
+        );
+    }
+    let s = state(&gw).await;
+    assert_eq!(s["ready"], true);
+}
+
+#[tokio::test]
+async fn an_unhealthy_region_fails_over_and_comes_back() {
+    let (a, b, e) = (
+        origin("us-east-1").await,
+        origin("us-east-1").await,
+        origin("eu-west-1").await,
+    );
+    let gw = Gateway::start(&config(&[&a, &b], &e, "")).await;
+    assert_eq!(
+        header(&get(&gw, "/").await, "x-meridian-region"),
+        "us-east-1"
+    );
+
+    a.control.set_health(r#"{"status":"unhealthy"}"#);
+    b.control.health_status.store(500, Relaxed);
+    wait_state(&gw, "us-east-1 unhealthy", |s| {
+        s["regions"]["us-east-1"]["health"] == "unhealthy"
+    })
+    .await;
+    let r = get(&gw, "/").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-meridian-region"), "eu-west-1");
+    assert_eq!(header(&r, "x-meridian-decision"), "geo,failover");
+    let m = gw.metrics().await;
+    assert!(
+        metric_sum(
+            &m,
+            "meridian_probe_failures_total",
+            &[("reason", "unhealthy")]
+        ) >= 2.0
+    );
+    assert!(metric_sum(&m, "meridian_probe_failures_total", &[("reason", "status")]) >= 2.0);
+    wait_metric(
+        &gw,
+        "meridian_region_healthy",
+        &[("region", "us-east-1")],
+        0.0,
+    )
+    .await;
+
+    a.control.set_health(r#"{"status":"healthy"}"#);
+    wait_state(&gw, "us-east-1 back", |s| {
+        s["regions"]["us-east-1"]["health"] == "healthy"
+    })
+    .await;
+    assert_eq!(
+        header(&get(&gw, "/").await, "x-meridian-region"),
+        "us-east-1"
+    );
+}
+
+#[tokio::test]
+async fn degraded_and_replication_lag_are_visible() {
+    let (a, e) = (origin("us-east-1").await, origin("eu-west-1").await);
+    let gw = Gateway::start(&config(&[&a], &e, "")).await;
+    a.control.set_health(
+        r#"{"status":"degraded","replication_lag_ms":350,"checks":{"db":{"status":"pass"}}}"#,
+    );
+    let s = wait_state(&gw, "degraded", |s| {
+        s["regions"]["us-east-1"]["health"] == "degraded"
+    })
+    .await;
+    assert_eq!(
+        s["regions"]["us-east-1"]["origins"][0]["probe_state"],
+        "degraded"
+    );
+    assert_eq!(s["regions"]["us-east-1"]["replication_lag_ms"], 350);
+    wait_metric(
+        &gw,
+        "meridian_replication_lag_seconds",
+        &[("region", "us-east-1")],
+        0.35,
+    )
+    .await;
+    // Degraded still serves, at degraded_weight_factor (0.5) of its share: the
+    // rest spills to the next region.
+    let mut home = 0;
+    for _ in 0..200 {
+        if header(&get(&gw, "/").await, "x-meridian-region") == "us-east-1" {
+            home += 1;
+        }
+    }
+    assert!((70..=130).contains(&home), "us-east-1 kept {home} of 200");
+}
+
+#[tokio::test]
+async fn consecutive_errors_eject_an_origin_until_it_has_served_its_time() {
+    let (a, b, e) = (
+        origin("us-east-1").await,
+        origin("us-east-1").await,
+        origin("eu-west-1").await,
+    );
+    let gw = Gateway::start(&config(&[&a, &b], &e, "")).await;
+    a.control.status.store(500, Relaxed);
+    // Until a is ejected some requests meet its 500s; then only b answers.
+    let mut ejected = false;
+    for _ in 0..40 {
+        get(&gw, "/").await;
+        let s = state(&gw).await;
+        if s["regions"]["us-east-1"]["origins"][0]["ejected"] == true {
+            ejected = true;
+            break;
+        }
+    }
+    assert!(ejected, "origin with 500s never ejected");
+    let before = a.control.requests.load(Relaxed);
+    for _ in 0..20 {
+        let r = get(&gw, "/").await;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(
+        a.control.requests.load(Relaxed),
+        before,
+        "ejected origin got traffic"
+    );
+    // Never both: 2 of 2 would exceed max_ejected_percent 50.
+    b.control.status.store(500, Relaxed);
+    for _ in 0..6 {
+        get(&gw, "/").await;
+    }
+    let s = state(&gw).await;
+    assert_eq!(s["regions"]["us-east-1"]["origins"][1]["ejected"], false);
+    // It comes back by itself after base_ejection (1 s).
+    a.control.status.store(0, Relaxed);
+    wait_state(&gw, "a back", |s| {
+        s["regions"]["us-east-1"]["origins"][0]["ejected"] == false
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dying_origin_costs_no_idempotent_request() {
+    let (a, b, e) = (
+        origin("us-east-1").await,
+        origin("us-east-1").await,
+        origin("eu-west-1").await,
+    );
+    let gw = Gateway::start(&config(&[&a, &b], &e, "")).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let a_seen = a.control.clone();
+    let mut a = Some(a);
+    for i in 0..200 {
+        if i == 50 {
+            // Stop accepting: new connections to it are refused from now on.
+            drop(a.take());
+        }
+        let r = client
+            .get(gw.url(&format!("/req/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "request {i} lost");
+    }
+    // Pooled connections to the dying origin may still finish their requests; no
+    // request went anywhere else or got lost.
+    let served = a_seen.requests.load(Relaxed) + b.control.requests.load(Relaxed);
+    assert_eq!(served, 200);
+}

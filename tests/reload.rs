@@ -1,0 +1,253 @@
+//! Hot reload end to end: a changed file, SIGHUP or the admin API swap a new
+//! snapshot in atomically with no request lost; a broken file keeps the old one
+//! serving; write endpoints need the bearer token; drains take a region out.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian::demo::SimOrigin;
+use support::*;
+
+const TOKEN: &str = "s3cret-admin-token";
+
+struct World {
+    use1: SimOrigin,
+    euw1: SimOrigin,
+    token_file: std::path::PathBuf,
+}
+
+impl World {
+    async fn new() -> World {
+        let o = |r: &'static str| async move {
+            SimOrigin::start(r, "127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap()
+        };
+        let token_file = temp_dir("admin-token").join("admin.token");
+        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+        World {
+            use1: o("us-east-1").await,
+            euw1: o("eu-west-1").await,
+            token_file,
+        }
+    }
+
+    /// Weighted steering between the two regions with the given weights.
+    fn config(&self, w_use1: u32, w_euw1: u32) -> String {
+        format!(
+            r#"
+local_region: us-east-1
+listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
+admin: {{ address: "{{{{ADMIN}}}}", token_file: "{}" }}
+regions:
+  us-east-1: {{ weight: {w_use1}, origins: [ {{ address: "{}" }} ] }}
+  eu-west-1: {{ weight: {w_euw1}, origins: [ {{ address: "{}" }} ] }}
+health: {{ interval: 100ms, timeout: 80ms, healthy_threshold: 1 }}
+routing: {{ steering: weighted }}
+"#,
+            self.token_file.display(),
+            self.use1.addr,
+            self.euw1.addr
+        )
+    }
+}
+
+/// Rewrites `gw`'s config file with the `{{LISTEN}}`/`{{ADMIN}}` it started with.
+fn rewrite(gw: &Gateway, yaml: &str) {
+    let yaml = yaml
+        .replace("{{LISTEN}}", &gw.addr.to_string())
+        .replace("{{ADMIN}}", &gw.admin.to_string());
+    // Write then rename, as config management tools do, so no half file is read.
+    let tmp = gw.config_path.with_extension("tmp");
+    std::fs::write(&tmp, yaml).unwrap();
+    std::fs::rename(&tmp, &gw.config_path).unwrap();
+}
+
+async fn sha(gw: &Gateway) -> String {
+    let s: serde_json::Value = reqwest::get(gw.admin_url("/admin/state"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    s["config"]["sha256"].as_str().unwrap().to_string()
+}
+
+async fn share_of_use1(gw: &Gateway, n: usize) -> f64 {
+    let mut use1 = 0;
+    for _ in 0..n {
+        let r = reqwest::get(gw.url("/")).await.unwrap();
+        if r.headers()["x-meridian-region"] == "us-east-1" {
+            use1 += 1;
+        }
+    }
+    use1 as f64 / n as f64
+}
+
+#[tokio::test]
+async fn edited_weights_apply_atomically_with_no_request_lost() {
+    let world = World::new().await;
+    let gw = Gateway::start(&world.config(100, 0)).await;
+    assert_eq!(share_of_use1(&gw, 50).await, 1.0);
+
+    // Load from a background client while the file flips weights 20 times.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load = {
+        let (url, stop, ok, failed) = (gw.url("/"), stop.clone(), ok.clone(), failed.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            while !stop.load(Relaxed) {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Relaxed),
+                    _ => failed.fetch_add(1, Relaxed),
+                };
+            }
+        })
+    };
+    for i in 0..20 {
+        let (a, b) = if i % 2 == 0 { (0, 100) } else { (100, 0) };
+        let before = sha(&gw).await;
+        rewrite(&gw, &world.config(a, b));
+        let resp = reqwest::Client::new()
+            .post(gw.admin_url("/admin/reload"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(
+            body["result"] == "reloaded" || body["result"] == "unchanged",
+            "{body}"
+        );
+        // Whether the watcher or this call got there first, the new file serves now.
+        assert_ne!(sha(&gw).await, before);
+    }
+    stop.store(true, Relaxed);
+    load.await.unwrap();
+    assert_eq!(failed.load(Relaxed), 0, "requests lost during reloads");
+    assert!(ok.load(Relaxed) > 20);
+    // The last file (i = 19) gave us-east-1 everything.
+    assert_eq!(share_of_use1(&gw, 50).await, 1.0);
+    let m = gw.metrics().await;
+    assert!(metric_sum(&m, "meridian_config_reloads_total", &[("result", "ok")]) >= 20.0);
+    let sha_now = sha(&gw).await;
+    assert_eq!(
+        metric_sum(&m, "meridian_config_info", &[("sha256", &sha_now)]),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_broken_file_keeps_the_old_config_serving() {
+    let world = World::new().await;
+    let gw = Gateway::start(&world.config(0, 100)).await;
+    let good = sha(&gw).await;
+    rewrite(
+        &gw,
+        &world
+            .config(0, 100)
+            .replace("steering: weighted", "steering: sideways"),
+    );
+    // The file watcher notices within a second or two.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let state = loop {
+        let s: serde_json::Value = reqwest::get(gw.admin_url("/admin/state"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !s["config"]["last_reload_error"].is_null() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broken file never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let err = state["config"]["last_reload_error"].as_str().unwrap();
+    assert!(err.contains("routing.steering"), "{err}");
+    assert_eq!(state["config"]["sha256"], good.as_str());
+    assert_eq!(share_of_use1(&gw, 20).await, 0.0);
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric_sum(&m, "meridian_config_reloads_total", &[("result", "error")]),
+        1.0
+    );
+
+    // SIGHUP with a fixed file: swapped, error cleared.
+    rewrite(&gw, &world.config(100, 0));
+    gw.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sha(&gw).await == good {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP reload never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(share_of_use1(&gw, 20).await, 1.0);
+}
+
+#[tokio::test]
+async fn write_endpoints_need_the_token_and_drain_takes_a_region_out() {
+    let world = World::new().await;
+    let gw = Gateway::start(&world.config(100, 100)).await;
+    let client = reqwest::Client::new();
+    let post = |path: &str, token: Option<&str>| {
+        let mut req = client.post(gw.admin_url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(post("/admin/reload", None).await.unwrap().status(), 401);
+    assert_eq!(
+        post("/admin/reload", Some("wrong")).await.unwrap().status(),
+        401
+    );
+    let r = post("/admin/regions/eu-west-1/drain", Some(TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(share_of_use1(&gw, 30).await, 1.0);
+    let s: serde_json::Value = reqwest::get(gw.admin_url("/admin/state"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["regions"]["eu-west-1"]["drained"], true);
+    assert_eq!(
+        post("/admin/regions/mars-1/drain", Some(TOKEN))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    post("/admin/regions/eu-west-1/undrain", Some(TOKEN))
+        .await
+        .unwrap();
+    let share = share_of_use1(&gw, 200).await;
+    assert!((0.35..0.65).contains(&share), "{share}");
+
+    // Without a token file, write endpoints are forbidden outright.
+    let no_token = world.config(100, 100).replace(
+        &format!(", token_file: \"{}\"", world.token_file.display()),
+        "",
+    );
+    let gw2 = Gateway::start(&no_token).await;
+    let r = reqwest::Client::new()
+        .post(gw2.admin_url("/admin/reload"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
