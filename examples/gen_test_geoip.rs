@@ -3,6 +3,7 @@
 //! Run: `cargo run --example gen_test_geoip` (the output is committed).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
 
 use mmdb_writer::ipnet::IpNet;
 use mmdb_writer::Writer;
@@ -51,7 +52,14 @@ const NETWORKS: [(&str, &str, &str, &str, f64, f64); 14] = [
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut w = Writer::new("meridian-Test-City");
+    // A fixed build time keeps the output byte-for-byte reproducible.
+    let mut w = Writer::builder("meridian-Test-City")
+        .description(&[(
+            "en",
+            "meridian test data: loopback and documentation ranges",
+        )])
+        .build_epoch(UNIX_EPOCH + Duration::from_secs(1_704_067_200))
+        .build();
     for (net, country, continent, capital, lat, lon) in NETWORKS {
         let record = City {
             country: Code { iso_code: country },

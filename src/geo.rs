@@ -4,9 +4,11 @@
 //! (`country_code`, `latitude`/`longitude`); a missing continent comes from a
 //! built-in ISO 3166-1 table.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
 
+use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 /// An ISO 3166-1 alpha-2 country code, upper case.
@@ -14,22 +16,26 @@ use serde::Deserialize;
 pub struct Country(pub [u8; 2]);
 
 impl Country {
-    /// Two ASCII letters, any case.
+    /// Two ASCII letters, any case; anything else is None.
     pub fn parse(s: &str) -> Option<Country> {
         let b = s.as_bytes();
         (b.len() == 2 && b.iter().all(|c| c.is_ascii_alphabetic()))
             .then(|| Country([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()]))
     }
+
+    /// The code as text (`"??"` for a hand-built value that is not ASCII).
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or("??")
     }
+
     /// The continent from the built-in table; None for codes it does not know.
     pub fn continent(&self) -> Option<Continent> {
-        let code = self.as_str();
-        CONTINENTS
-            .iter()
-            .find(|(_, list)| list.split(' ').any(|c| c == code))
-            .map(|(cont, _)| *cont)
+        let [a, b] = self.0;
+        if a.is_ascii_uppercase() && b.is_ascii_uppercase() {
+            CONTINENT_BY_CODE[code_index(a, b)]
+        } else {
+            None
+        }
     }
 }
 
@@ -46,6 +52,7 @@ pub enum Continent {
 }
 
 impl Continent {
+    /// One of `AF AN AS EU NA OC SA`, upper case as databases write them.
     pub fn parse(s: &str) -> Option<Continent> {
         Some(match s {
             "AF" => Self::AF,
@@ -58,6 +65,7 @@ impl Continent {
             _ => return None,
         })
     }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::AF => "AF",
@@ -71,25 +79,65 @@ impl Continent {
     }
 }
 
-/// ISO 3166-1 alpha-2 codes by continent, as MaxMind assigns them (Russia and
-/// Turkey in Europe, Cyprus in Asia, the Caucasus in Asia). EU/AP are RIR
-/// pseudo-codes some databases use.
+/// ISO 3166-1 alpha-2 codes (plus XK, Kosovo) by continent, exactly as MaxMind assigns
+/// them: checked against every country in GeoLite2-City, all 250 agree. So a config
+/// that says `EU` means the same with a flat-schema database as with a MaxMind one
+/// (Russia and Cyprus in Europe, Turkey and the Caucasus in Asia, Timor-Leste in
+/// Oceania). EU and AP are RIR pseudo-codes some whois-based databases use.
 const CONTINENTS: [(Continent, &str); 7] = [
     (Continent::AF, "AO BF BI BJ BW CD CF CG CI CM CV DJ DZ EG EH ER ET GA GH GM GN GQ GW KE KM LR LS LY MA MG ML MR MU MW MZ NA NE NG RE RW SC SD SH SL SN SO SS ST SZ TD TG TN TZ UG YT ZA ZM ZW"),
     (Continent::AN, "AQ BV GS HM TF"),
-    (Continent::AS, "AE AF AM AP AZ BD BH BN BT CC CN CX CY GE HK ID IL IN IO IQ IR JO JP KG KH KP KR KW KZ LA LB LK MM MN MO MV MY NP OM PH PK PS QA SA SG SY TH TJ TL TM TW UZ VN YE"),
-    (Continent::EU, "AD AL AT AX BA BE BG BY CH CZ DE DK EE ES EU FI FO FR GB GG GI GR HR HU IE IM IS IT JE LI LT LU LV MC MD ME MK MT NL NO PL PT RO RS RU SE SI SJ SK SM TR UA VA XK"),
+    (Continent::AS, "AE AF AM AP AZ BD BH BN BT CC CN CX GE HK ID IL IN IO IQ IR JO JP KG KH KP KR KW KZ LA LB LK MM MN MO MV MY NP OM PH PK PS QA SA SG SY TH TJ TM TR TW UZ VN YE"),
+    (Continent::EU, "AD AL AT AX BA BE BG BY CH CY CZ DE DK EE ES EU FI FO FR GB GG GI GR HR HU IE IM IS IT JE LI LT LU LV MC MD ME MK MT NL NO PL PT RO RS RU SE SI SJ SK SM UA VA XK"),
     (Continent::NA, "AG AI AW BB BL BM BQ BS BZ CA CR CU CW DM DO GD GL GP GT HN HT JM KN KY LC MF MQ MS MX NI PA PM PR SV SX TC TT US VC VG VI"),
-    (Continent::OC, "AS AU CK FJ FM GU KI MH MP NC NF NR NU NZ PF PG PN PW SB TK TO TV UM VU WF WS"),
+    (Continent::OC, "AS AU CK FJ FM GU KI MH MP NC NF NR NU NZ PF PG PN PW SB TK TL TO TV UM VU WF WS"),
     (Continent::SA, "AR BO BR CL CO EC FK GF GY PE PY SR UY VE"),
 ];
+
+const fn code_index(a: u8, b: u8) -> usize {
+    (a - b'A') as usize * 26 + (b - b'A') as usize
+}
+
+/// [`CONTINENTS`] as a direct index by code, built at compile time: a lookup on the
+/// request path is one array read. A malformed or repeated code fails the build.
+static CONTINENT_BY_CODE: [Option<Continent>; 26 * 26] = continent_index();
+
+const fn continent_index() -> [Option<Continent>; 26 * 26] {
+    let mut table = [None; 26 * 26];
+    let mut i = 0;
+    while i < CONTINENTS.len() {
+        let (continent, list) = CONTINENTS[i];
+        let b = list.as_bytes();
+        let mut j = 0;
+        while j < b.len() {
+            assert!(j + 1 < b.len(), "continent table: truncated code");
+            assert!(
+                b[j].is_ascii_uppercase() && b[j + 1].is_ascii_uppercase(),
+                "continent table: codes are two upper-case letters"
+            );
+            assert!(
+                j + 2 == b.len() || b[j + 2] == b' ',
+                "continent table: codes are separated by one space"
+            );
+            let k = code_index(b[j], b[j + 1]);
+            assert!(
+                table[k].is_none(),
+                "continent table: a code is listed twice"
+            );
+            table[k] = Some(continent);
+            j += 3;
+        }
+        i += 1;
+    }
+    table
+}
 
 /// What the database says about an address.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct GeoInfo {
     pub country: Option<Country>,
     pub continent: Option<Continent>,
-    /// (latitude, longitude) when the database has coordinates.
+    /// (latitude, longitude) in degrees when the database has valid coordinates.
     pub location: Option<(f64, f64)>,
 }
 
@@ -98,9 +146,10 @@ pub struct GeoInfo {
 pub enum GeoResult {
     /// A record with a country.
     Hit,
-    /// No record (private, unannounced or unknown address) or no country in it.
+    /// No record (private, unannounced or unknown address), no country in it, or an
+    /// IPv6 address asked of an IPv4-only database.
     Miss,
-    /// The database could not be read at that address (corrupt data).
+    /// The record at that address could not be decoded (corrupt or foreign data).
     Error,
 }
 
@@ -114,7 +163,7 @@ impl GeoResult {
     }
 }
 
-/// A database that could not be opened.
+/// A database that could not be opened: the path and why.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open GeoIP database {path}: {message}")]
 pub struct GeoError {
@@ -122,8 +171,10 @@ pub struct GeoError {
     pub message: String,
 }
 
-/// One record in either schema; every field optional so both decode.
-#[derive(Deserialize, Default)]
+/// One record in either schema; every field optional so both decode, and fields
+/// neither schema shares (`city` is a map in one and a string in the other) are
+/// never looked at.
+#[derive(Deserialize)]
 struct Record<'a> {
     #[serde(borrow, default)]
     country: Option<Named<'a>>,
@@ -136,9 +187,9 @@ struct Record<'a> {
     #[serde(borrow, default)]
     country_code: Option<&'a str>,
     #[serde(default)]
-    latitude: Option<f64>,
+    latitude: Option<Coord>,
     #[serde(default)]
-    longitude: Option<f64>,
+    longitude: Option<Coord>,
 }
 
 #[derive(Deserialize)]
@@ -156,33 +207,119 @@ struct Coded<'a> {
 #[derive(Deserialize)]
 struct Location {
     #[serde(default)]
-    latitude: Option<f64>,
+    latitude: Option<Coord>,
     #[serde(default)]
-    longitude: Option<f64>,
+    longitude: Option<Coord>,
+}
+
+/// A coordinate stored as double (MaxMind) or float (ip-location-db): the reader
+/// refuses a float where an `f64` is asked for, so take whatever number is there.
+struct Coord(f64);
+
+impl<'de> Deserialize<'de> for Coord {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Number;
+        impl Visitor<'_> for Number {
+            type Value = Coord;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Coord, E> {
+                Ok(Coord(v))
+            }
+            fn visit_f32<E: de::Error>(self, v: f32) -> Result<Coord, E> {
+                Ok(Coord(f64::from(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Coord, E> {
+                Ok(Coord(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Coord, E> {
+                Ok(Coord(v as f64))
+            }
+        }
+        d.deserialize_any(Number)
+    }
+}
+
+/// Latitude and longitude when both are there and on the globe.
+fn coordinates(lat: Option<Coord>, lon: Option<Coord>) -> Option<(f64, f64)> {
+    let (Coord(lat), Coord(lon)) = (lat?, lon?);
+    ((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)).then_some((lat, lon))
+}
+
+impl Record<'_> {
+    fn into_info(self) -> GeoInfo {
+        // The country the address is in; the registrant's country only when the
+        // database does not know that (anycast and satellite ranges).
+        let code = self
+            .country
+            .and_then(|c| c.iso_code)
+            .or(self.country_code)
+            .or(self.registered_country.and_then(|c| c.iso_code));
+        let country = code.and_then(Country::parse);
+        let continent = self
+            .continent
+            .and_then(|c| c.code)
+            .and_then(Continent::parse)
+            .or_else(|| country.and_then(|c| c.continent()));
+        let location = match self.location {
+            Some(Location {
+                latitude,
+                longitude,
+            }) => coordinates(latitude, longitude),
+            None => None,
+        }
+        .or_else(|| coordinates(self.latitude, self.longitude));
+        GeoInfo {
+            country,
+            continent,
+            location,
+        }
+    }
 }
 
 /// An open database, read into memory once (a snapshot owns it; reload reopens it).
+/// Not memory-mapped: the crate forbids `unsafe`, and a file replaced under a live
+/// map would be undefined behaviour.
 pub struct GeoDb {
     reader: maxminddb::Reader<Vec<u8>>,
+    /// Whether the tree holds IPv6; an IPv4-only one cannot answer for IPv6 clients.
+    ipv6: bool,
     /// `database_type` from the file's metadata, for logs and state.
     pub kind: String,
 }
 
-impl std::fmt::Debug for GeoDb {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GeoDb").field("kind", &self.kind).finish()
+impl fmt::Debug for GeoDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeoDb")
+            .field("kind", &self.kind)
+            .field("ipv6", &self.ipv6)
+            .finish()
     }
 }
 
 impl GeoDb {
-    /// Opens and checks a MaxMind-format file.
+    /// Reads and checks a MaxMind-format file.
     pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
-        let reader = maxminddb::Reader::open_readfile(path).map_err(|e| GeoError {
+        let bytes = std::fs::read(path).map_err(|e| GeoError {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        let kind = reader.metadata().database_type.clone();
-        Ok(GeoDb { reader, kind })
+        Self::from_bytes(bytes).map_err(|mut e| {
+            e.path = path.display().to_string();
+            e
+        })
+    }
+
+    /// A database already in memory (`path` in errors reads `<memory>`).
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<GeoDb, GeoError> {
+        let reader = maxminddb::Reader::from_source(bytes).map_err(|e| GeoError {
+            path: "<memory>".into(),
+            message: e.to_string(),
+        })?;
+        let meta = reader.metadata();
+        let (kind, ipv6) = (meta.database_type.clone(), meta.ip_version == 6);
+        Ok(GeoDb { reader, ipv6, kind })
     }
 
     /// Country, continent and location of `ip`; unknown fields are None.
@@ -190,104 +327,223 @@ impl GeoDb {
         self.lookup_with_result(ip).0
     }
 
-    /// [`GeoDb::lookup`] and how it went.
+    /// [`GeoDb::lookup`] and how it went. IPv4-mapped IPv6 addresses are looked up
+    /// as the IPv4 address they carry.
     pub fn lookup_with_result(&self, ip: IpAddr) -> (GeoInfo, GeoResult) {
-        let decoded = self
-            .reader
-            .lookup(ip.to_canonical())
-            .and_then(|r| r.decode::<Record>());
-        let rec = match decoded {
-            Ok(Some(rec)) => rec,
-            Ok(None) => return (GeoInfo::default(), GeoResult::Miss),
-            Err(_) => return (GeoInfo::default(), GeoResult::Error),
-        };
-        let code = rec
-            .country
-            .as_ref()
-            .and_then(|c| c.iso_code)
-            .or(rec.country_code)
-            .or(rec.registered_country.as_ref().and_then(|c| c.iso_code));
-        let country = code.and_then(Country::parse);
-        let continent = rec
-            .continent
-            .and_then(|c| c.code)
-            .and_then(Continent::parse)
-            .or_else(|| country.and_then(|c| c.continent()));
-        let location = match (rec.location, rec.latitude, rec.longitude) {
-            (
-                Some(Location {
-                    latitude: Some(lat),
-                    longitude: Some(lon),
-                }),
-                _,
-                _,
-            ) => Some((lat, lon)),
-            (_, Some(lat), Some(lon)) => Some((lat, lon)),
-            _ => None,
-        };
-        let result = if country.is_some() {
-            GeoResult::Hit
-        } else {
-            GeoResult::Miss
-        };
-        (
-            GeoInfo {
-                country,
-                continent,
-                location,
-            },
-            result,
-        )
+        let ip = ip.to_canonical();
+        if ip.is_ipv6() && !self.ipv6 {
+            return (GeoInfo::default(), GeoResult::Miss);
+        }
+        let decoded = self.reader.lookup(ip).and_then(|r| r.decode::<Record>());
+        match decoded {
+            Ok(Some(rec)) => {
+                let info = rec.into_info();
+                let result = if info.country.is_some() {
+                    GeoResult::Hit
+                } else {
+                    GeoResult::Miss
+                };
+                (info, result)
+            }
+            Ok(None) => (GeoInfo::default(), GeoResult::Miss),
+            Err(_) => (GeoInfo::default(), GeoResult::Error),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mmdb_writer::ipnet::IpNet;
+    use mmdb_writer::{IpVersion, Value, Writer};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn code(c: &str) -> Value {
+        Value::map([("iso_code", c)])
+    }
+
+    /// An in-memory database holding `records`.
+    fn db(version: IpVersion, records: Vec<(&str, Value)>) -> GeoDb {
+        let mut w = Writer::builder("Test").ip_version(version).build();
+        for (net, value) in records {
+            w.insert_value(net.parse::<IpNet>().unwrap(), value)
+                .unwrap();
+        }
+        GeoDb::from_bytes(w.to_bytes().unwrap()).unwrap()
+    }
 
     #[test]
-    fn continent_table_has_no_duplicates_and_covers_the_usual_suspects() {
-        let mut seen = std::collections::HashSet::new();
-        for (_, list) in CONTINENTS {
-            for code in list.split(' ') {
-                assert_eq!(code.len(), 2, "{code}");
-                assert!(seen.insert(code), "{code} listed twice");
-            }
-        }
-        assert!(seen.len() >= 245, "{} codes", seen.len());
+    fn continent_table_is_complete_and_follows_maxmind() {
+        let listed: Vec<&str> = CONTINENTS
+            .iter()
+            .flat_map(|(_, list)| list.split(' '))
+            .collect();
+        // 249 ISO 3166-1 codes, XK, and the RIR pseudo-codes EU and AP.
+        assert_eq!(listed.len(), 252);
+        assert_eq!(CONTINENT_BY_CODE.iter().flatten().count(), 252);
         for (code, cont) in [
             ("DE", "EU"),
             ("RU", "EU"),
-            ("TR", "EU"),
-            ("CY", "AS"),
+            ("CY", "EU"),
+            ("TR", "AS"),
+            ("GE", "AS"),
+            ("TL", "OC"),
             ("JP", "AS"),
             ("US", "NA"),
             ("MX", "NA"),
+            ("PA", "NA"),
             ("BR", "SA"),
             ("AU", "OC"),
             ("ZA", "AF"),
+            ("EG", "AF"),
             ("AQ", "AN"),
+            ("XK", "EU"),
+            ("AP", "AS"),
         ] {
             let c = Country::parse(code).unwrap().continent().unwrap();
             assert_eq!(c.as_str(), cont, "{code}");
         }
         assert_eq!(Country::parse("ZZ").unwrap().continent(), None);
+        // Hand-built values outside A-Z are answered, not indexed out of bounds.
+        assert_eq!(Country(*b"de").continent(), None);
+        assert_eq!(Country([0xff, 0]).continent(), None);
+        assert_eq!(Country([0xff, 0]).as_str(), "??");
     }
 
     #[test]
-    fn country_codes_parse_strictly() {
+    fn codes_parse_strictly() {
         assert_eq!(Country::parse("de").unwrap().as_str(), "DE");
-        assert!(Country::parse("DEU").is_none());
-        assert!(Country::parse("D1").is_none());
-        assert!(Country::parse("").is_none());
+        for bad in ["DEU", "D1", "", "D", "ÄÖ", "d "] {
+            assert!(Country::parse(bad).is_none(), "{bad:?}");
+        }
+        for c in ["AF", "AN", "AS", "EU", "NA", "OC", "SA"] {
+            assert_eq!(Continent::parse(c).unwrap().as_str(), c);
+        }
         assert!(Continent::parse("eu").is_none());
+        assert!(Continent::parse("XX").is_none());
+        assert_eq!(GeoResult::Error.as_str(), "error");
     }
 
     #[test]
-    fn missing_file_is_a_clear_error() {
+    fn maxmind_schema() {
+        let db = db(
+            IpVersion::V6,
+            vec![
+                (
+                    "81.2.69.0/24",
+                    Value::map([
+                        ("country", code("GB")),
+                        ("continent", Value::map([("code", "EU")])),
+                        (
+                            "location",
+                            Value::map([("latitude", 51.5f64), ("longitude", -0.13f64)]),
+                        ),
+                        (
+                            "city",
+                            Value::map([("names", Value::map([("en", "London")]))]),
+                        ),
+                    ]),
+                ),
+                // Anycast: no country, only the registrant's; no continent.
+                (
+                    "1.1.1.0/24",
+                    Value::map([("registered_country", code("AU"))]),
+                ),
+                // Continent but no country: some satellite and RIR ranges.
+                (
+                    "2.2.2.0/24",
+                    Value::map([("continent", Value::map([("code", "EU")]))]),
+                ),
+                // Coordinates off the globe are dropped, the country kept.
+                (
+                    "3.3.3.0/24",
+                    Value::map([
+                        ("country", code("us")),
+                        (
+                            "location",
+                            Value::map([("latitude", 95.0f64), ("longitude", 10.0f64)]),
+                        ),
+                    ]),
+                ),
+                // A field of the wrong type is a decoding error, not a wrong answer.
+                ("4.4.4.0/24", Value::map([("country", Value::from(7u32))])),
+            ],
+        );
+        let (info, result) = db.lookup_with_result(ip("81.2.69.142"));
+        assert_eq!(result, GeoResult::Hit);
+        assert_eq!(info.country.unwrap().as_str(), "GB");
+        assert_eq!(info.continent, Some(Continent::EU));
+        assert_eq!(info.location, Some((51.5, -0.13)));
+        // IPv4-mapped IPv6 finds the IPv4 record.
+        assert_eq!(db.lookup(ip("::ffff:81.2.69.1")), info);
+
+        let info = db.lookup(ip("1.1.1.1"));
+        assert_eq!(info.country.unwrap().as_str(), "AU");
+        assert_eq!(info.continent, Some(Continent::OC));
+        assert_eq!(info.location, None);
+
+        let (info, result) = db.lookup_with_result(ip("2.2.2.2"));
+        assert_eq!((info.country, info.continent), (None, Some(Continent::EU)));
+        assert_eq!(result, GeoResult::Miss);
+
+        let info = db.lookup(ip("3.3.3.3"));
+        assert_eq!(info.country.unwrap().as_str(), "US");
+        assert_eq!(info.location, None);
+
+        assert_eq!(
+            db.lookup_with_result(ip("4.4.4.4")),
+            (GeoInfo::default(), GeoResult::Error)
+        );
+        assert_eq!(
+            db.lookup_with_result(ip("10.0.0.1")),
+            (GeoInfo::default(), GeoResult::Miss)
+        );
+    }
+
+    #[test]
+    fn flat_schema_with_float_coordinates_in_an_ipv4_only_database() {
+        let db = db(
+            IpVersion::V4,
+            vec![(
+                "194.25.2.0/24",
+                Value::map([
+                    ("country_code", Value::from("DE")),
+                    ("city", Value::from("Darmstadt")),
+                    ("latitude", Value::from(49.87f32)),
+                    ("longitude", Value::from(8.65f32)),
+                ]),
+            )],
+        );
+        let (info, result) = db.lookup_with_result(ip("194.25.2.129"));
+        assert_eq!(result, GeoResult::Hit);
+        assert_eq!(info.country.unwrap().as_str(), "DE");
+        assert_eq!(info.continent, Some(Continent::EU));
+        let (lat, lon) = info.location.unwrap();
+        assert!((lat - 49.87).abs() < 1e-4 && (lon - 8.65).abs() < 1e-4);
+        assert_eq!(db.lookup(ip("::ffff:194.25.2.1")).country, info.country);
+        // An IPv4 tree has no answer for IPv6: a miss, not an error.
+        assert_eq!(
+            db.lookup_with_result(ip("2003::1")),
+            (GeoInfo::default(), GeoResult::Miss)
+        );
+    }
+
+    #[test]
+    fn bad_files_are_clear_errors() {
         let e = GeoDb::open(Path::new("/nonexistent/x.mmdb")).unwrap_err();
-        assert!(e
-            .to_string()
-            .starts_with("cannot open GeoIP database /nonexistent/x.mmdb: "));
+        assert!(
+            e.to_string()
+                .starts_with("cannot open GeoIP database /nonexistent/x.mmdb: "),
+            "{e}"
+        );
+        let e = GeoDb::from_bytes(b"not a database".to_vec()).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot open GeoIP database <memory>: "),
+            "{e}"
+        );
     }
 }
