@@ -20,12 +20,20 @@ fn large_config() -> String {
     }
     y.push_str("routing:\n  geo:\n    countries:\n");
     for n in 0..250 {
-        let code = format!("{}{}", (b'A' + (n / 26) as u8) as char, (b'A' + (n % 26) as u8) as char);
+        let code = format!(
+            "{}{}",
+            (b'A' + (n / 26) as u8) as char,
+            (b'A' + (n % 26) as u8) as char
+        );
         writeln!(y, "      {code}: r{:02}", n % 50).unwrap();
     }
     y.push_str("routes:\n");
     for n in 0..1000 {
-        writeln!(y, "  - match: {{ host: h{n}.example.com, path_prefix: /p{n} }}").unwrap();
+        writeln!(
+            y,
+            "  - match: {{ host: h{n}.example.com, path_prefix: /p{n} }}"
+        )
+        .unwrap();
     }
     y
 }

@@ -6,11 +6,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use meridian::session::KeyRing;
 
 fn bench(c: &mut Criterion) {
-    let ring = KeyRing::from_keys(vec![
-        ("k2".into(), vec![2; 32]),
-        ("k1".into(), vec![1; 32]),
-    ])
-    .unwrap();
+    let ring =
+        KeyRing::from_keys(vec![("k2".into(), vec![2; 32]), ("k1".into(), vec![1; 32])]).unwrap();
     let now = 1_800_000_000_000u64;
     c.bench_function("token/sign_write", |b| {
         b.iter(|| ring.sign_write(black_box("eu-west-1"), now + 5_000))

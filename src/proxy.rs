@@ -454,7 +454,7 @@ impl ProxyHttp for Proxy {
             let res = if error.is_empty() {
                 session.respond_error(code).await
             } else {
-                respond_json(session, code, error, &e.etype().as_str().to_string()).await
+                respond_json(session, code, error, e.etype().as_str()).await
             };
             if let Err(we) = res {
                 tracing::debug!("could not send error response: {we}");

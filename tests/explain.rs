@@ -143,7 +143,10 @@ routing: { steering: weighted }
     assert!(out.status.success());
     let out = String::from_utf8(out.stdout).unwrap();
     assert!(line(&out, "route").contains("steering Weighted"), "{out}");
-    assert!(line(&out, "geo").contains("no geoip database configured"), "{out}");
+    assert!(
+        line(&out, "geo").contains("no geoip database configured"),
+        "{out}"
+    );
     assert!(out.contains("  weighted "), "{out}");
     // Weight 0 keeps eu-west-1 last: it only serves when us-east-1 cannot.
     assert_eq!(

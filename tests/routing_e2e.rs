@@ -394,7 +394,10 @@ async fn weighted_shares_hold_over_ten_thousand_real_requests() {
         .replace("  steering: geo", "  steering: weighted")
         .replace("us-east-1: { origins", "us-east-1: { weight: 60, origins")
         .replace("eu-west-1: { origins", "eu-west-1: { weight: 30, origins")
-        .replace("ap-southeast-1: { origins", "ap-southeast-1: { weight: 10, origins");
+        .replace(
+            "ap-southeast-1: { origins",
+            "ap-southeast-1: { weight: 10, origins",
+        );
     assert!(yaml.contains("weight: 10"));
     let gw = Gateway::start(&yaml).await;
     let client = reqwest::Client::new();
@@ -417,8 +420,15 @@ async fn weighted_shares_hold_over_ten_thousand_real_requests() {
             *total.entry(k).or_default() += v;
         }
     }
-    for (region, want) in [("us-east-1", 0.6), ("eu-west-1", 0.3), ("ap-southeast-1", 0.1)] {
+    for (region, want) in [
+        ("us-east-1", 0.6),
+        ("eu-west-1", 0.3),
+        ("ap-southeast-1", 0.1),
+    ] {
         let got = f64::from(total.get(region).copied().unwrap_or(0)) / 10_000.0;
-        assert!((got - want).abs() < 0.03, "{region}: {got:.3} of traffic, want {want} ({total:?})");
+        assert!(
+            (got - want).abs() < 0.03,
+            "{region}: {got:.3} of traffic, want {want} ({total:?})"
+        );
     }
 }

@@ -133,7 +133,10 @@ async fn an_eu_write_pins_reads_to_the_write_region_for_the_window() {
     assert_eq!(header(&r, "x-meridian-decision"), "geo");
     let m = gw.metrics().await;
     for (outcome, n) in [("issued", 1.0), ("honored", 1.0), ("expired", 1.0)] {
-        assert_eq!(metric_sum(&m, "meridian_write_tokens_total", &[("outcome", outcome)]), n);
+        assert_eq!(
+            metric_sum(&m, "meridian_write_tokens_total", &[("outcome", outcome)]),
+            n
+        );
     }
 }
 
@@ -144,13 +147,19 @@ async fn the_auto_window_follows_replication_lag_up_to_the_cap() {
     let gw = Gateway::start(&world.config("{ window: auto, margin: 100ms, max: 1500ms }")).await;
     for (lag, want_ms) in [(300, 400), (2000, 1500)] {
         for o in world.origins.values() {
-            o.control
-                .set_health(&format!(r#"{{"status":"healthy","replication_lag_ms":{lag}}}"#));
+            o.control.set_health(&format!(
+                r#"{{"status":"healthy","replication_lag_ms":{lag}}}"#
+            ));
         }
         // Wait until every origin reported the new lag.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
-            let s: serde_json::Value = reqwest::get(gw.admin_url("/admin/state")).await.unwrap().json().await.unwrap();
+            let s: serde_json::Value = reqwest::get(gw.admin_url("/admin/state"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             if ["us-east-1", "eu-west-1", "eu-central-1"]
                 .iter()
                 .all(|r| s["regions"][r]["replication_lag_ms"] == lag)
@@ -185,29 +194,51 @@ async fn hostile_tokens_change_nothing_but_a_counter() {
         p.join(".")
     };
     let cases: Vec<(String, &str)> = vec![
-        (flip(1), "tampered"),     // region
-        (flip(2), "malformed"),    // expiry: a letter is no number
-        (flip(3), "unknown_key"),  // key id
-        (flip(4), "tampered"),     // MAC
+        (flip(1), "tampered"),    // region
+        (flip(2), "malformed"),   // expiry: a letter is no number
+        (flip(3), "unknown_key"), // key id
+        (flip(4), "tampered"),    // MAC
         (token[..token.len() - 5].to_string(), "malformed"),
         (format!("{token}.extra"), "malformed"),
-        (ring.sign_write("eu-central-1", meridian::state::now_ms() + 3_600_000), "beyond_cap"),
-        (ring.sign_write("mars-1", meridian::state::now_ms() + 1_000), "region_unknown"),
+        (
+            ring.sign_write("eu-central-1", meridian::state::now_ms() + 3_600_000),
+            "beyond_cap",
+        ),
+        (
+            ring.sign_write("mars-1", meridian::state::now_ms() + 1_000),
+            "region_unknown",
+        ),
         ("x".repeat(10 * 1024), "malformed"),
-        (KeyRing::from_keys(vec![("k1".into(), vec![9; 32])]).unwrap().sign_write("eu-central-1", meridian::state::now_ms() + 1_000), "tampered"),
+        (
+            KeyRing::from_keys(vec![("k1".into(), vec![9; 32])])
+                .unwrap()
+                .sign_write("eu-central-1", meridian::state::now_ms() + 1_000),
+            "tampered",
+        ),
     ];
     let mut want: HashMap<&str, f64> = HashMap::new();
     for (bad, outcome) in &cases {
         let r = read(&gw, bad).await;
         assert_eq!(r.status(), 200, "{outcome}");
-        assert_eq!(header(&r, "x-meridian-region"), "eu-west-1", "{outcome}: {bad:.60}");
+        assert_eq!(
+            header(&r, "x-meridian-region"),
+            "eu-west-1",
+            "{outcome}: {bad:.60}"
+        );
         *want.entry(outcome).or_default() += 1.0;
     }
     let m = gw.metrics().await;
     for (outcome, n) in want {
-        assert_eq!(metric_sum(&m, "meridian_write_tokens_total", &[("outcome", outcome)]), n, "{outcome}");
+        assert_eq!(
+            metric_sum(&m, "meridian_write_tokens_total", &[("outcome", outcome)]),
+            n,
+            "{outcome}"
+        );
     }
-    assert_eq!(metric_sum(&m, "meridian_write_tokens_total", &[("outcome", "honored")]), 0.0);
+    assert_eq!(
+        metric_sum(&m, "meridian_write_tokens_total", &[("outcome", "honored")]),
+        0.0
+    );
 }
 
 #[tokio::test]
@@ -228,14 +259,30 @@ async fn keys_rotate_without_breaking_tokens() {
     // The new key goes first: it signs, the old one still verifies.
     world.keys(&[("new", 2), ("old", 1)]);
     reload().await;
-    assert_eq!(header(&read(&gw, &old_token).await, "x-meridian-region"), "eu-central-1");
+    assert_eq!(
+        header(&read(&gw, &old_token).await, "x-meridian-region"),
+        "eu-central-1"
+    );
     let (new_token, _) = write(&gw).await;
     assert!(new_token.contains(".new."));
     // The old key retired: its tokens no longer pin, and say why.
     world.keys(&[("new", 2)]);
     reload().await;
-    assert_eq!(header(&read(&gw, &old_token).await, "x-meridian-region"), "eu-west-1");
-    assert_eq!(header(&read(&gw, &new_token).await, "x-meridian-region"), "eu-central-1");
+    assert_eq!(
+        header(&read(&gw, &old_token).await, "x-meridian-region"),
+        "eu-west-1"
+    );
+    assert_eq!(
+        header(&read(&gw, &new_token).await, "x-meridian-region"),
+        "eu-central-1"
+    );
     let m = gw.metrics().await;
-    assert_eq!(metric_sum(&m, "meridian_write_tokens_total", &[("outcome", "unknown_key")]), 1.0);
+    assert_eq!(
+        metric_sum(
+            &m,
+            "meridian_write_tokens_total",
+            &[("outcome", "unknown_key")]
+        ),
+        1.0
+    );
 }

@@ -237,7 +237,13 @@ impl FromStr for Timestamp {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("expected an RFC 3339 time like `2026-11-22T10:00:00Z`, found `{s}`");
         let b = s.as_bytes();
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't' | b' ')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
             return Err(bad());
         }
         let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
@@ -251,8 +257,27 @@ impl FromStr for Timestamp {
         let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
         let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-        if !(1..=12).contains(&mo) || d < 1 || d > month_days[(mo - 1) as usize] || h > 23 || mi > 59 || sec > 60 {
+        let month_days = [
+            31,
+            if leap { 29 } else { 28 },
+            31,
+            30,
+            31,
+            30,
+            31,
+            31,
+            30,
+            31,
+            30,
+            31,
+        ];
+        if !(1..=12).contains(&mo)
+            || d < 1
+            || d > month_days[(mo - 1) as usize]
+            || h > 23
+            || mi > 59
+            || sec > 60
+        {
             return Err(bad());
         }
         let mut rest = &s[19..];
@@ -263,7 +288,9 @@ impl FromStr for Timestamp {
                 return Err(bad());
             }
             let digits = &frac[..n];
-            millis = format!("{:0<3}", &digits[..n.min(3)]).parse::<i64>().map_err(|_| bad())?;
+            millis = format!("{:0<3}", &digits[..n.min(3)])
+                .parse::<i64>()
+                .map_err(|_| bad())?;
             rest = &frac[n..];
         }
         let offset_min = match rest {
@@ -279,7 +306,8 @@ impl FromStr for Timestamp {
             }
             _ => return Err(bad()),
         };
-        let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec.min(59) - offset_min * 60;
+        let secs =
+            days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec.min(59) - offset_min * 60;
         Ok(Timestamp(secs * 1000 + millis))
     }
 }
@@ -302,7 +330,15 @@ mod timestamp_tests {
         assert_eq!(t("2026-11-22T10:00:00Z"), Ok(1_795_341_600_000));
         assert_eq!(t("2026-11-22T11:00:00.25+01:00"), Ok(1_795_341_600_250));
         assert_eq!(t("2024-02-29T00:00:00-00:30"), Ok(1_709_166_600_000));
-        for bad in ["2026-11-22", "2026-13-01T00:00:00Z", "2025-02-29T00:00:00Z", "2026-11-22T10:00:00", "2026-11-22T10:00:00+1:00", "x026-11-22T10:00:00Z", "2026-11-22T10:00:00.Z"] {
+        for bad in [
+            "2026-11-22",
+            "2026-13-01T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-11-22T10:00:00",
+            "2026-11-22T10:00:00+1:00",
+            "x026-11-22T10:00:00Z",
+            "2026-11-22T10:00:00.Z",
+        ] {
             assert!(t(bad).is_err(), "{bad}");
         }
     }

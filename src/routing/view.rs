@@ -91,11 +91,7 @@ impl HealthView for LiveHealth<'_> {
                 .state
                 .drained
                 .load(std::sync::atomic::Ordering::Relaxed),
-            latency_us: if lat_n == 0 {
-                0
-            } else {
-                (lat_sum / lat_n) as u32
-            },
+            latency_us: lat_sum.checked_div(lat_n).unwrap_or(0) as u32,
         }
     }
 

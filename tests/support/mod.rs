@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)] // not every test binary uses it
 pub use meridian::demo::SimOrigin;
 
 /// A port that was free a moment ago (the gateway binds it right after).
