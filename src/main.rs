@@ -83,6 +83,9 @@ fn main() -> ExitCode {
         Command::Check { config } => {
             return match meridian::config::load(&config) {
                 Ok(loaded) => {
+                    for w in &loaded.warnings {
+                        eprintln!("warning: {w}");
+                    }
                     print!("{}", meridian::config::summary(&loaded));
                     ExitCode::SUCCESS
                 }

@@ -84,6 +84,9 @@ pub fn build_snapshot(
 ) -> Result<Snapshot, LoadFailure> {
     let loaded = config::load(path)
         .map_err(|errs| LoadFailure(errs.iter().map(ConfigError::to_string).collect()))?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
     Snapshot::build(&loaded, health).map_err(|errs| {
         LoadFailure(
             errs.iter()

@@ -1,8 +1,10 @@
 //! Loading the config file: YAML -> [`Config`] with every error located as
 //! `FILE:LINE:COL: field.path: message`, then semantic validation.
 
+pub mod locate;
 pub mod types;
 pub mod units;
+pub mod validate;
 
 pub use types::*;
 
@@ -46,6 +48,8 @@ pub struct Loaded {
     pub path: PathBuf,
     /// sha256 of the file's bytes, hex.
     pub sha256: String,
+    /// Problems that do not stop the config (printed by `meridian check`, logged by `run`).
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Loaded {
@@ -82,7 +86,7 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
             message: format!("cannot read: {e}"),
         }]
     })?;
-    let config = parse(&name, &text)?;
+    let (config, warnings) = parse(&name, &text)?;
     use sha2::Digest;
     let sha256 = sha2::Sha256::digest(text.as_bytes())
         .iter()
@@ -92,39 +96,148 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
         config,
         path: path.to_path_buf(),
         sha256,
+        warnings,
     })
 }
 
-/// Parses and validates config text; `name` is used in error messages.
-pub fn parse(name: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
+/// Drops serde_yaml's own `path: ` prefix and ` at line L column C` suffix: the
+/// path and position are printed in front, from the source map.
+fn strip_location(msg: &str) -> &str {
+    let msg = match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(" column ") => &msg[..i],
+        _ => msg,
+    };
+    match msg.split_once(": ") {
+        Some((prefix, rest)) if !prefix.contains(' ') && !prefix.is_empty() => rest,
+        _ => msg,
+    }
+}
+
+/// Parses and validates config text; `name` is used in error messages. Returns the
+/// config with its warnings, or every error.
+pub fn parse(name: &str, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
+    let at = |(line, col): locate::Pos, path: &str, message: String| ConfigError {
+        file: name.to_string(),
+        line,
+        col,
+        path: path.to_string(),
+        message,
+    };
+    let map = locate::SourceMap::parse(text)
+        .map_err(|(pos, msg)| vec![at(pos, "", format!("YAML syntax error: {msg}"))])?;
     let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
+    let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        let (line, col) = inner
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
-        vec![ConfigError {
-            file: name.to_string(),
-            line,
-            col,
-            path: if path == "." { String::new() } else { path },
-            message: inner.to_string(),
-        }]
-    })
+        let path = if path == "." { String::new() } else { path };
+        let message = e.into_inner().to_string();
+        let message = strip_location(&message).to_string();
+        // Unknown fields point at their key; missing ones at their parent's key.
+        let pos = if message.starts_with("unknown field") {
+            map.key_position(&path)
+        } else if message.starts_with("missing field") {
+            map.key_position(&path)
+        } else {
+            map.position(&path)
+        };
+        vec![at(pos, &path, message)]
+    })?;
+    let (warnings, errors): (Vec<_>, Vec<_>) = validate::validate(&config)
+        .into_iter()
+        .partition(|p| p.warning);
+    let located = |ps: Vec<validate::Problem>| -> Vec<ConfigError> {
+        ps.into_iter()
+            .map(|p| at(map.position(&p.path), &p.path, p.message))
+            .collect()
+    };
+    let mut errors = located(errors);
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| (e.line, e.col));
+        return Err(errors);
+    }
+    Ok((config, located(warnings)))
 }
 
 /// A one-screen, human summary of a valid config (what `meridian check` prints).
 pub fn summary(loaded: &Loaded) -> String {
+    use std::fmt::Write;
     let c = &loaded.config;
-    format!(
-        "{}: ok (sha256 {})\nlocal region {}; {} regions; {} routes; {} shifts\n",
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: ok (sha256 {})",
         loaded.path.display(),
-        &loaded.sha256[..12],
+        &loaded.sha256[..12]
+    );
+    let listeners: Vec<String> = c
+        .listeners
+        .iter()
+        .map(|l| {
+            format!(
+                "{}{}",
+                l.address,
+                if l.tls.is_some() { " (tls)" } else { "" }
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "local region  {}; listeners {}; admin {}",
         c.local_region,
-        c.regions.len(),
-        c.routes.len(),
-        c.shifts.len()
-    )
+        listeners.join(", "),
+        c.admin.address
+    );
+    let _ = writeln!(
+        out,
+        "steering      {:?}; write region {}",
+        c.routing.steering,
+        c.write_region.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(out, "regions       {}", c.regions.len());
+    for (name, r) in &c.regions {
+        let _ = writeln!(
+            out,
+            "  {name:<16} weight {:>4}  dial {:>3}%  origins {}",
+            r.weight,
+            r.traffic_dial,
+            r.origins.len()
+        );
+    }
+    for g in &c.routing.residency {
+        let _ = writeln!(
+            out,
+            "residency     {}: {} -> {} ({:?} when unavailable)",
+            g.name,
+            g.continents
+                .iter()
+                .chain(&g.countries)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" "),
+            g.regions.join(", "),
+            g.when_unavailable
+        );
+    }
+    let _ = writeln!(out, "routes        {} (+ default)", c.routes.len());
+    for s in &c.shifts {
+        let _ = writeln!(
+            out,
+            "shift         {}: {}% {} -> {}",
+            s.name, s.percent, s.from, s.to
+        );
+    }
+    let _ = writeln!(
+        out,
+        "geoip         {}; sessions {}; dns {}",
+        c.geoip.as_ref().map_or("none", |g| g.database.as_str()),
+        if c.sessions.is_some() {
+            "keys file"
+        } else {
+            "random per-process key"
+        },
+        match &c.dns {
+            Some(d) if d.enabled => "enabled",
+            _ => "disabled",
+        }
+    );
+    out
 }

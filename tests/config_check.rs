@@ -1,0 +1,303 @@
+//! `meridian check` end to end: the shipped configs pass, and each kind of broken
+//! config fails with exit code 1 and the exact `FILE:LINE:COL: path: message`.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{repo, temp_dir};
+
+const BASE: &str = "\
+local_region: us-east-1
+listeners:
+  - address: 127.0.0.1:8080
+admin:
+  address: 127.0.0.1:9901
+regions:
+  us-east-1:
+    origins:
+      - address: 127.0.0.1:18081
+  eu-west-1:
+    origins:
+      - address: 127.0.0.1:18082
+";
+
+fn check(path: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("check")
+        .arg("-c")
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes `text` as `NAME.yaml`, checks it, and expects exit 1 with exactly `want`
+/// (lines without the file name, which is prepended).
+fn broken(name: &str, text: &str, want: &[&str]) {
+    let dir = temp_dir("check");
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    let (code, _, stderr) = check(&path);
+    let want: Vec<String> = want
+        .iter()
+        .map(|w| format!("{}:{w}", path.display()))
+        .collect();
+    let got: Vec<&str> = stderr.lines().collect();
+    assert_eq!(code, 1, "{name}: exit code; stderr:\n{stderr}");
+    assert_eq!(got, want, "{name}");
+}
+
+fn with(extra: &str) -> String {
+    format!("{BASE}{extra}")
+}
+
+#[test]
+fn shipped_configs_pass() {
+    for f in ["config/meridian.yaml", "config/demo.yaml"] {
+        let (code, stdout, stderr) = check(&repo(f));
+        assert_eq!(code, 0, "{f}: {stderr}");
+        assert!(stdout.contains(": ok (sha256 "), "{stdout}");
+        assert!(stdout.contains("regions       3"), "{stdout}");
+    }
+}
+
+#[test]
+fn config_may_come_from_the_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("check")
+        .env("MERIDIAN_CONFIG", repo("config/demo.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn unreadable_file() {
+    let (code, _, stderr) = check(Path::new("/nonexistent/meridian.yaml"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("/nonexistent/meridian.yaml:0:0: cannot read: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn syntax_error() {
+    broken(
+        "syntax",
+        "local_region: [us-east-1\nlisteners: []\n",
+        &["2:10: YAML syntax error: illegal placement of ':' indicator"],
+    );
+}
+
+#[test]
+fn unknown_field_points_at_its_key() {
+    broken(
+        "unknown-field",
+        &BASE.replace("  us-east-1:\n", "  us-east-1:\n    wieght: 5\n"),
+        &["8:5: regions.us-east-1.wieght: unknown field `wieght`, expected one of `location`, `weight`, `traffic_dial`, `origins`"],
+    );
+    broken(
+        "unknown-top",
+        &with("debug_header: true\n"),
+        &["13:1: debug_header: unknown field `debug_header`, expected one of `local_region`, `listeners`, `admin`, `client_ip`, `geoip`, `write_region`, `regions`, `health`, `outlier_detection`, `routing`, `timeouts`, `routes`, `shifts`, `sessions`, `dns`, `debug_headers`, `shutdown`"],
+    );
+}
+
+#[test]
+fn wrong_types() {
+    broken(
+        "bad-socket",
+        &BASE.replace("127.0.0.1:8080", "nope"),
+        &["3:14: listeners[0].address: invalid socket address syntax"],
+    );
+    broken(
+        "bad-duration",
+        &with("health: { interval: soon }\n"),
+        &["13:21: health.interval: expected a duration like `250ms`, `5s`, `10m` or `1h`, found `soon`"],
+    );
+}
+
+#[test]
+fn unknown_regions() {
+    broken(
+        "unknown-region",
+        &with("write_region: mars-1\nrouting:\n  geo: { countries: { DE: eu-central-1 } }\n"),
+        &[
+            "13:15: write_region: unknown region `mars-1` (regions are: eu-west-1, us-east-1)",
+            "15:27: routing.geo.countries.DE: unknown region `eu-central-1` (regions are: eu-west-1, us-east-1)",
+        ],
+    );
+}
+
+#[test]
+fn regions_and_origins() {
+    broken(
+        "no-origins",
+        &with("  ap-southeast-1:\n    origins: []\n"),
+        &["14:5: regions.ap-southeast-1.origins: a region needs at least one origin"],
+    );
+    broken(
+        "bad-origin",
+        &BASE.replace("127.0.0.1:18082", "127.0.0.1"),
+        &["12:18: regions.eu-west-1.origins[0].address: no port: expected `host:port`, found `127.0.0.1`"],
+    );
+    broken(
+        "weight-dial",
+        &with("  ap-southeast-1: { weight: 2000, traffic_dial: 150, origins: [ { address: \"h:1\" } ] }\n"),
+        &[
+            "13:29: regions.ap-southeast-1.weight: must be between 0 and 1000, found 2000",
+            "13:49: regions.ap-southeast-1.traffic_dial: must be a percentage between 0 and 100, found 150",
+        ],
+    );
+}
+
+#[test]
+fn durations_and_thresholds() {
+    broken(
+        "zero-duration",
+        &with("timeouts: { connect: 0s }\nhealth: { unhealthy_threshold: 0, timeout: 5s, interval: 5s }\n"),
+        &[
+            "13:22: timeouts.connect: must be greater than zero",
+            "14:32: health.unhealthy_threshold: must be at least 1",
+            "14:44: health.timeout: must be shorter than health.interval (5s)",
+        ],
+    );
+}
+
+#[test]
+fn duplicate_listeners() {
+    broken(
+        "dup-listener",
+        &BASE.replace(
+            "  - address: 127.0.0.1:8080\n",
+            "  - address: 127.0.0.1:8080\n  - address: 127.0.0.1:8080\n  - address: 127.0.0.1:9901\n",
+        ),
+        &[
+            "4:14: listeners[1].address: address 127.0.0.1:8080 is used twice (listeners and admin must differ)",
+            "5:14: listeners[2].address: address 127.0.0.1:9901 is used twice (listeners and admin must differ)",
+        ],
+    );
+}
+
+#[test]
+fn residency_write_region_outside_its_group() {
+    broken(
+        "residency",
+        &with("routing:\n  residency:\n    - { name: eu, continents: [EU], regions: [eu-west-1], write_region: us-east-1 }\n"),
+        &["15:73: routing.residency[0].write_region: `us-east-1` is not one of the group's regions: its writes would leave the group"],
+    );
+    broken(
+        "residency-codes",
+        &with("routing:\n  residency:\n    - { name: eu, continents: [Europe], countries: [de], regions: [eu-west-1] }\n"),
+        &[
+            "15:32: routing.residency[0].continents[0]: `Europe` is not a continent code (AF AN AS EU NA OC SA)",
+            "15:53: routing.residency[0].countries[0]: `de` is not an upper-case ISO 3166-1 alpha-2 country code",
+        ],
+    );
+}
+
+#[test]
+fn overlapping_shifts() {
+    broken(
+        "shifts",
+        &with(
+            "shifts:\n  - { name: a, from: us-east-1, to: eu-west-1, percent: 10, start: 2026-11-22T10:00:00Z, ramp: 10m }\n  - { name: b, from: us-east-1, to: eu-west-1, percent: 120, start: 2026-11-22T10:05:00Z }\n",
+        ),
+        &[
+            "15:57: shifts[1].percent: must be between 0 and 100, found 120",
+            "15:69: shifts[1].start: overlaps shift `a` (shifts[0]) on the same regions",
+        ],
+    );
+}
+
+#[test]
+fn every_error_at_once_in_file_order() {
+    let dir = temp_dir("check");
+    let path = dir.join("many.yaml");
+    std::fs::write(
+        &path,
+        with("write_region: mars-1\nhealth: { healthy_threshold: 0 }\nrouting: { retries: { attempts: 0 }, panic_threshold: 2 }\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = check(&path);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{stderr}");
+    let positions: Vec<(usize, usize)> = lines
+        .iter()
+        .map(|l| {
+            let mut parts = l.rsplit_once(".yaml:").unwrap().1.split(':');
+            (
+                parts.next().unwrap().parse().unwrap(),
+                parts.next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    let mut sorted = positions.clone();
+    sorted.sort();
+    assert_eq!(positions, sorted, "{stderr}");
+}
+
+#[test]
+fn warnings_do_not_fail_the_check() {
+    let dir = temp_dir("check");
+    let path = dir.join("warn.yaml");
+    std::fs::write(
+        &path,
+        with("write_region: us-east-1\nroutes:\n  - match: { path_prefix: /api }\n    writes: write_region\n    read_your_writes: { window: 2s }\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = check(&path);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!("warning: {}:17:5: routes[0].read_your_writes: `sessions` is not configured: tokens are signed with a random per-process key and will not verify on other instances or after a restart", path.display())
+    );
+}
+
+#[test]
+fn unsupported_parts_are_refused_not_ignored() {
+    broken(
+        "tls",
+        &BASE.replace(
+            "  - address: 127.0.0.1:8080\n",
+            "  - address: 127.0.0.1:8080\n    proxy_protocol: true\n",
+        ),
+        &["4:21: listeners[0].proxy_protocol: is not supported by this build yet"],
+    );
+}
+
+/// Every field of the schema is in the annotated reference, so it documents them all.
+#[test]
+fn reference_config_names_every_field() {
+    let types = std::fs::read_to_string(repo("src/config/types.rs")).unwrap();
+    let reference = std::fs::read_to_string(repo("config/meridian.yaml")).unwrap();
+    let mut missing = Vec::new();
+    let mut rename = None;
+    for line in types.lines().map(str::trim) {
+        if let Some(r) = line.strip_prefix("#[serde(default, rename = \"") {
+            rename = r.split('"').next().map(String::from);
+            continue;
+        }
+        let Some(field) = line
+            .strip_prefix("pub ")
+            .and_then(|l| l.split_once(':'))
+            .map(|(f, _)| f)
+            .filter(|f| f.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        else {
+            continue;
+        };
+        let name = rename.take().unwrap_or_else(|| field.to_string());
+        if !reference.contains(&format!("{name}:")) {
+            missing.push(name);
+        }
+    }
+    assert!(missing.is_empty(), "config/meridian.yaml lacks {missing:?}");
+}
