@@ -132,9 +132,7 @@ pub fn parse(name: &str, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<C
         let message = e.into_inner().to_string();
         let message = strip_location(&message).to_string();
         // Unknown fields point at their key; missing ones at their parent's key.
-        let pos = if message.starts_with("unknown field") {
-            map.key_position(&path)
-        } else if message.starts_with("missing field") {
+        let pos = if message.starts_with("unknown field") || message.starts_with("missing field") {
             map.key_position(&path)
         } else {
             map.position(&path)

@@ -379,7 +379,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             if rec.weight > 255 {
                 k.error(format!("{at}.weight"), "Route 53 weights are 0-255");
             }
-            if rec.alias.is_some() == !rec.values.is_empty() {
+            if rec.alias.is_some() != rec.values.is_empty() {
                 k.error(
                     &at,
                     "a record has either `alias` or `values`, not both or neither",
