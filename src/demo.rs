@@ -43,7 +43,8 @@ pub struct Control {
     pub status: AtomicU16,
     /// Added delay before answering, ms (normal requests and health).
     pub delay_ms: AtomicU64,
-    /// Close each connection without answering.
+    /// Close each connection without answering: new ones at accept, open ones at
+    /// their next request.
     pub drop_connections: AtomicBool,
     /// Body of `/health`.
     pub health_body: Mutex<String>,
@@ -116,7 +117,13 @@ impl SimOrigin {
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let (ctl, region) = (ctl.clone(), region.clone());
-                        async move { Ok::<_, Infallible>(answer(&ctl, &region, req).await) }
+                        async move {
+                            // A killed origin resets even its open keep-alive connections.
+                            if ctl.drop_connections.load(Relaxed) {
+                                return Err(std::io::Error::other("origin killed"));
+                            }
+                            Ok(answer(&ctl, &region, req).await)
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)

@@ -15,6 +15,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
+use crate::config::{RetryMethods, RetryOn};
 use crate::facts::{self, RawRequest, WRITE_COOKIE, WRITE_HEADER};
 use crate::geo::Country;
 use crate::routing::{self, Decision, LiveHealth, TokenUse};
@@ -108,6 +109,19 @@ fn request_host(req: &RequestHeader) -> &str {
 }
 
 impl Proxy {
+    /// A response with a status from `routing.retries.on`, for a method that may be
+    /// repeated, with tries left.
+    fn should_retry_status(&self, session: &Session, ctx: &Ctx, status: u16) -> bool {
+        let retries = &ctx.snap().config.routing.retries;
+        let method_ok = match retries.methods {
+            RetryMethods::Idempotent => session.req_header().method.is_idempotent(),
+            RetryMethods::All => true,
+        };
+        method_ok
+            && ctx.attempts < retries.attempts
+            && retries.on.contains(&RetryOn::Status(status))
+    }
+
     /// Feeds one live result of the current try to outlier detection and, for
     /// answers, its time to first byte to the latency EWMA.
     fn record_result(&self, ctx: &Ctx, failed: bool) {
@@ -202,6 +216,13 @@ impl Proxy {
             snap: &snap,
             now_ms: now_ms(),
         };
+        // The last try goes to another region when there is one: a region that just
+        // failed a try may be going down, and only another region is known to be apart.
+        let last_try = ctx.attempts + 1 >= snap.config.routing.retries.attempts;
+        if ctx.attempts > 0 && last_try && ctx.region_pos + 1 < order.len() {
+            ctx.region_pos += 1;
+            ctx.tried = 0;
+        }
         let mut rng = rand::thread_rng();
         while ctx.region_pos < order.len() {
             let r = order[ctx.region_pos];
@@ -290,6 +311,10 @@ impl ProxyHttp for Proxy {
         let decision = routing::decide(&snap, &health, &facts, &mut rand::thread_rng());
         self.record_facts(&found, &decision);
         let rejected = decision.rejected();
+        if snap.config.routing.retries.methods == RetryMethods::All {
+            // Keep the start of request bodies so a retry can resend them.
+            session.enable_retry_buffering();
+        }
         ctx.decision = Some(decision);
         ctx.snap = Some(snap);
         if rejected {
@@ -381,7 +406,6 @@ impl ProxyHttp for Proxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        self.record_result(ctx, resp.status.as_u16() >= 500);
         let snap = ctx.snap();
         if let Some((r, _)) = ctx.current {
             resp.insert_header("x-meridian-region", snap.regions[r].name.as_str())?;
@@ -393,6 +417,82 @@ impl ProxyHttp for Proxy {
         }
         self.issue_write_token(resp, ctx)?;
         Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let status = resp.status.as_u16();
+        self.record_result(ctx, status >= 500);
+        if !self.should_retry_status(session, ctx, status) {
+            return Ok(());
+        }
+        // Nothing of this answer went to the client yet: drop it and try the next
+        // origin or region (upstream_peer picks it; the error carries the retry flag).
+        let from = ctx.current.map(|(r, _)| r);
+        let before = (ctx.region_pos, ctx.tried);
+        let Some((to, _)) = self.next_target(ctx) else {
+            return Ok(());
+        };
+        (ctx.region_pos, ctx.tried) = before;
+        let snap = ctx.snap();
+        let reason = format!("status_{status}");
+        self.shared
+            .metrics
+            .retries
+            .with_label_values(&[
+                from.map_or("", |r| snap.regions[r].name.as_str()),
+                snap.regions[to].name.as_str(),
+                reason.as_str(),
+            ])
+            .inc();
+        let mut e = Error::explain(
+            ErrorType::HTTPStatus(status),
+            "retryable status from the origin",
+        );
+        e.set_retry(true);
+        Err(e)
+    }
+
+    /// Pingora's policy (idempotent methods only, never with a truncated body
+    /// buffer), widened to every method when `routing.retries.methods: all`.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let all = ctx
+            .snap
+            .as_ref()
+            .is_some_and(|s| s.config.routing.retries.methods == RetryMethods::All);
+        let method_ok = all || session.req_header().method.is_idempotent();
+        let upstream_failure = e.esource() == &ErrorSource::Upstream;
+        if upstream_failure && !matches!(e.etype(), ErrorType::HTTPStatus(_)) {
+            // A connection that died under a request counts against its origin.
+            self.record_result(ctx, true);
+        }
+        let tries_left = ctx
+            .snap
+            .as_ref()
+            .is_some_and(|s| ctx.attempts < s.config.routing.retries.attempts);
+        if !method_ok || session.as_ref().retry_buffer_truncated() || !tries_left {
+            e.set_retry(false);
+        } else if upstream_failure && session.response_written().is_none() {
+            // The origin failed before answering and the method may be repeated:
+            // try elsewhere whether or not the connection was fresh (Pingora only
+            // retries reused ones), so a dying region costs no idempotent request.
+            e.set_retry(true);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     fn fail_to_connect(

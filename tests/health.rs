@@ -274,8 +274,168 @@ async fn a_dying_origin_costs_no_idempotent_request() {
             .unwrap();
         assert_eq!(r.status(), 200, "request {i} lost");
     }
-    // Pooled connections to the dying origin may still finish their requests; no
-    // request went anywhere else or got lost.
-    let served = a_seen.requests.load(Relaxed) + b.control.requests.load(Relaxed);
+    // Pooled connections to the dying origin may still finish their requests; the
+    // last try of a failed one goes to the other region. None is lost or doubled.
+    let served = a_seen.requests.load(Relaxed)
+        + b.control.requests.load(Relaxed)
+        + e.control.requests.load(Relaxed);
     assert_eq!(served, 200);
+}
+
+#[tokio::test]
+async fn a_503_is_retried_elsewhere_for_gets_but_never_for_posts() {
+    let (a, b, e) = (
+        origin("us-east-1").await,
+        origin("us-east-1").await,
+        origin("eu-west-1").await,
+    );
+    // High threshold: outlier ejection stays out of the way of what is measured here.
+    let yaml =
+        config(&[&a, &b], &e, "").replace("consecutive_failures: 3", "consecutive_failures: 1000");
+    let gw = Gateway::start(&yaml).await;
+    a.control.status.store(503, Relaxed);
+    for i in 0..20 {
+        let r = get(&gw, &format!("/g/{i}")).await;
+        assert_eq!(r.status(), 200, "GET {i}");
+    }
+    let m = gw.metrics().await;
+    assert!(metric_sum(&m, "meridian_retries_total", &[("reason", "status_503")]) >= 1.0);
+    // POSTs are not idempotent: a 503 goes back to the client, and no POST reaches two origins.
+    let (a0, b0) = (
+        a.control.requests.load(Relaxed),
+        b.control.requests.load(Relaxed),
+    );
+    let mut failed = 0;
+    for i in 0..20 {
+        let r = reqwest::Client::new()
+            .post(gw.url(&format!("/p/{i}")))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            failed += 1;
+        }
+    }
+    let (a1, b1) = (
+        a.control.requests.load(Relaxed),
+        b.control.requests.load(Relaxed),
+    );
+    assert_eq!((a1 - a0) + (b1 - b0), 20, "a POST reached two origins");
+    assert_eq!(failed, a1 - a0);
+}
+
+#[tokio::test]
+async fn latency_steering_follows_measured_latency() {
+    let (a, e) = (origin("us-east-1").await, origin("eu-west-1").await);
+    let yaml = config(&[&a], &e, "").replace("steering: geo,", "steering: latency,");
+    let gw = Gateway::start(&yaml).await;
+    // us-east-1 slows down by 50 ms (probes see it too): traffic moves to eu-west-1.
+    a.control.delay_ms.store(50, Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get(&gw, "/").await;
+        if header(&r, "x-meridian-region") == "eu-west-1" {
+            assert_eq!(header(&r, "x-meridian-decision"), "latency");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "traffic never left the slow region"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And back when it is fast again.
+    a.control.delay_ms.store(0, Relaxed);
+    e.control.delay_ms.store(50, Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while header(&get(&gw, "/").await, "x-meridian-region") != "us-east-1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "traffic never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn detection_takes_about_interval_times_threshold() {
+    let (a, e) = (origin("us-east-1").await, origin("eu-west-1").await);
+    let yaml = config(&[&a], &e, "")
+        .replace(
+            "interval: 100ms, timeout: 80ms",
+            "interval: 200ms, timeout: 150ms",
+        )
+        .replace("unhealthy_threshold: 2", "unhealthy_threshold: 3");
+    let gw = Gateway::start(&yaml).await;
+    let t0 = std::time::Instant::now();
+    a.control.drop_connections.store(true, Relaxed);
+    wait_state(&gw, "down", |s| {
+        s["regions"]["us-east-1"]["health"] == "unhealthy"
+    })
+    .await;
+    let down = t0.elapsed();
+    a.control.drop_connections.store(false, Relaxed);
+    let t1 = std::time::Instant::now();
+    wait_state(&gw, "up", |s| {
+        s["regions"]["us-east-1"]["health"] == "healthy"
+    })
+    .await;
+    let up = t1.elapsed();
+    eprintln!("detection: down after {down:?} (expect ~600 ms), up after {up:?} (expect ~400 ms)");
+    // interval × threshold, within one interval (plus jitter and polling slack).
+    assert!(
+        down >= Duration::from_millis(350) && down <= Duration::from_millis(900),
+        "{down:?}"
+    );
+    assert!(
+        up >= Duration::from_millis(150) && up <= Duration::from_millis(700),
+        "{up:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_region_killed_under_load_costs_no_get() {
+    let (a, b, e) = (
+        origin("us-east-1").await,
+        origin("us-east-1").await,
+        origin("eu-west-1").await,
+    );
+    let gw = Gateway::start(&config(&[&a, &b], &e, "")).await;
+    let url = gw.url("/load");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (url, stop) = (url.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let (mut ok, mut failed) = (0u32, 0u32);
+            while !stop.load(Relaxed) {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    _ => failed += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Every origin of us-east-1 dies, open connections included.
+    a.control.drop_connections.store(true, Relaxed);
+    b.control.drop_connections.store(true, Relaxed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for t in tasks {
+        let (o, f) = t.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    eprintln!("region kill under load: {ok} GETs ok, {failed} failed");
+    assert_eq!(failed, 0, "gateway log:\n{}", gw.stderr());
+    assert!(
+        e.control.requests.load(Relaxed) > 100,
+        "eu-west-1 took over"
+    );
 }

@@ -54,6 +54,10 @@ pub struct Gateway {
     pub admin: SocketAddr,
     pub dir: PathBuf,
     pub config_path: PathBuf,
+    /// Everything the gateway wrote to stderr so far (drained by a thread, so a
+    /// chatty gateway never blocks on a full pipe).
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Gateway {
@@ -84,13 +88,29 @@ impl Gateway {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("spawn meridian");
+        let mut child = cmd.spawn().expect("spawn meridian");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        let sink = stderr.clone();
+        let stderr_reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
         let mut gw = Gateway {
             child: Some(child),
             addr,
             admin,
             dir,
             config_path,
+            stderr,
+            stderr_reader: Some(stderr_reader),
         };
         gw.wait_ready().await;
         gw
@@ -101,11 +121,10 @@ impl Gateway {
         let client = reqwest::Client::new();
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.as_mut().unwrap().stderr.take() {
-                    let _ = e.read_to_string(&mut err);
+                if let Some(r) = self.stderr_reader.take() {
+                    let _ = r.join();
                 }
-                panic!("meridian exited early ({status}): {err}");
+                panic!("meridian exited early ({status}): {}", self.stderr());
             }
             if let Ok(r) = client.get(self.admin_url("/readyz")).send().await {
                 if r.status() == 200 {
@@ -146,16 +165,20 @@ impl Gateway {
         let child = self.child.as_mut().unwrap();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
                 self.child = None;
-                return (status, err);
+                if let Some(r) = self.stderr_reader.take() {
+                    let _ = r.join();
+                }
+                return (status, self.stderr());
             }
             assert!(Instant::now() < deadline, "gateway did not exit in time");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// What the gateway logged to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// Body of `GET /metrics`.
