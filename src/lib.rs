@@ -13,6 +13,7 @@ pub mod health;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
+pub mod retry_budget;
 pub mod routing;
 pub mod server;
 pub mod session;

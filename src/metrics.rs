@@ -20,6 +20,7 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub upstream_connect_failures: IntCounterVec,
     pub retries: IntCounterVec,
+    pub retries_denied: IntCounterVec,
     pub region_healthy: IntGaugeVec,
     pub origin_healthy: IntGaugeVec,
     pub region_weight_effective: GaugeVec,
@@ -108,6 +109,12 @@ impl Metrics {
                 "retries_total",
                 "Requests retried on another origin or region.",
                 &["from", "to", "reason"],
+            ),
+            retries_denied: counter(
+                &r,
+                "retries_denied_total",
+                "Retries not made because the retry budget was spent.",
+                &["reason"],
             ),
             region_healthy: int_gauge(
                 &r,

@@ -120,6 +120,24 @@ impl Proxy {
         method_ok
             && ctx.attempts < retries.attempts
             && retries.on.contains(&RetryOn::Status(status))
+            && self.take_retry(ctx)
+    }
+
+    /// Takes a retry from the budget; counts a denial.
+    fn take_retry(&self, ctx: &Ctx) -> bool {
+        let b = &ctx.snap().config.routing.retries.budget;
+        let ok = self
+            .shared
+            .retry_budget
+            .try_retry(now_ms() / 1000, b.ratio, b.min_per_second);
+        if !ok {
+            self.shared
+                .metrics
+                .retries_denied
+                .with_label_values(&["budget"])
+                .inc();
+        }
+        ok
     }
 
     /// Feeds one live result of the current try to outlier detection and, for
@@ -302,6 +320,7 @@ impl ProxyHttp for Proxy {
             now_ms: now_ms(),
         };
         let (facts, found) = facts::gather(&snap, raw);
+        self.shared.retry_budget.on_request(facts.now_ms / 1000);
         ctx.is_write = facts.is_write;
         ctx.country = facts.country;
         let health = LiveHealth {
@@ -485,6 +504,10 @@ impl ProxyHttp for Proxy {
         if !method_ok || session.as_ref().retry_buffer_truncated() || !tries_left {
             e.set_retry(false);
         } else if upstream_failure && session.response_written().is_none() {
+            if !self.take_retry(ctx) {
+                e.set_retry(false);
+                return e;
+            }
             // The origin failed before answering and the method may be repeated:
             // try elsewhere whether or not the connection was fresh (Pingora only
             // retries reused ones), so a dying region costs no idempotent request.
@@ -514,7 +537,7 @@ impl ProxyHttp for Proxy {
         }
         // Nothing was sent yet, so any request may go elsewhere.
         let max = ctx.snap().config.routing.retries.attempts;
-        if ctx.attempts < max {
+        if ctx.attempts < max && self.take_retry(ctx) {
             e.set_retry(true);
             let from = ctx.current.map(|(r, _)| r);
             let before = (ctx.region_pos, ctx.tried);

@@ -20,6 +20,8 @@ pub struct Shared {
     pub health: HealthRegistry,
     pub metrics: Metrics,
     pub config_path: PathBuf,
+    /// Caps retries to a share of the request rate (`routing.retries.budget`).
+    pub retry_budget: crate::retry_budget::RetryBudget,
     /// Set once every origin was probed once (or probing is not configured).
     probed: AtomicBool,
     /// Set on SIGTERM/SIGINT: /readyz answers 503 from then on.
@@ -56,6 +58,7 @@ impl Shared {
             health,
             metrics,
             config_path: path,
+            retry_budget: Default::default(),
             probed: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             last_reload_error: Mutex::new(None),

@@ -439,3 +439,29 @@ async fn a_region_killed_under_load_costs_no_get() {
         "eu-west-1 took over"
     );
 }
+
+#[tokio::test]
+async fn the_retry_budget_caps_retries_when_everything_fails() {
+    let (a, e) = (origin("us-east-1").await, origin("eu-west-1").await);
+    let yaml = config(&[&a], &e, "")
+        .replace("consecutive_failures: 3", "consecutive_failures: 100000")
+        .replace(
+            "routing: { steering: geo,",
+            "routing: { retries: { attempts: 2, budget: { ratio: 0.1, min_per_second: 1 } }, steering: geo,",
+        );
+    let gw = Gateway::start(&yaml).await;
+    a.control.status.store(503, Relaxed);
+    e.control.status.store(503, Relaxed);
+    let n = 400;
+    for i in 0..n {
+        assert_eq!(get(&gw, &format!("/b/{i}")).await.status(), 503);
+    }
+    let m = gw.metrics().await;
+    let retries = metric_sum(&m, "meridian_retries_total", &[]);
+    let denied = metric_sum(&m, "meridian_retries_denied_total", &[("reason", "budget")]);
+    eprintln!("retry budget: {retries} retries for {n} requests, {denied} denied");
+    // ratio × requests plus min_per_second × the 10 s window (two windows at most).
+    assert!(retries <= 0.1 * f64::from(n) + 20.0, "{retries} retries");
+    assert!(retries >= 0.1 * f64::from(n), "budget not used: {retries}");
+    assert_eq!(retries + denied, f64::from(n));
+}

@@ -365,6 +365,35 @@ pub struct Retries {
     pub on: Vec<RetryOn>,
     #[serde(default = "default_retry_methods")]
     pub methods: RetryMethods,
+    /// Retries may add at most this share of the request rate.
+    #[serde(default)]
+    pub budget: RetryBudgetConfig,
+}
+
+/// `ratio` of the request rate plus `min_per_second` (Finagle/linkerd retry budgets).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudgetConfig {
+    #[serde(default = "default_budget_ratio")]
+    pub ratio: f64,
+    #[serde(default = "default_budget_min")]
+    pub min_per_second: u32,
+}
+
+impl Default for RetryBudgetConfig {
+    fn default() -> Self {
+        RetryBudgetConfig {
+            ratio: default_budget_ratio(),
+            min_per_second: default_budget_min(),
+        }
+    }
+}
+
+fn default_budget_ratio() -> f64 {
+    0.2
+}
+fn default_budget_min() -> u32 {
+    10
 }
 
 impl Default for Retries {
@@ -373,6 +402,7 @@ impl Default for Retries {
             attempts: default_attempts(),
             on: default_retry_on(),
             methods: default_retry_methods(),
+            budget: RetryBudgetConfig::default(),
         }
     }
 }

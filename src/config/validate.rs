@@ -287,6 +287,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         k.error("routing.retries.attempts", "must be between 1 and 10");
     }
     k.range("routing.panic_threshold", rt.panic_threshold, 0.0, 1.0);
+    k.range(
+        "routing.retries.budget.ratio",
+        rt.retries.budget.ratio,
+        0.0,
+        1.0,
+    );
 
     let mut needs_keys = None;
     for (i, r) in c.routes.iter().enumerate() {
