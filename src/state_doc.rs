@@ -32,6 +32,8 @@ pub fn state(shared: &Shared) -> Value {
                         "latency_ms": f64::from(o.health.ewma_us.load(std::sync::atomic::Ordering::Relaxed)) / 1000.0,
                         "outstanding": o.health.outstanding.load(std::sync::atomic::Ordering::Relaxed),
                         "ejected": !o.health.eligible_passive(now),
+                        "ejected_for_ms": o.health.ejected_until_ms.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(now),
+                        "times_ejected": o.health.times_ejected.load(std::sync::atomic::Ordering::Relaxed),
                         "replication_lag_ms": match o.health.replication_lag_ms.load(std::sync::atomic::Ordering::Relaxed) {
                             u32::MAX => Value::Null,
                             l => json!(l),

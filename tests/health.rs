@@ -240,12 +240,61 @@ async fn consecutive_errors_eject_an_origin_until_it_has_served_its_time() {
     }
     let s = state(&gw).await;
     assert_eq!(s["regions"]["us-east-1"]["origins"][1]["ejected"], false);
-    // It comes back by itself after base_ejection (1 s).
-    a.control.status.store(0, Relaxed);
+    // It comes back by itself after base_ejection (1 s)...
+    b.control.status.store(0, Relaxed);
+    let s = state(&gw).await;
+    let first = s["regions"]["us-east-1"]["origins"][0]["ejected_for_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(first <= 1000, "{first}");
     wait_state(&gw, "a back", |s| {
         s["regions"]["us-east-1"]["origins"][0]["ejected"] == false
     })
     .await;
+    // ...and a second ejection lasts twice as long. (b is made slower so that
+    // least-loaded choice sends the sequential requests to a.)
+    b.control.delay_ms.store(20, Relaxed);
+    let mut again = None;
+    for _ in 0..40 {
+        get(&gw, "/").await;
+        let s = state(&gw).await;
+        let o = &s["regions"]["us-east-1"]["origins"][0];
+        if o["ejected"] == true {
+            again = Some((
+                o["times_ejected"].as_u64().unwrap(),
+                o["ejected_for_ms"].as_u64().unwrap(),
+            ));
+            break;
+        }
+    }
+    let (times, remaining) =
+        again.unwrap_or_else(|| panic!("not ejected again: {}", a.control.requests.load(Relaxed)));
+    assert_eq!(times, 2);
+    assert!(
+        (1000..=2000).contains(&remaining),
+        "second ejection {remaining} ms"
+    );
+    a.control.status.store(0, Relaxed);
+}
+
+#[tokio::test]
+async fn a_slow_health_endpoint_times_out_and_counts() {
+    let (a, e) = (origin("us-east-1").await, origin("eu-west-1").await);
+    let gw = Gateway::start(&config(&[&a], &e, "")).await;
+    // Slower than the 80 ms probe timeout.
+    a.control.delay_ms.store(150, Relaxed);
+    wait_state(&gw, "slow origin down", |s| {
+        s["regions"]["us-east-1"]["health"] == "unhealthy"
+    })
+    .await;
+    let m = gw.metrics().await;
+    assert!(
+        metric_sum(
+            &m,
+            "meridian_probe_failures_total",
+            &[("region", "us-east-1"), ("reason", "timeout")]
+        ) >= 2.0
+    );
 }
 
 #[tokio::test]
