@@ -598,6 +598,13 @@ impl ProxyHttp for Proxy {
         let region = ctx
             .current
             .map_or("none", |(r, _)| snap.regions[r].name.as_str());
+        if let Some((r, _)) = ctx.current {
+            let state = &snap.regions[r].state;
+            state.responses.fetch_add(1, Relaxed);
+            if status == 0 || status >= 500 {
+                state.errors.fetch_add(1, Relaxed);
+            }
+        }
         let decision = ctx.decision.as_ref().map_or("none", |d| d.reasons.label());
         let class = if ctx.is_write { "write" } else { "read" };
         let m = &self.shared.metrics;

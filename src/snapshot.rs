@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::units::Cidr;
 use crate::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
 use crate::geo::{Continent, Country, GeoDb};
-use crate::health::{HealthRegistry, OriginHealth, RegionState};
+use crate::health::{HealthRegistry, OriginHealth, RegionState, ShiftState};
 use crate::session::KeyRing;
 
 /// Index of a region in [`Snapshot::regions`] (sorted by name).
@@ -127,7 +127,7 @@ impl Route {
 }
 
 /// A compiled gradual shift.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Shift {
     pub name: String,
     pub from: RegionIdx,
@@ -136,6 +136,9 @@ pub struct Shift {
     pub fraction: f64,
     pub start_ms: u64,
     pub ramp_ms: u64,
+    /// `abort_if`: (error ratio above which, over how many ms) the shift aborts.
+    pub abort_if: Option<(f64, u64)>,
+    pub state: Arc<ShiftState>,
 }
 
 impl Shift {
@@ -308,6 +311,20 @@ impl Snapshot {
                 fraction: (s.percent / 100.0).clamp(0.0, 1.0),
                 start_ms: shift_start_ms(s),
                 ramp_ms: s.ramp.map_or(0, |r| r.get().as_millis() as u64),
+                abort_if: s
+                    .abort_if
+                    .as_ref()
+                    .map(|a| (a.error_ratio_above, a.over.get().as_millis() as u64)),
+                state: registry.shift(&format!(
+                    "{}/{}/{}/{}/{}/{:?}/{:?}",
+                    s.name,
+                    s.from,
+                    s.to,
+                    s.percent,
+                    s.start.unix_millis(),
+                    s.ramp,
+                    s.abort_if.as_ref().map(|a| (a.error_ratio_above, a.over))
+                )),
             });
         }
         let mut routes: Vec<Route> = c

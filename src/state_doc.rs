@@ -86,7 +86,8 @@ pub fn state(shared: &Shared) -> Value {
             "name": s.name,
             "from": snap.regions[s.from].name,
             "to": snap.regions[s.to].name,
-            "progress": s.fraction_at(now),
+            "progress": if s.state.aborted.load(std::sync::atomic::Ordering::Relaxed) { 0.0 } else { s.fraction_at(now) },
+            "aborted": s.state.aborted.load(std::sync::atomic::Ordering::Relaxed),
         })).collect::<Vec<_>>(),
     })
 }

@@ -345,10 +345,6 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         }
         k.range(&format!("{at}.percent"), s.percent, 0.0, 100.0);
         if let Some(a) = &s.abort_if {
-            k.warn(
-                format!("{at}.abort_if"),
-                "is not enforced by this build yet: the shift will not abort on errors",
-            );
             k.range(
                 &format!("{at}.abort_if.error_ratio_above"),
                 a.error_ratio_above,

@@ -108,6 +108,16 @@ impl AsRef<OriginHealth> for OriginHealth {
 pub struct RegionState {
     /// Drained through the admin API: takes no new requests. Kept across reloads.
     pub drained: AtomicBool,
+    /// Responses served by the region so far, and how many of them were errors
+    /// (5xx or no answer): shift guards compute error ratios from these.
+    pub responses: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// Runtime state of one shift: aborted by its guard, until the shift is edited.
+#[derive(Debug, Default)]
+pub struct ShiftState {
+    pub aborted: AtomicBool,
 }
 
 /// Owner of all health state, keyed by identity so a new snapshot keeps the
@@ -116,6 +126,7 @@ pub struct RegionState {
 pub struct HealthRegistry {
     origins: Mutex<HashMap<String, Arc<OriginHealth>>>,
     regions: Mutex<HashMap<String, Arc<RegionState>>>,
+    shifts: Mutex<HashMap<String, Arc<ShiftState>>>,
 }
 
 impl HealthRegistry {
@@ -131,6 +142,11 @@ impl HealthRegistry {
     pub fn region(&self, name: &str) -> Arc<RegionState> {
         let mut m = self.regions.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(name.to_string()).or_default().clone()
+    }
+    /// The state of shift `key` (its name and definition: an edited shift starts afresh).
+    pub fn shift(&self, key: &str) -> Arc<ShiftState> {
+        let mut m = self.shifts.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(key.to_string()).or_default().clone()
     }
     /// Forgets origins the current config no longer has (their probes have stopped).
     pub fn retain_origins(&self, keep: &dyn Fn(&str) -> bool) {

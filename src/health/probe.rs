@@ -29,6 +29,7 @@ const RESYNC: Duration = Duration::from_millis(250);
 /// Runs until `shutdown` flips: keeps one probe task per origin of the current snapshot.
 pub async fn supervise(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
     let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut guards = ShiftGuards::default();
     loop {
         let snap = shared.snapshot.load_full();
         for o in snap.regions.iter().flat_map(|r| &r.origins) {
@@ -53,6 +54,7 @@ pub async fn supervise(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
             shared.mark_probed();
         }
         export_regions(&shared, &snap);
+        guards.tick(&shared, &snap, now_ms());
         drop(snap);
         tokio::select! {
             _ = tokio::time::sleep(RESYNC) => {}
@@ -233,5 +235,61 @@ fn export_regions(shared: &Shared, snap: &Snapshot) {
                 .with_label_values(&name)
                 .set(f64::from(lag) / 1e3);
         }
+    }
+}
+
+/// Error-ratio samples of the `to` region of each guarded shift.
+#[derive(Default)]
+struct ShiftGuards {
+    /// Per shift name: (time ms, responses, errors) of its `to` region, oldest first.
+    samples: HashMap<String, std::collections::VecDeque<(u64, u64, u64)>>,
+}
+
+/// Fewer responses than this in the window say nothing about an error ratio.
+const MIN_RESPONSES: u64 = 20;
+
+impl ShiftGuards {
+    /// Aborts shifts whose `to` region's error ratio over `abort_if.over` exceeds
+    /// the limit, and exports each shift's progress.
+    fn tick(&mut self, shared: &Shared, snap: &Snapshot, now: u64) {
+        for s in &snap.shifts {
+            let aborted = s.state.aborted.load(Relaxed);
+            let progress = if aborted { 0.0 } else { s.fraction_at(now) };
+            shared
+                .metrics
+                .shift_progress
+                .with_label_values(&[s.name.as_str()])
+                .set(progress);
+            let Some((limit, over_ms)) = s.abort_if else {
+                continue;
+            };
+            if aborted || s.fraction_at(now) == 0.0 {
+                continue;
+            }
+            let to = &snap.regions[s.to].state;
+            let sample = (now, to.responses.load(Relaxed), to.errors.load(Relaxed));
+            let q = self.samples.entry(s.name.clone()).or_default();
+            q.push_back(sample);
+            while q.len() > 1 && q[1].0 + over_ms <= now {
+                q.pop_front();
+            }
+            let (t0, r0, e0) = q[0];
+            let (responses, errors) = (sample.1.saturating_sub(r0), sample.2.saturating_sub(e0));
+            if now.saturating_sub(t0) * 2 >= over_ms
+                && responses >= MIN_RESPONSES
+                && errors as f64 > limit * responses as f64
+            {
+                s.state.aborted.store(true, Relaxed);
+                tracing::warn!(
+                    shift = %s.name,
+                    to = %snap.regions[s.to].name,
+                    errors,
+                    responses,
+                    "shift aborted: error ratio above {limit}"
+                );
+            }
+        }
+        self.samples
+            .retain(|name, _| snap.shifts.iter().any(|s| &s.name == name));
     }
 }

@@ -95,6 +95,13 @@ impl HealthView for LiveHealth<'_> {
         }
     }
 
+    fn shift_active(&self, shift: usize) -> bool {
+        !self.snap.shifts[shift]
+            .state
+            .aborted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn origin(&self, r: RegionIdx, o: usize) -> OriginStatus {
         let h = &self.snap.regions[r].origins[o].health;
         OriginStatus {
