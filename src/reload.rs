@@ -11,7 +11,7 @@ use pingora::server::ShutdownWatch;
 use crate::state::{build_snapshot, Shared};
 
 /// How often the config file is checked for changes.
-const WATCH_EVERY: Duration = Duration::from_secs(1);
+const WATCH_EVERY: Duration = Duration::from_millis(200);
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -251,3 +251,44 @@ async fn write_endpoints_need_the_token_and_drain_takes_a_region_out() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test]
+async fn drain_and_undrain_under_load_lose_nothing() {
+    let world = World::new().await;
+    let gw = Gateway::start(&world.config(50, 50)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (url, stop, ok, failed) = (gw.url("/"), stop.clone(), ok.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            while !stop.load(Relaxed) {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Relaxed),
+                    _ => failed.fetch_add(1, Relaxed),
+                };
+            }
+        }));
+    }
+    let admin = reqwest::Client::new();
+    for i in 0..20 {
+        let region = if i % 2 == 0 { "eu-west-1" } else { "us-east-1" };
+        for action in ["drain", "undrain"] {
+            let r = admin
+                .post(gw.admin_url(&format!("/admin/regions/{region}/{action}")))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    stop.store(true, Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    assert_eq!(failed.load(Relaxed), 0);
+    assert!(ok.load(Relaxed) > 100);
+}
