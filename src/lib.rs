@@ -10,6 +10,7 @@ pub mod explain;
 pub mod facts;
 pub mod geo;
 pub mod health;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

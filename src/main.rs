@@ -64,19 +64,6 @@ enum Command {
     },
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -140,11 +127,11 @@ fn main() -> ExitCode {
             };
         }
         Command::Run { config } => {
-            init_logging(&cli.log_format);
+            meridian::logging::init(&cli.log_format);
             meridian::server::run(config)
         }
         Command::Demo { config } => {
-            init_logging(&cli.log_format);
+            meridian::logging::init(&cli.log_format);
             meridian::demo::run(config)
         }
     };

@@ -220,6 +220,48 @@ impl Metrics {
         m
     }
 
+    /// Every metric family name this process can export (a vector appears in the
+    /// exposition only once one of its label sets was used), with `_bucket`,
+    /// `_sum` and `_count` for histograms.
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let collectors: [&dyn Collector; 21] = [
+            &self.requests,
+            &self.request_duration,
+            &self.upstream_connect_failures,
+            &self.retries,
+            &self.retries_denied,
+            &self.region_healthy,
+            &self.origin_healthy,
+            &self.region_weight_effective,
+            &self.region_latency,
+            &self.replication_lag,
+            &self.probe_duration,
+            &self.probe_failures,
+            &self.write_tokens,
+            &self.geo_lookups,
+            &self.xff_malformed,
+            &self.config_reloads,
+            &self.config_info,
+            &self.shift_progress,
+            &self.dns_syncs,
+            &self.dns_record_weight,
+            &self.build_info,
+        ];
+        let mut names = Vec::new();
+        for c in collectors {
+            for d in c.desc() {
+                names.push(d.fq_name.clone());
+                if d.fq_name.ends_with("_seconds") {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        names.push(format!("{}{suffix}", d.fq_name));
+                    }
+                }
+            }
+        }
+        names
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);

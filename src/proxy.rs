@@ -42,6 +42,8 @@ pub struct Ctx {
     current: Option<(RegionIdx, usize)>,
     /// When the current try started (time to first byte feeds the EWMA).
     attempt_started: Instant,
+    /// The client as gathered (trusted X-Forwarded-For or the peer).
+    client_ip: Option<IpAddr>,
     /// The TCP peer (appended to X-Forwarded-For upstream).
     peer_ip: Option<IpAddr>,
     country: Option<Country>,
@@ -281,6 +283,7 @@ impl ProxyHttp for Proxy {
             attempts: 0,
             current: None,
             peer_ip: None,
+            client_ip: None,
             country: None,
             request_id: None,
             is_write: false,
@@ -323,6 +326,7 @@ impl ProxyHttp for Proxy {
         self.shared.retry_budget.on_request(facts.now_ms / 1000);
         ctx.is_write = facts.is_write;
         ctx.country = facts.country;
+        ctx.client_ip = Some(found.client);
         let health = LiveHealth {
             snap: &snap,
             now_ms: facts.now_ms,
@@ -611,8 +615,34 @@ impl ProxyHttp for Proxy {
         m.requests
             .with_label_values(&[region, decision, class, status_class(status)])
             .inc();
+        let elapsed = ctx.started.elapsed();
         m.request_duration
             .with_label_values(&[region])
-            .observe(ctx.started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
+        let log = &snap.config.access_log;
+        if log.enabled
+            && tracing::enabled!(target: "meridian::access", tracing::Level::INFO)
+            && (log.sample >= 1.0 || rand::random::<f64>() < log.sample)
+        {
+            let req = session.req_header();
+            tracing::info!(
+                target: "meridian::access",
+                request_id = ctx.request_id.as_deref().unwrap_or(""),
+                client = %ctx.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                country = ctx.country.as_ref().map_or("XX", |c| c.as_str()),
+                method = %req.method,
+                path = %req.uri.path(),
+                route = ctx.decision.as_ref().map_or(-1, |d| d.route as i64),
+                decision,
+                reasons = %ctx.decision.as_ref().map(|d| d.reasons.to_string()).unwrap_or_default(),
+                region,
+                origin = ctx.current.map_or("", |(r, o)| snap.regions[r].origins[o].address.as_str()),
+                status,
+                bytes = session.body_bytes_sent(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                tries = ctx.attempts,
+                "access"
+            );
+        }
     }
 }

@@ -34,6 +34,15 @@ pub fn state(shared: &Shared) -> Value {
                         "ejected": !o.health.eligible_passive(now),
                         "ejected_for_ms": o.health.ejected_until_ms.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(now),
                         "times_ejected": o.health.times_ejected.load(std::sync::atomic::Ordering::Relaxed),
+                        "consecutive_probe_passes": o.health.probe_passes.load(std::sync::atomic::Ordering::Relaxed),
+                        "consecutive_probe_failures": o.health.probe_fails.load(std::sync::atomic::Ordering::Relaxed),
+                        "consecutive_live_failures": o.health.consecutive_failures.load(std::sync::atomic::Ordering::Relaxed),
+                        "last_probe": o.health.last_probe.lock().ok().and_then(|l| l.clone()).map(|l| json!({
+                            "result": l.result,
+                            "error": l.error,
+                            "at_unix_ms": l.at_unix_ms,
+                            "duration_ms": l.duration_ms,
+                        })),
                         "replication_lag_ms": match o.health.replication_lag_ms.load(std::sync::atomic::Ordering::Relaxed) {
                             u32::MAX => Value::Null,
                             l => json!(l),
@@ -50,6 +59,10 @@ pub fn state(shared: &Shared) -> Value {
                 r.name.clone(),
                 json!({
                     "weight": r.weight,
+                    "effective_weight": if !s.eligible() { 0.0 } else {
+                        f64::from(r.weight) * f64::from(r.dial) / 100.0
+                            * if s.health == RegionHealth::Degraded { snap.degraded_factor } else { 1.0 }
+                    },
                     "traffic_dial": r.dial,
                     "drained": s.drained,
                     "health": health,
@@ -81,6 +94,7 @@ pub fn state(shared: &Shared) -> Value {
         },
         "local_region": snap.regions[snap.local_region].name,
         "ready": shared.ready(),
+        "log_lines_dropped": crate::logging::dropped_lines(),
         "regions": regions,
         "shifts": snap.shifts.iter().map(|s| json!({
             "name": s.name,
@@ -88,6 +102,13 @@ pub fn state(shared: &Shared) -> Value {
             "to": snap.regions[s.to].name,
             "progress": if s.state.aborted.load(std::sync::atomic::Ordering::Relaxed) { 0.0 } else { s.fraction_at(now) },
             "aborted": s.state.aborted.load(std::sync::atomic::Ordering::Relaxed),
+            "active": !s.state.aborted.load(std::sync::atomic::Ordering::Relaxed) && s.fraction_at(now) > 0.0,
+            "final_percent": s.fraction * 100.0,
         })).collect::<Vec<_>>(),
+        // The Route 53 reconciler is not part of this build (`dns.enabled` is refused).
+        "dns": {
+            "enabled": false,
+            "configured": snap.config.dns.is_some(),
+        },
     })
 }

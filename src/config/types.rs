@@ -53,6 +53,32 @@ pub struct Config {
     pub debug_headers: bool,
     #[serde(default)]
     pub shutdown: Shutdown,
+    #[serde(default)]
+    pub access_log: AccessLog,
+}
+
+/// One log line per request (target `meridian::access`, level info).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Fraction of requests logged, 0..=1 (for very high rates).
+    #[serde(default = "default_sample")]
+    pub sample: f64,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        AccessLog {
+            enabled: true,
+            sample: default_sample(),
+        }
+    }
+}
+
+fn default_sample() -> f64 {
+    1.0
 }
 
 #[derive(Debug, Clone, Deserialize)]

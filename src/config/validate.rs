@@ -207,6 +207,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     k.positive("timeouts.read", c.timeouts.read);
     k.positive("timeouts.idle", c.timeouts.idle);
     k.positive("shutdown.grace_period", c.shutdown.grace_period);
+    k.range("access_log.sample", c.access_log.sample, 0.0, 1.0);
 
     let rt = &c.routing;
     for (code, region) in &rt.geo.countries {

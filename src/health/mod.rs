@@ -61,6 +61,22 @@ pub struct OriginHealth {
     pub last_ejected_ms: AtomicU64,
     /// Set by its first probe result, pass or fail (readiness waits for all).
     pub probed: AtomicBool,
+    /// The last probe: its verdict and, when it failed, why (for /admin/state).
+    pub last_probe: Mutex<Option<LastProbe>>,
+    /// Current streaks of passing and failing probes.
+    pub probe_passes: AtomicU32,
+    pub probe_fails: AtomicU32,
+}
+
+/// What the last probe of an origin found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastProbe {
+    /// `pass`, `degraded` or `fail`.
+    pub result: &'static str,
+    /// Why it failed (`timeout`, `refused`, `status`, `unhealthy`, `error`).
+    pub error: Option<&'static str>,
+    pub at_unix_ms: u64,
+    pub duration_ms: u64,
 }
 
 impl OriginHealth {

@@ -133,6 +133,24 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
             origin.health.set_state(after);
         }
         origin.health.probed.store(true, Relaxed);
+        origin.health.probe_passes.store(streak.passes, Relaxed);
+        origin.health.probe_fails.store(streak.fails, Relaxed);
+        let last = super::LastProbe {
+            result: match judged.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Degraded => "degraded",
+                Verdict::Fail(_) => "fail",
+            },
+            error: match judged.verdict {
+                Verdict::Fail(r) => Some(r.as_str()),
+                _ => None,
+            },
+            at_unix_ms: now_ms(),
+            duration_ms: elapsed.as_millis() as u64,
+        };
+        if let Ok(mut l) = origin.health.last_probe.lock() {
+            *l = Some(last);
+        }
         m.origin_healthy
             .with_label_values(&labels)
             .set(i64::from(matches!(
