@@ -10,12 +10,6 @@ use std::time::Duration;
 use meridian::demo::SimOrigin;
 use support::*;
 
-async fn origin(region: &str) -> SimOrigin {
-    SimOrigin::start(region, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
-
 /// us-east-1 (local, two origins) and eu-west-1 (one), geo steering, fast probes.
 fn config(use1: &[&SimOrigin], euw1: &SimOrigin, extra: &str) -> String {
     let list = |os: &[&SimOrigin]| {
@@ -451,36 +445,13 @@ async fn a_region_killed_under_load_costs_no_get() {
         origin("eu-west-1").await,
     );
     let gw = Gateway::start(&config(&[&a, &b], &e, "")).await;
-    let url = gw.url("/load");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (url, stop) = (url.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            let (mut ok, mut failed) = (0u32, 0u32);
-            while !stop.load(Relaxed) {
-                match client.get(&url).send().await {
-                    Ok(r) if r.status() == 200 => ok += 1,
-                    _ => failed += 1,
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            (ok, failed)
-        }));
-    }
+    let load = Load::start(gw.url("/load"), 4);
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Every origin of us-east-1 dies, open connections included.
     a.control.drop_connections.store(true, Relaxed);
     b.control.drop_connections.store(true, Relaxed);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Relaxed);
-    let (mut ok, mut failed) = (0, 0);
-    for t in tasks {
-        let (o, f) = t.await.unwrap();
-        ok += o;
-        failed += f;
-    }
+    let (ok, failed) = load.finish().await;
     eprintln!("region kill under load: {ok} GETs ok, {failed} failed");
     assert_eq!(failed, 0, "gateway log:\n{}", gw.stderr());
     assert!(

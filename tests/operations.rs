@@ -11,12 +11,6 @@ use std::time::Duration;
 use meridian::demo::SimOrigin;
 use support::*;
 
-async fn origin(r: &str) -> SimOrigin {
-    SimOrigin::start(r, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
-
 const TOKEN: &str = "ops-token";
 
 fn config(a: &SimOrigin, b: &SimOrigin, c: &SimOrigin, extra: &str) -> String {
@@ -139,12 +133,7 @@ async fn admin_state_field_by_field() {
     assert_eq!(r.status(), 200);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let s = loop {
-        let s: serde_json::Value = reqwest::get(gw.admin_url("/admin/state"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s = gw.state().await;
         if s["regions"]["us-east-1"]["origins"][1]["probe_state"] == "unhealthy" {
             break s;
         }

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::Duration;
 
 use meridian::demo::SimOrigin;
@@ -67,12 +65,7 @@ fn rewrite(gw: &Gateway, yaml: &str) {
 }
 
 async fn sha(gw: &Gateway) -> String {
-    let s: serde_json::Value = reqwest::get(gw.admin_url("/admin/state"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s = gw.state().await;
     s["config"]["sha256"].as_str().unwrap().to_string()
 }
 
@@ -94,20 +87,7 @@ async fn edited_weights_apply_atomically_with_no_request_lost() {
     assert_eq!(share_of_use1(&gw, 50).await, 1.0);
 
     // Load from a background client while the file flips weights 20 times.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let load = {
-        let (url, stop, ok, failed) = (gw.url("/"), stop.clone(), ok.clone(), failed.clone());
-        tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            while !stop.load(Relaxed) {
-                match client.get(&url).send().await {
-                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Relaxed),
-                    _ => failed.fetch_add(1, Relaxed),
-                };
-            }
-        })
-    };
+    let load = Load::start(gw.url("/"), 1);
     for i in 0..20 {
         let (a, b) = if i % 2 == 0 { (0, 100) } else { (100, 0) };
         let before = sha(&gw).await;
@@ -120,17 +100,13 @@ async fn edited_weights_apply_atomically_with_no_request_lost() {
             .unwrap();
         assert_eq!(resp.status(), 200);
         let body: serde_json::Value = resp.json().await.unwrap();
-        assert!(
-            body["result"] == "reloaded" || body["result"] == "unchanged",
-            "{body}"
-        );
+        assert_eq!(body["result"], "reloaded", "{body}");
         // Whether the watcher or this call got there first, the new file serves now.
         assert_ne!(sha(&gw).await, before);
     }
-    stop.store(true, Relaxed);
-    load.await.unwrap();
-    assert_eq!(failed.load(Relaxed), 0, "requests lost during reloads");
-    assert!(ok.load(Relaxed) > 20);
+    let (ok, failed) = load.finish().await;
+    assert_eq!(failed, 0, "requests lost during reloads");
+    assert!(ok > 20);
     // The last file (i = 19) gave us-east-1 everything.
     assert_eq!(share_of_use1(&gw, 50).await, 1.0);
     let m = gw.metrics().await;
@@ -156,12 +132,7 @@ async fn a_broken_file_keeps_the_old_config_serving() {
     // The file watcher notices within a second or two.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let state = loop {
-        let s: serde_json::Value = reqwest::get(gw.admin_url("/admin/state"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s = gw.state().await;
         if !s["config"]["last_reload_error"].is_null() {
             break s;
         }
@@ -217,12 +188,7 @@ async fn write_endpoints_need_the_token_and_drain_takes_a_region_out() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(share_of_use1(&gw, 30).await, 1.0);
-    let s: serde_json::Value = reqwest::get(gw.admin_url("/admin/state"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s = gw.state().await;
     assert_eq!(s["regions"]["eu-west-1"]["drained"], true);
     assert_eq!(
         post("/admin/regions/mars-1/drain", Some(TOKEN))
@@ -256,21 +222,7 @@ async fn write_endpoints_need_the_token_and_drain_takes_a_region_out() {
 async fn drain_and_undrain_under_load_lose_nothing() {
     let world = World::new().await;
     let gw = Gateway::start(&world.config(50, 50)).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (url, stop, ok, failed) = (gw.url("/"), stop.clone(), ok.clone(), failed.clone());
-        load.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            while !stop.load(Relaxed) {
-                match client.get(&url).send().await {
-                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Relaxed),
-                    _ => failed.fetch_add(1, Relaxed),
-                };
-            }
-        }));
-    }
+    let load = Load::start(gw.url("/"), 4);
     let admin = reqwest::Client::new();
     for i in 0..20 {
         let region = if i % 2 == 0 { "eu-west-1" } else { "us-east-1" };
@@ -285,10 +237,7 @@ async fn drain_and_undrain_under_load_lose_nothing() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    stop.store(true, Relaxed);
-    for t in load {
-        t.await.unwrap();
-    }
-    assert_eq!(failed.load(Relaxed), 0);
-    assert!(ok.load(Relaxed) > 100);
+    let (ok, failed) = load.finish().await;
+    assert_eq!(failed, 0);
+    assert!(ok > 100);
 }

@@ -123,12 +123,7 @@ async fn a_shift_whose_target_fails_aborts_and_gives_the_traffic_back() {
     let client = reqwest::Client::new();
     loop {
         client.get(gw.url("/")).send().await.unwrap();
-        let s: serde_json::Value = reqwest::get(gw.admin_url("/admin/state"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s = gw.state().await;
         if s["shifts"][0]["aborted"] == true {
             break;
         }

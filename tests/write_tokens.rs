@@ -154,12 +154,7 @@ async fn the_auto_window_follows_replication_lag_up_to_the_cap() {
         // Wait until every origin reported the new lag.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
-            let s: serde_json::Value = reqwest::get(gw.admin_url("/admin/state"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let s = gw.state().await;
             if ["us-east-1", "eu-west-1", "eu-central-1"]
                 .iter()
                 .all(|r| s["regions"][r]["replication_lag_ms"] == lag)

@@ -217,3 +217,63 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+impl Gateway {
+    /// `GET /admin/state` as JSON.
+    pub async fn state(&self) -> serde_json::Value {
+        reqwest::get(self.admin_url("/admin/state"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// A simulated origin for `region` on an ephemeral loopback port.
+pub async fn origin(region: &str) -> SimOrigin {
+    SimOrigin::start(region, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Background load: `clients` keep-alive clients sending GETs to `url` until stopped.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(u64, u64)>>,
+}
+
+impl Load {
+    pub fn start(url: String, clients: usize) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (url, stop) = (url.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let client = reqwest::Client::new();
+                    let (mut ok, mut failed) = (0, 0);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match client.get(&url).send().await {
+                            Ok(r) if r.status() == 200 => ok += 1,
+                            _ => failed += 1,
+                        }
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        Load { stop, tasks }
+    }
+
+    /// Stops the clients; (answered 200, failed).
+    pub async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut ok, mut failed) = (0, 0);
+        for t in self.tasks {
+            let (o, f) = t.await.unwrap();
+            ok += o;
+            failed += f;
+        }
+        (ok, failed)
+    }
+}
