@@ -64,25 +64,29 @@ enum Command {
     },
 }
 
+/// Loads a config, printing every error (one per line) when it does not load.
+fn load_or_report(path: &std::path::Path) -> Option<meridian::config::Loaded> {
+    meridian::config::load(path)
+        .map_err(|errors| {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+        })
+        .ok()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { config } => {
-            return match meridian::config::load(&config) {
-                Ok(loaded) => {
-                    for w in &loaded.warnings {
-                        eprintln!("warning: {w}");
-                    }
-                    print!("{}", meridian::config::summary(&loaded));
-                    ExitCode::SUCCESS
-                }
-                Err(errors) => {
-                    for e in &errors {
-                        eprintln!("{e}");
-                    }
-                    ExitCode::FAILURE
-                }
+            let Some(loaded) = load_or_report(&config) else {
+                return ExitCode::FAILURE;
+            };
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
             }
+            print!("{}", meridian::config::summary(&loaded));
+            return ExitCode::SUCCESS;
         }
         Command::Explain {
             config,
@@ -95,14 +99,8 @@ fn main() -> ExitCode {
             unhealthy,
             drained,
         } => {
-            let loaded = match meridian::config::load(&config) {
-                Ok(l) => l,
-                Err(errors) => {
-                    for e in &errors {
-                        eprintln!("{e}");
-                    }
-                    return ExitCode::FAILURE;
-                }
+            let Some(loaded) = load_or_report(&config) else {
+                return ExitCode::FAILURE;
             };
             let req = meridian::explain::Request {
                 client_ip,
