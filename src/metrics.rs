@@ -34,6 +34,7 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_info: IntGaugeVec,
     pub shift_progress: GaugeVec,
+    pub shift_aborts: IntCounterVec,
     pub dns_syncs: IntCounterVec,
     pub dns_record_weight: IntGaugeVec,
     pub build_info: IntGaugeVec,
@@ -194,6 +195,12 @@ impl Metrics {
                 "Fraction of the shift's traffic currently moved.",
                 &["shift"],
             ),
+            shift_aborts: counter(
+                &r,
+                "shift_aborts_total",
+                "Shifts aborted by their abort_if guard.",
+                &["shift"],
+            ),
             dns_syncs: counter(
                 &r,
                 "dns_syncs_total",
@@ -225,7 +232,7 @@ impl Metrics {
     /// `_sum` and `_count` for histograms.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 21] = [
+        let collectors: [&dyn Collector; 22] = [
             &self.requests,
             &self.request_duration,
             &self.upstream_connect_failures,
@@ -244,6 +251,7 @@ impl Metrics {
             &self.config_reloads,
             &self.config_info,
             &self.shift_progress,
+            &self.shift_aborts,
             &self.dns_syncs,
             &self.dns_record_weight,
             &self.build_info,

@@ -139,4 +139,13 @@ async fn a_shift_whose_target_fails_aborts_and_gives_the_traffic_back() {
     );
     let (share, _, _) = eu_share(&gw, 200).await;
     assert_eq!(share, 0.0);
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric_sum(&m, "meridian_shift_aborts_total", &[("shift", "risky")]),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(&m, "meridian_shift_progress_ratio", &[("shift", "risky")]),
+        0.0
+    );
 }

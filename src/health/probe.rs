@@ -272,12 +272,6 @@ impl ShiftGuards {
     fn tick(&mut self, shared: &Shared, snap: &Snapshot, now: u64) {
         for s in &snap.shifts {
             let aborted = s.state.aborted.load(Relaxed);
-            let progress = if aborted { 0.0 } else { s.fraction_at(now) };
-            shared
-                .metrics
-                .shift_progress
-                .with_label_values(&[s.name.as_str()])
-                .set(progress);
             let Some((limit, over_ms)) = s.abort_if else {
                 continue;
             };
@@ -298,6 +292,11 @@ impl ShiftGuards {
                 && errors as f64 > limit * responses as f64
             {
                 s.state.aborted.store(true, Relaxed);
+                shared
+                    .metrics
+                    .shift_aborts
+                    .with_label_values(&[s.name.as_str()])
+                    .inc();
                 tracing::warn!(
                     shift = %s.name,
                     to = %snap.regions[s.to].name,
@@ -306,6 +305,18 @@ impl ShiftGuards {
                     "shift aborted: error ratio above {limit}"
                 );
             }
+        }
+        for s in &snap.shifts {
+            let progress = if s.state.aborted.load(Relaxed) {
+                0.0
+            } else {
+                s.fraction_at(now)
+            };
+            shared
+                .metrics
+                .shift_progress
+                .with_label_values(&[s.name.as_str()])
+                .set(progress);
         }
         self.samples
             .retain(|name, _| snap.shifts.iter().any(|s| &s.name == name));
