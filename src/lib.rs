@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod cookie;
 pub mod demo;
+pub mod dns;
 pub mod explain;
 pub mod facts;
 pub mod geo;

@@ -84,6 +84,12 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
             shared: shared.clone(),
         },
     ));
+    server.add_service(background_service(
+        "dns reconciler",
+        DnsService {
+            shared: shared.clone(),
+        },
+    ));
     tracing::info!(
         sha256 = %snap.sha256,
         listeners = ?cfg.listeners.iter().map(|l| l.address).collect::<Vec<_>>(),
@@ -135,6 +141,18 @@ struct ProbeService {
 impl BackgroundService for ProbeService {
     async fn start(&self, shutdown: ShutdownWatch) {
         crate::health::probe::supervise(self.shared.clone(), shutdown).await;
+    }
+}
+
+/// Keeps Route 53 in line with region health (idle while `dns.enabled` is off).
+struct DnsService {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for DnsService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        crate::dns::run(self.shared.clone(), shutdown).await;
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Shared {
     shutting_down: AtomicBool,
     /// Last reload error, cleared by a good reload.
     pub last_reload_error: Mutex<Option<String>>,
+    /// The Route 53 reconciler's last sync, for `/admin/state`.
+    pub dns: Mutex<crate::dns::Status>,
 }
 
 /// Why a config could not be loaded, every problem as one line.
@@ -62,6 +64,7 @@ impl Shared {
             probed: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             last_reload_error: Mutex::new(None),
+            dns: Mutex::default(),
         }))
     }
 

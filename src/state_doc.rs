@@ -85,6 +85,14 @@ pub fn state(shared: &Shared) -> Value {
         .lock()
         .map(|e| e.clone())
         .unwrap_or_default();
+    // Enabled-ness follows the live config; the rest is the reconciler's last sync.
+    let mut dns = shared
+        .dns
+        .lock()
+        .map(|d| serde_json::to_value(&*d).unwrap_or_default())
+        .unwrap_or_default();
+    dns["enabled"] = json!(snap.config.dns.as_ref().is_some_and(|d| d.enabled));
+    dns["configured"] = json!(snap.config.dns.is_some());
     json!({
         "config": {
             "path": shared.config_path.display().to_string(),
@@ -105,10 +113,6 @@ pub fn state(shared: &Shared) -> Value {
             "active": !s.state.aborted.load(std::sync::atomic::Ordering::Relaxed) && s.fraction_at(now) > 0.0,
             "final_percent": s.fraction * 100.0,
         })).collect::<Vec<_>>(),
-        // The Route 53 reconciler is not part of this build (`dns.enabled` is refused).
-        "dns": {
-            "enabled": false,
-            "configured": snap.config.dns.is_some(),
-        },
+        "dns": dns,
     })
 }

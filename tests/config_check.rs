@@ -301,3 +301,27 @@ fn reference_config_names_every_field() {
     }
     assert!(missing.is_empty(), "config/meridian.yaml lacks {missing:?}");
 }
+
+#[test]
+fn dns_records_are_checked() {
+    broken(
+        "dns",
+        &with(
+            "\
+dns:
+  enabled: true
+  route53:
+    hosted_zone_id: Z1
+    record_name: api.example.com.
+    records:
+      us-east-1: { set_identifier: a, weight: 300, values: [203.0.113.300] }
+      eu-west-1: { set_identifier: a, weight: 5, values: [203.0.113.2] }
+",
+        ),
+        &[
+            "19:36: dns.route53.records.us-east-1.set_identifier: `a` is used by another record",
+            "19:47: dns.route53.records.us-east-1.weight: Route 53 weights are 0-255",
+            "19:61: dns.route53.records.us-east-1.values[0]: `203.0.113.300` is not a valid A value",
+        ],
+    );
+}

@@ -643,6 +643,9 @@ pub struct Dns {
     pub hold_down: Duration,
     #[serde(default)]
     pub dry_run: bool,
+    /// Wait (up to 30 s) for each change to be INSYNC before the next sync.
+    #[serde(default)]
+    pub wait_insync: bool,
 }
 
 fn default_dns_interval() -> Duration {

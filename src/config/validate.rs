@@ -372,25 +372,80 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     }
 
     if let Some(d) = &c.dns {
-        if d.enabled {
-            k.error("dns.enabled", NOT_YET);
+        dns(&mut k, d, &c.local_region);
+    }
+    k.problems
+}
+
+fn dns(k: &mut Check, d: &Dns, local_region: &str) {
+    k.positive("dns.interval", d.interval);
+    let r53 = &d.route53;
+    if r53.hosted_zone_id.trim().is_empty() {
+        k.error("dns.route53.hosted_zone_id", "must not be empty");
+    }
+    if r53.record_name.trim_end_matches('.').is_empty() {
+        k.error("dns.route53.record_name", "must not be empty");
+    }
+    let kind = r53.record_type.to_ascii_uppercase();
+    if !["A", "AAAA", "CNAME"].contains(&kind.as_str()) {
+        k.error(
+            "dns.route53.record_type",
+            format!("`{}` is not one of A, AAAA, CNAME", r53.record_type),
+        );
+    }
+    if d.enabled && r53.records.is_empty() {
+        k.error(
+            "dns.route53.records",
+            "dns is enabled but no region has a record",
+        );
+    }
+    if d.enabled && !r53.records.is_empty() && !r53.records.contains_key(local_region) {
+        k.warn(
+            "dns.route53.records",
+            format!("local_region `{local_region}` has no record, so this instance's health view does not vote"),
+        );
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for (region, rec) in &r53.records {
+        let at = format!("dns.route53.records.{region}");
+        k.region(&at, region);
+        if rec.set_identifier.is_empty() {
+            k.error(format!("{at}.set_identifier"), "must not be empty");
+        } else if !ids.insert(rec.set_identifier.as_str()) {
+            k.error(
+                format!("{at}.set_identifier"),
+                format!("`{}` is used by another record", rec.set_identifier),
+            );
         }
-        k.positive("dns.interval", d.interval);
-        for (region, rec) in &d.route53.records {
-            let at = format!("dns.route53.records.{region}");
-            k.region(&at, region);
-            if rec.weight > 255 {
-                k.error(format!("{at}.weight"), "Route 53 weights are 0-255");
-            }
-            if rec.alias.is_some() != rec.values.is_empty() {
+        if rec.weight > 255 {
+            k.error(format!("{at}.weight"), "Route 53 weights are 0-255");
+        }
+        if rec.alias.is_some() != rec.values.is_empty() {
+            k.error(
+                &at,
+                "a record has either `alias` or `values`, not both or neither",
+            );
+        }
+        for (i, v) in rec.values.iter().enumerate() {
+            let ok = match kind.as_str() {
+                "A" => v.parse::<std::net::Ipv4Addr>().is_ok(),
+                "AAAA" => v.parse::<std::net::Ipv6Addr>().is_ok(),
+                _ => true,
+            };
+            if !ok {
                 k.error(
-                    &at,
-                    "a record has either `alias` or `values`, not both or neither",
+                    format!("{at}.values[{i}]"),
+                    format!("`{v}` is not a valid {kind} value"),
                 );
             }
         }
+        if kind == "CNAME" && rec.values.len() > 1 {
+            k.error(
+                format!("{at}.values"),
+                "a CNAME record has exactly one value",
+            );
+        }
     }
-    k.problems
 }
 
 /// Active intervals `[start, start + ramp)`; a shift without ramp is active from its
