@@ -22,3 +22,4 @@ pub mod session;
 pub mod snapshot;
 pub mod state;
 pub mod state_doc;
+pub mod tls;

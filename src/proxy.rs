@@ -255,6 +255,14 @@ impl Proxy {
         None
     }
 
+    /// The target a retry would get, without taking it (the retry chooses again).
+    fn peek_next_target(&self, ctx: &mut Ctx) -> Option<(RegionIdx, usize)> {
+        let before = (ctx.region_pos, ctx.tried);
+        let next = self.next_target(ctx);
+        (ctx.region_pos, ctx.tried) = before;
+        next
+    }
+
     fn release_outstanding(&self, ctx: &mut Ctx) {
         if ctx.outstanding {
             if let Some((r, o)) = ctx.current {
@@ -370,13 +378,17 @@ impl ProxyHttp for Proxy {
         let origin = &snap.regions[r].origins[o];
         origin.health.outstanding.fetch_add(1, Relaxed);
         let t = &snap.config.timeouts;
-        let mut peer = HttpPeer::new(origin.socket, origin.tls, origin.sni.clone());
+        let mut peer = HttpPeer::new(origin.socket, origin.tls.is_some(), origin.sni.clone());
         peer.options.connection_timeout = Some(t.connect.get());
         peer.options.read_timeout = Some(t.read.get());
         peer.options.idle_timeout = Some(t.idle.get());
-        if !origin.verify {
-            peer.options.verify_cert = false;
-            peer.options.verify_hostname = false;
+        if let Some(tls) = &origin.tls {
+            peer.options.ca = tls.ca.clone();
+            peer.client_cert_key = tls.client_cert.clone();
+            if !origin.verify {
+                peer.options.verify_cert = false;
+                peer.options.verify_hostname = false;
+            }
         }
         Ok(Box::new(peer))
     }
@@ -505,7 +517,13 @@ impl ProxyHttp for Proxy {
             .snap
             .as_ref()
             .is_some_and(|s| ctx.attempts < s.config.routing.retries.attempts);
-        if !method_ok || session.as_ref().retry_buffer_truncated() || !tries_left {
+        // With nothing left to try, the error stands as it is (a 502/504, not a
+        // "no route" from a retry that cannot happen).
+        if !method_ok
+            || session.as_ref().retry_buffer_truncated()
+            || !tries_left
+            || self.peek_next_target(ctx).is_none()
+        {
             e.set_retry(false);
         } else if upstream_failure && session.response_written().is_none() {
             if !self.take_retry(ctx) {
@@ -541,20 +559,22 @@ impl ProxyHttp for Proxy {
         }
         // Nothing was sent yet, so any request may go elsewhere.
         let max = ctx.snap().config.routing.retries.attempts;
-        if ctx.attempts < max && self.take_retry(ctx) {
+        if ctx.attempts >= max {
+            return e;
+        }
+        let Some((to, _)) = self.peek_next_target(ctx) else {
+            return e;
+        };
+        if self.take_retry(ctx) {
             e.set_retry(true);
             let from = ctx.current.map(|(r, _)| r);
-            let before = (ctx.region_pos, ctx.tried);
-            if let Some((to, _)) = self.next_target(ctx) {
-                let snap = ctx.snap();
-                let name = |r: Option<RegionIdx>| r.map_or("", |r| snap.regions[r].name.as_str());
-                self.shared
-                    .metrics
-                    .retries
-                    .with_label_values(&[name(from), name(Some(to)), "connect_failure"])
-                    .inc();
-            }
-            (ctx.region_pos, ctx.tried) = before;
+            let snap = ctx.snap();
+            let name = |r: Option<RegionIdx>| r.map_or("", |r| snap.regions[r].name.as_str());
+            self.shared
+                .metrics
+                .retries
+                .with_label_values(&[name(from), name(Some(to)), "connect_failure"])
+                .inc();
         }
         e
     }

@@ -3,6 +3,7 @@
 //! snapshot is swapped in, in one `ArcSwap::store`. A bad file changes nothing
 //! but the error report: the old snapshot keeps serving.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -76,7 +77,45 @@ fn listeners_of(c: &crate::config::Config) -> Vec<std::net::SocketAddr> {
     c.listeners.iter().map(|l| l.address).collect()
 }
 
-/// Watches for SIGHUP and for changes of the file (mtime or size) until shutdown.
+/// The config file and the TLS files it names: a change to any of them reloads.
+fn watched(shared: &Shared) -> Vec<PathBuf> {
+    let snap = shared.snapshot.load();
+    let c = &snap.config;
+    let resolve = |p: &str| crate::config::resolve_against(&shared.config_path, p);
+    let mut files = vec![shared.config_path.clone()];
+    for t in c.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+        for pair in &t.certificates {
+            files.extend([resolve(&pair.cert), resolve(&pair.key)]);
+        }
+    }
+    for t in c
+        .regions
+        .values()
+        .flat_map(|r| &r.origins)
+        .filter_map(|o| o.tls.as_ref())
+    {
+        for p in [&t.ca_file, &t.client_cert, &t.client_key]
+            .into_iter()
+            .flatten()
+        {
+            files.push(resolve(p));
+        }
+    }
+    files
+}
+
+/// (mtime, size) of each watched file; the config file's first.
+fn stamps(shared: &Shared) -> Vec<Option<(SystemTime, u64)>> {
+    watched(shared)
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(f).ok()?;
+            Some((m.modified().ok()?, m.len()))
+        })
+        .collect()
+}
+
+/// Watches for SIGHUP and for changes of the watched files (mtime or size) until shutdown.
 pub async fn watch(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
@@ -86,11 +125,7 @@ pub async fn watch(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
             None
         }
     };
-    let stamp = |shared: &Shared| -> Option<(SystemTime, u64)> {
-        let m = std::fs::metadata(&shared.config_path).ok()?;
-        Some((m.modified().ok()?, m.len()))
-    };
-    let mut seen = stamp(&shared);
+    let mut seen = stamps(&shared);
     loop {
         let hup_recv = async {
             match hup.as_mut() {
@@ -104,8 +139,11 @@ pub async fn watch(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
                 let _ = tokio::task::spawn_blocking(move || reload(&shared, "sighup")).await;
             }
             _ = tokio::time::sleep(WATCH_EVERY) => {
-                let now = stamp(&shared);
-                if now.is_some() && now != seen {
+                let now = stamps(&shared);
+                // A missing config file (mid-rename) is not a change worth a failed reload.
+                if now.first().is_some_and(Option::is_some) && now != seen {
+                    // If the new config names other files, the next look differs
+                    // and reloads once more: harmless, and nothing is missed.
                     seen = now;
                     let shared = shared.clone();
                     let _ = tokio::task::spawn_blocking(move || reload(&shared, "file changed")).await;

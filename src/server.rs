@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
 use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
@@ -61,8 +62,21 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
     .name("meridian proxy")
     .server_options(opts)
     .build();
-    for l in &cfg.listeners {
-        proxy.add_tcp(&l.address.to_string());
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let addr = l.address.to_string();
+        if l.tls.is_none() {
+            proxy.add_tcp(&addr);
+            continue;
+        }
+        // Certificates come from the snapshot at each handshake (see src/tls.rs);
+        // the paths given here are never read.
+        let mut tls = TlsSettings::intermediate("", "").context("TLS settings")?;
+        tls.set_cert_resolver(Arc::new(crate::tls::SniResolver {
+            shared: shared.clone(),
+            index: i,
+        }));
+        tls.enable_h2();
+        proxy.add_tls_with_settings(&addr, None, tls);
     }
     server.add_service(proxy);
     server.add_service(background_service(

@@ -51,7 +51,8 @@ pub struct OriginEntry {
     /// As written in the config (label in metrics and state).
     pub address: String,
     pub socket: SocketAddr,
-    pub tls: bool,
+    /// HTTPS to the origin (and its probes) when set.
+    pub tls: Option<crate::tls::OriginTls>,
     pub sni: String,
     pub verify: bool,
     pub host_header: Option<String>,
@@ -179,6 +180,8 @@ pub struct Snapshot {
     pub geo: Option<Arc<GeoDb>>,
     /// Signs and verifies write tokens and affinity cookies.
     pub keys: Arc<KeyRing>,
+    /// Per listener (config order): its certificates, if it terminates TLS.
+    pub listener_certs: Vec<Option<crate::tls::CertSet>>,
 }
 
 /// A snapshot that could not be built (a name that does not resolve, ...).
@@ -218,6 +221,20 @@ impl Snapshot {
                         continue;
                     }
                 };
+                let tls = o.tls.as_ref().and_then(|t| {
+                    let file = |p: &Option<String>| p.as_deref().map(|p| loaded.resolve(p));
+                    let (ca, cert, key) =
+                        (file(&t.ca_file), file(&t.client_cert), file(&t.client_key));
+                    let client = cert.as_deref().zip(key.as_deref());
+                    crate::tls::origin_tls(ca.as_deref(), client, t.verify)
+                        .map_err(|e| {
+                            errors.push(BuildError {
+                                path: format!("regions.{name}.origins[{i}].tls"),
+                                message: e,
+                            })
+                        })
+                        .ok()
+                });
                 let key = format!("{name}/{}", o.address);
                 let host = o.address.rsplit_once(':').map_or(&*o.address, |(h, _)| h);
                 let sni = o
@@ -231,7 +248,7 @@ impl Snapshot {
                     key,
                     address: o.address.clone(),
                     socket,
-                    tls: o.tls.is_some(),
+                    tls,
                     verify: o.tls.as_ref().is_none_or(|t| t.verify),
                     sni,
                     host_header: o.host_header.clone(),
@@ -362,6 +379,31 @@ impl Snapshot {
                 .ok(),
             None => Some(process_key()),
         };
+        let listener_certs = c
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let tls = l.tls.as_ref()?;
+                let files: Vec<_> = tls
+                    .certificates
+                    .iter()
+                    .map(|p| (loaded.resolve(&p.cert), loaded.resolve(&p.key)))
+                    .collect();
+                let pairs: Vec<_> = files
+                    .iter()
+                    .map(|(c, k)| (c.as_path(), k.as_path()))
+                    .collect();
+                crate::tls::CertSet::load(&pairs)
+                    .map_err(|e| {
+                        errors.push(BuildError {
+                            path: format!("listeners[{i}].tls.certificates"),
+                            message: e,
+                        })
+                    })
+                    .ok()
+            })
+            .collect();
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -384,6 +426,7 @@ impl Snapshot {
             trusted_proxies: c.client_ip.trusted_proxies.clone(),
             geo,
             keys: keys.expect("set unless errors"),
+            listener_certs,
         })
     }
 

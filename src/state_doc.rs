@@ -40,6 +40,7 @@ pub fn state(shared: &Shared) -> Value {
                         "last_probe": o.health.last_probe.lock().ok().and_then(|l| l.clone()).map(|l| json!({
                             "result": l.result,
                             "error": l.error,
+                            "detail": l.detail,
                             "at_unix_ms": l.at_unix_ms,
                             "duration_ms": l.duration_ms,
                         })),

@@ -337,10 +337,15 @@ async fn a_503_is_retried_elsewhere_for_gets_but_never_for_posts() {
         config(&[&a, &b], &e, "").replace("consecutive_failures: 3", "consecutive_failures: 1000");
     let gw = Gateway::start(&yaml).await;
     a.control.status.store(503, Relaxed);
-    for i in 0..20 {
+    // Power-of-two-choices may prefer `b` for a while: go on until `a` was tried.
+    for i in 0..400 {
         let r = get(&gw, &format!("/g/{i}")).await;
         assert_eq!(r.status(), 200, "GET {i}");
+        if i >= 19 && a.control.requests.load(Relaxed) > 0 {
+            break;
+        }
     }
+    assert!(a.control.requests.load(Relaxed) > 0, "the 503 origin was never tried");
     let m = gw.metrics().await;
     assert!(metric_sum(&m, "meridian_retries_total", &[("reason", "status_503")]) >= 1.0);
     // POSTs are not idempotent: a 503 goes back to the client, and no POST reaches two origins.
@@ -514,4 +519,28 @@ async fn the_retry_budget_caps_retries_when_everything_fails() {
     assert!(retries <= 0.1 * f64::from(n) + 20.0, "{retries} retries");
     assert!(retries >= 0.1 * f64::from(n), "budget not used: {retries}");
     assert_eq!(retries + denied, f64::from(n));
+}
+
+/// With one origin and nothing to retry on, a timeout is a 504, not a failed retry.
+#[tokio::test]
+async fn a_lone_slow_origin_gives_504_upstream_timeout() {
+    let a = origin("us-east-1").await;
+    let yaml = format!(
+        r#"
+local_region: us-east-1
+listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
+admin: {{ address: "{{{{ADMIN}}}}" }}
+regions:
+  us-east-1: {{ origins: [ {{ address: "{}" }} ] }}
+health: {{ interval: 5s, timeout: 1s }}
+timeouts: {{ read: 300ms }}
+"#,
+        a.addr
+    );
+    let gw = Gateway::start(&yaml).await;
+    a.control.delay_ms.store(1000, Relaxed);
+    let r = reqwest::get(gw.url("/slow")).await.unwrap();
+    assert_eq!(r.status(), 504);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "upstream_timeout");
 }

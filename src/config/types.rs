@@ -178,6 +178,11 @@ pub struct OriginTls {
     pub ca_file: Option<String>,
     #[serde(default = "yes")]
     pub verify: bool,
+    /// Client certificate (PEM chain) and key for origins that require mTLS.
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    #[serde(default)]
+    pub client_key: Option<String>,
 }
 
 fn yes() -> bool {

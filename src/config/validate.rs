@@ -96,8 +96,6 @@ pub fn validate(c: &Config) -> Vec<Problem> {
                     "at least one certificate is needed",
                 );
             }
-            // Refused rather than silently served in clear text.
-            k.error(format!("listeners[{i}].tls"), NOT_YET);
         }
         if l.proxy_protocol {
             k.error(format!("listeners[{i}].proxy_protocol"), NOT_YET);
@@ -143,6 +141,17 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         for (i, o) in r.origins.iter().enumerate() {
             if let Err(e) = check_host_port(&o.address) {
                 k.error(format!("{at}.origins[{i}].address"), e);
+            }
+            let Some(tls) = &o.tls else { continue };
+            let tls_at = format!("{at}.origins[{i}].tls");
+            if tls.client_cert.is_some() != tls.client_key.is_some() {
+                k.error(&tls_at, "`client_cert` and `client_key` go together");
+            }
+            if !tls.verify {
+                k.warn(
+                    format!("{tls_at}.verify"),
+                    "false: the origin's certificate is NOT checked; anyone on the path can impersonate it",
+                );
             }
         }
     }

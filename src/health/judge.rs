@@ -21,6 +21,8 @@ pub enum FailReason {
     Refused,
     Status,
     Unhealthy,
+    /// The TLS handshake failed (expired, not yet valid, wrong host, unknown CA, ...).
+    Tls,
     Error,
 }
 
@@ -31,6 +33,7 @@ impl FailReason {
             FailReason::Refused => "refused",
             FailReason::Status => "status",
             FailReason::Unhealthy => "unhealthy",
+            FailReason::Tls => "tls",
             FailReason::Error => "error",
         }
     }

@@ -73,8 +73,10 @@ pub struct OriginHealth {
 pub struct LastProbe {
     /// `pass`, `degraded` or `fail`.
     pub result: &'static str,
-    /// Why it failed (`timeout`, `refused`, `status`, `unhealthy`, `error`).
+    /// Why it failed (`timeout`, `refused`, `status`, `unhealthy`, `tls`, `error`).
     pub error: Option<&'static str>,
+    /// What exactly went wrong, when there is more to say (a TLS failure's cause).
+    pub detail: Option<String>,
     pub at_unix_ms: u64,
     pub duration_ms: u64,
 }

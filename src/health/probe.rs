@@ -88,9 +88,13 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
         let started = Instant::now();
         let answer = tokio::time::timeout(h.timeout.get(), probe_once(origin, &h.path)).await;
         let elapsed = started.elapsed();
+        let mut detail = None;
         let judged = match answer {
             Err(_) => failed(FailReason::Timeout),
-            Ok(Err(reason)) => failed(reason),
+            Ok(Err((reason, why))) => {
+                detail = why;
+                failed(reason)
+            }
             Ok(Ok((status, body))) => judge(status, &body, &h.expect_status, h.deep),
         };
         let labels = [region.name.as_str(), origin.address.as_str()];
@@ -145,6 +149,7 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
                 Verdict::Fail(r) => Some(r.as_str()),
                 _ => None,
             },
+            detail,
             at_unix_ms: now_ms(),
             duration_ms: elapsed.as_millis() as u64,
         };
@@ -178,23 +183,42 @@ fn jittered(interval: Duration, percent: f64) -> Duration {
     interval.mul_f64(factor.max(0.05))
 }
 
-/// One GET of the health path over a fresh connection: status and (capped) body.
-/// HTTPS origins are checked by TCP connect only until the TLS work lands.
-async fn probe_once(origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), FailReason> {
+/// Why a probe failed, with the detail worth showing an operator (TLS causes).
+type ProbeError = (FailReason, Option<String>);
+
+/// One GET of the health path over a fresh connection (TLS with the origin's own
+/// settings for HTTPS origins): status and (capped) body.
+async fn probe_once(origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), ProbeError> {
     let stream = TcpStream::connect(origin.socket)
         .await
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => FailReason::Refused,
-            std::io::ErrorKind::TimedOut => FailReason::Timeout,
-            _ => FailReason::Error,
+            std::io::ErrorKind::ConnectionRefused => (FailReason::Refused, None),
+            std::io::ErrorKind::TimedOut => (FailReason::Timeout, None),
+            _ => (FailReason::Error, Some(e.to_string())),
         })?;
-    if origin.tls {
-        return Ok((200, Bytes::new()));
+    match &origin.tls {
+        None => get(stream, origin, path).await,
+        Some(tls) => {
+            let name = pingora::tls::ServerName::try_from(origin.sni.clone())
+                .map_err(|e| (FailReason::Tls, Some(format!("sni `{}`: {e}", origin.sni))))?;
+            let stream = pingora::tls::TlsConnector::from(tls.probe.clone())
+                .connect(name, stream)
+                .await
+                .map_err(|e| (FailReason::Tls, Some(crate::tls::describe(&e))))?;
+            get(stream, origin, path).await
+        }
     }
+}
+
+async fn get<S>(stream: S, origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), ProbeError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let fail = |e: &dyn std::error::Error| (FailReason::Error, Some(with_causes(e)));
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io)
         .await
-        .map_err(|_| FailReason::Error)?;
+        .map_err(|e| fail(&e))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -206,11 +230,8 @@ async fn probe_once(origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), Fa
         .header(http::header::HOST, host)
         .header(http::header::USER_AGENT, "meridian-health/1")
         .body(Empty::new())
-        .map_err(|_| FailReason::Error)?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|_| FailReason::Error)?;
+        .map_err(|e| fail(&e))?;
+    let resp = sender.send_request(req).await.map_err(|e| fail(&e))?;
     let status = resp.status().as_u16();
     let body = Limited::new(resp.into_body(), MAX_BODY)
         .collect()
@@ -218,6 +239,18 @@ async fn probe_once(origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), Fa
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// An error and its causes, `outer: inner: ...` (hyper's own words are terse).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
 /// Per-region gauges: health, effective weight, latency, replication lag.

@@ -1,0 +1,6 @@
+#![no_main]
+//! See `meridian_fuzz::health_body` for the input layout and the invariants checked.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| meridian_fuzz::health_body(data));
