@@ -22,7 +22,7 @@ COPY config/meridian.yaml /etc/meridian/meridian.yaml
 USER meridian
 ENV MERIDIAN_CONFIG=/etc/meridian/meridian.yaml
 # Proxy listener and admin listener of the reference config.
-EXPOSE 8080 9901
+EXPOSE 8080 8443 9901
 HEALTHCHECK --interval=10s --timeout=2s CMD curl -fsS http://127.0.0.1:9901/healthz || exit 1
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["meridian"]

@@ -345,7 +345,10 @@ async fn a_503_is_retried_elsewhere_for_gets_but_never_for_posts() {
             break;
         }
     }
-    assert!(a.control.requests.load(Relaxed) > 0, "the 503 origin was never tried");
+    assert!(
+        a.control.requests.load(Relaxed) > 0,
+        "the 503 origin was never tried"
+    );
     let m = gw.metrics().await;
     assert!(metric_sum(&m, "meridian_retries_total", &[("reason", "status_503")]) >= 1.0);
     // POSTs are not idempotent: a 503 goes back to the client, and no POST reaches two origins.
