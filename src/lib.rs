@@ -1,6 +1,7 @@
 //! meridian: an edge L7 gateway that decides, per request, which region's origin serves it.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod client;
 pub mod config;

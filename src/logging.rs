@@ -1,52 +1,84 @@
-//! Log output: `tracing` to stderr through a bounded queue and a writer thread, so
-//! a slow disk or pipe never stalls a proxy thread. When the queue is full, lines
-//! are dropped and counted rather than waited for.
+//! Log output: `tracing` and the access log write whole lines into a shared,
+//! bounded buffer; a writer thread empties it to stderr every few milliseconds in
+//! one `write` per batch. A proxy thread never waits on a disk or pipe, never wakes
+//! another thread and never makes a syscall to log: appending a line is a short
+//! mutex hold. When the buffer is full (the sink cannot keep up), lines are dropped
+//! and counted rather than waited for.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
-/// Lines that can wait for the writer thread.
-const QUEUE: usize = 16 * 1024;
+/// Bytes that may wait for the writer thread (a few seconds of lines at full rate).
+const CAPACITY: usize = 8 << 20;
+/// How long a line may wait before it is written.
+const FLUSH_EVERY: Duration = Duration::from_millis(5);
 
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+static JSON: AtomicBool = AtomicBool::new(false);
 
 /// Log lines dropped because the writer could not keep up.
 pub fn dropped_lines() -> u64 {
     DROPPED.load(Relaxed)
 }
 
-/// A `MakeWriter` whose writers hand each formatted line to the writer thread.
-#[derive(Clone)]
-pub struct NonBlocking {
-    tx: SyncSender<Vec<u8>>,
+/// True with `--log-format json` (the access log formats its own lines).
+pub fn json() -> bool {
+    JSON.load(Relaxed)
 }
 
-impl NonBlocking {
-    /// Starts the writer thread (once per process) writing to stderr.
-    pub fn stderr() -> NonBlocking {
-        static TX: OnceLock<SyncSender<Vec<u8>>> = OnceLock::new();
-        let tx = TX.get_or_init(|| {
-            let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
-            std::thread::Builder::new()
-                .name("log writer".into())
-                .spawn(move || {
-                    let mut err = std::io::stderr().lock();
-                    for line in rx {
-                        let _ = err.write_all(&line);
-                    }
-                })
-                .expect("spawn the log writer thread");
-            tx
-        });
-        NonBlocking { tx: tx.clone() }
+/// The pending bytes, and the writer thread that drains them (started on first use).
+fn pending() -> &'static Mutex<Vec<u8>> {
+    static PENDING: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    PENDING.get_or_init(|| {
+        let pending: &'static Mutex<Vec<u8>> =
+            Box::leak(Box::new(Mutex::new(Vec::with_capacity(64 << 10))));
+        std::thread::Builder::new()
+            .name("log writer".into())
+            .spawn(move || drain(pending))
+            .expect("spawn the log writer thread");
+        pending
+    })
+}
+
+fn drain(pending: &Mutex<Vec<u8>>) {
+    let mut batch = Vec::with_capacity(64 << 10);
+    let mut err = std::io::stderr();
+    loop {
+        std::thread::sleep(FLUSH_EVERY);
+        if let Ok(mut p) = pending.lock() {
+            std::mem::swap(&mut *p, &mut batch);
+        }
+        if !batch.is_empty() {
+            let _ = err.write_all(&batch);
+            batch.clear();
+            // A burst may have grown it far: do not keep that much around.
+            batch.shrink_to(1 << 20);
+        }
     }
 }
 
-/// One event's bytes, sent as a whole when the formatter is done with it.
+/// Queues whole lines for the writer thread; drops and counts them when full.
+pub fn send(lines: &[u8]) {
+    let Ok(mut p) = pending().lock() else {
+        return;
+    };
+    if p.len() + lines.len() > CAPACITY {
+        drop(p);
+        DROPPED.fetch_add(1, Relaxed);
+        return;
+    }
+    p.extend_from_slice(lines);
+}
+
+/// The `MakeWriter` for `tracing`: each event is formatted into a `LineWriter`
+/// and queued whole when it is dropped.
+#[derive(Clone, Copy)]
+pub struct NonBlocking;
+
+/// One event's bytes.
 pub struct LineWriter {
-    tx: SyncSender<Vec<u8>>,
     buf: Vec<u8>,
 }
 
@@ -62,14 +94,8 @@ impl Write for LineWriter {
 
 impl Drop for LineWriter {
     fn drop(&mut self) {
-        if self.buf.is_empty() {
-            return;
-        }
-        match self.tx.try_send(std::mem::take(&mut self.buf)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                DROPPED.fetch_add(1, Relaxed);
-            }
+        if !self.buf.is_empty() {
+            send(&self.buf);
         }
     }
 }
@@ -78,7 +104,6 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for NonBlocking {
     type Writer = LineWriter;
     fn make_writer(&'a self) -> LineWriter {
         LineWriter {
-            tx: self.tx.clone(),
             buf: Vec::with_capacity(256),
         }
     }
@@ -93,10 +118,20 @@ pub fn init(format: &str) {
         .with_env_filter(filter)
         // Colours only for people: files, pipes and log shippers get plain text.
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(NonBlocking::stderr());
+        .with_writer(NonBlocking);
     if format == "json" {
+        JSON.store(true, Relaxed);
         builder.json().init();
     } else {
         builder.init();
     }
+}
+
+/// Writes out what is queued (for an orderly exit: the writer thread may sleep).
+pub fn flush() {
+    let batch = pending()
+        .lock()
+        .map(|mut p| std::mem::take(&mut *p))
+        .unwrap_or_default();
+    let _ = std::io::stderr().write_all(&batch);
 }

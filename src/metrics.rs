@@ -31,6 +31,7 @@ pub struct Metrics {
     pub write_tokens: IntCounterVec,
     pub geo_lookups: IntCounterVec,
     pub xff_malformed: IntCounterVec,
+    pub requests_rejected: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_info: IntGaugeVec,
     pub shift_progress: GaugeVec,
@@ -177,6 +178,12 @@ impl Metrics {
                 "Malformed X-Forwarded-For entries skipped.",
                 &["header"],
             ),
+            requests_rejected: counter(
+                &r,
+                "requests_rejected_total",
+                "Requests refused before routing, by reason (bad_host).",
+                &["reason"],
+            ),
             config_reloads: counter(
                 &r,
                 "config_reloads_total",
@@ -232,7 +239,7 @@ impl Metrics {
     /// `_sum` and `_count` for histograms.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 22] = [
+        let collectors: [&dyn Collector; 23] = [
             &self.requests,
             &self.request_duration,
             &self.upstream_connect_failures,
@@ -248,6 +255,7 @@ impl Metrics {
             &self.write_tokens,
             &self.geo_lookups,
             &self.xff_malformed,
+            &self.requests_rejected,
             &self.config_reloads,
             &self.config_info,
             &self.shift_progress,

@@ -96,6 +96,16 @@ async fn respond_json(session: &mut Session, status: u16, error: &str, detail: &
         .await
 }
 
+/// A Host header is a DNS name or IP literal with an optional port: anything else
+/// (spaces, slashes, quotes, `@`, control bytes) is refused before it reaches a
+/// route match, a log line or an origin.
+fn valid_host(host: &[u8]) -> bool {
+    host.len() <= 255
+        && host.iter().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+        })
+}
+
 /// The request's host without a port: from Host, else the URI (HTTP/2 `:authority`).
 fn request_host(req: &RequestHeader) -> &str {
     let host = req
@@ -308,6 +318,27 @@ impl ProxyHttp for Proxy {
         };
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         ctx.peer_ip = Some(peer_ip);
+        let hosts = session.req_header().headers.get_all(http::header::HOST);
+        let mut n = 0;
+        let bad_host = hosts.iter().any(|h| {
+            n += 1;
+            !valid_host(h.as_bytes())
+        }) || n > 1;
+        if bad_host {
+            self.shared
+                .metrics
+                .requests_rejected
+                .with_label_values(&["bad_host"])
+                .inc();
+            respond_json(
+                session,
+                400,
+                "bad_request",
+                "invalid or repeated Host header",
+            )
+            .await?;
+            return Ok(true);
+        }
         let req = session.req_header();
         ctx.request_id = Some(request_id(
             req.headers.get("x-request-id").map(|v| v.as_bytes()),
@@ -645,24 +676,29 @@ impl ProxyHttp for Proxy {
             && (log.sample >= 1.0 || rand::random::<f64>() < log.sample)
         {
             let req = session.req_header();
-            tracing::info!(
-                target: "meridian::access",
-                request_id = ctx.request_id.as_deref().unwrap_or(""),
-                client = %ctx.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0])),
-                country = ctx.country.as_ref().map_or("XX", |c| c.as_str()),
-                method = %req.method,
-                path = %req.uri.path(),
-                route = ctx.decision.as_ref().map_or(-1, |d| d.route as i64),
+            let no_reasons = "";
+            let entry = crate::access_log::Entry {
+                request_id: ctx.request_id.as_deref().unwrap_or(""),
+                client: ctx.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                country: ctx.country.as_ref().map_or("XX", |c| c.as_str()),
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                route: ctx.decision.as_ref().map_or(-1, |d| d.route as i64),
                 decision,
-                reasons = %ctx.decision.as_ref().map(|d| d.reasons.to_string()).unwrap_or_default(),
+                reasons: match &ctx.decision {
+                    Some(d) => &d.reasons,
+                    None => &no_reasons,
+                },
                 region,
-                origin = ctx.current.map_or("", |(r, o)| snap.regions[r].origins[o].address.as_str()),
+                origin: ctx
+                    .current
+                    .map_or("", |(r, o)| snap.regions[r].origins[o].address.as_str()),
                 status,
-                bytes = session.body_bytes_sent(),
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                tries = ctx.attempts,
-                "access"
-            );
+                bytes: session.body_bytes_sent(),
+                duration: elapsed,
+                tries: ctx.attempts,
+            };
+            crate::access_log::log(&entry, crate::logging::json());
         }
     }
 }

@@ -48,6 +48,9 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
     if let Ok(t) = std::env::var("MERIDIAN_THREADS") {
         conf.threads = t.parse().context("MERIDIAN_THREADS")?;
     }
+    if let Ok(w) = std::env::var("MERIDIAN_WORK_STEALING") {
+        conf.work_stealing = w != "0";
+    }
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 

@@ -90,6 +90,47 @@ async fn every_request_gets_one_access_log_line() {
 }
 
 #[tokio::test]
+async fn json_access_log_lines_parse_with_every_field() {
+    let (a, b, c) = (
+        origin("us-east-1").await,
+        origin("us-east-1").await,
+        origin("eu-west-1").await,
+    );
+    let gw = Gateway::start_with_env(
+        &config(&a, &b, &c, ""),
+        &[
+            ("RUST_LOG", "warn,meridian::access=info"),
+            ("MERIDIAN_LOG_FORMAT", "json"),
+        ],
+    )
+    .await;
+    reqwest::Client::new()
+        .get(gw.url("/q/\"odd\""))
+        .header("x-request-id", "json-1")
+        .header("x-forwarded-for", "127.0.2.9")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = gw.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("json-1"))
+        .unwrap_or_else(|| panic!("no access line in {log}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["target"], "meridian::access");
+    let f = &v["fields"];
+    assert_eq!(f["request_id"], "json-1");
+    assert_eq!(f["client"], "127.0.2.9");
+    assert_eq!(f["country"], "DE");
+    assert_eq!(f["region"], "eu-west-1");
+    assert_eq!(f["status"], 200);
+    assert_eq!(f["tries"], 1);
+    assert!(f["path"].as_str().unwrap().starts_with("/q/"), "{f}");
+    assert!(f["duration_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test]
 async fn sampling_zero_logs_nothing() {
     let (a, b, c) = (
         origin("us-east-1").await,

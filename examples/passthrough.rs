@@ -1,0 +1,56 @@
+//! Plain Pingora: a reverse proxy to one origin with no routing, no metrics, no
+//! logging: the floor meridian's per-request cost is compared against
+//! (`loadtest/perf`). Same Pingora settings as `meridian run`.
+//!
+//!   cargo run --release --example passthrough -- LISTEN ORIGIN
+
+use async_trait::async_trait;
+
+// The same allocator as the meridian binary, so the comparison is of the proxy work.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::server::configuration::ServerConf;
+
+struct Passthrough {
+    origin: std::net::SocketAddr,
+}
+
+#[async_trait]
+impl ProxyHttp for Passthrough {
+    type CTX = ();
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.origin, false, String::new())))
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(listen), Some(origin)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: passthrough LISTEN ORIGIN");
+        std::process::exit(2);
+    };
+    let conf = ServerConf {
+        threads: std::env::var("MERIDIAN_THREADS")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(1),
+        upstream_keepalive_pool_size: 1024,
+        work_stealing: std::env::var("MERIDIAN_WORK_STEALING").map_or(true, |w| w != "0"),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = pingora::proxy::http_proxy_service(
+        &server.configuration,
+        Passthrough {
+            origin: origin.parse().expect("ORIGIN is host:port"),
+        },
+    );
+    proxy.add_tcp(listen);
+    server.add_service(proxy);
+    server.run_forever();
+}
