@@ -39,7 +39,6 @@ fn main() {
             .and_then(|t| t.parse().ok())
             .unwrap_or(1),
         upstream_keepalive_pool_size: 1024,
-        work_stealing: std::env::var("MERIDIAN_WORK_STEALING").map_or(true, |w| w != "0"),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

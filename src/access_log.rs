@@ -113,6 +113,15 @@ impl std::fmt::Display for Millis {
 /// `"value"` with `"` and `\` escaped and control characters as `\u{..}`.
 fn quoted(s: &mut String, v: &str) {
     s.push('"');
+    if !v
+        .bytes()
+        .any(|b| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b))
+    {
+        // The usual case: nothing to escape, one copy.
+        s.push_str(v);
+        s.push('"');
+        return;
+    }
     for c in v.chars() {
         match c {
             '"' | '\\' => {
@@ -131,6 +140,11 @@ fn quoted(s: &mut String, v: &str) {
 /// A JSON string literal.
 fn json_str(s: &mut String, v: &str) {
     s.push('"');
+    if !v.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        s.push_str(v);
+        s.push('"');
+        return;
+    }
     for c in v.chars() {
         match c {
             '"' => s.push_str("\\\""),

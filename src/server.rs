@@ -8,6 +8,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
@@ -48,9 +49,7 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
     if let Ok(t) = std::env::var("MERIDIAN_THREADS") {
         conf.threads = t.parse().context("MERIDIAN_THREADS")?;
     }
-    if let Ok(w) = std::env::var("MERIDIAN_WORK_STEALING") {
-        conf.work_stealing = w != "0";
-    }
+
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
@@ -65,10 +64,14 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
     .name("meridian proxy")
     .server_options(opts)
     .build();
+    // Pingora reads requests into its own header buffer; a 64 KiB L4 read buffer in
+    // front of it (the default) costs that much per idle keep-alive client. A small
+    // one keeps thousands of idle clients cheap (see loadtest/RESULTS.md).
+    let l4 = L4BufferSettings::new(l4_read_buffer(), DEFAULT_L4_WRITE_BUFFER_SIZE);
     for (i, l) in cfg.listeners.iter().enumerate() {
         let addr = l.address.to_string();
         if l.tls.is_none() {
-            proxy.add_tcp(&addr);
+            proxy.add_listener(ListenerConfig::tcp(&addr).l4_buffer(l4));
             continue;
         }
         // Certificates come from the snapshot at each handshake (see src/tls.rs);
@@ -79,7 +82,7 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
             index: i,
         }));
         tls.enable_h2();
-        proxy.add_tls_with_settings(&addr, None, tls);
+        proxy.add_listener(ListenerConfig::tcp(&addr).tls(tls).l4_buffer(l4));
     }
     server.add_service(proxy);
     server.add_service(background_service(
@@ -118,6 +121,14 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
         shutdown_signal: Box::new(Signals { shared }),
     });
     Ok(())
+}
+
+/// Bytes of L4 read buffer per client connection (`MERIDIAN_L4_READ_BUFFER`).
+fn l4_read_buffer() -> usize {
+    std::env::var("MERIDIAN_L4_READ_BUFFER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4096)
 }
 
 struct AdminService {

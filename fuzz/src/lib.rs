@@ -31,11 +31,11 @@ fn loaded(config: config::Config, warnings: Vec<config::ConfigError>) -> Loaded 
 
 /// Target `config_parse`: arbitrary UTF-8 through `config::parse` (which also
 /// validates). Errors all start with the file name; a config that validates
-/// compiles into a snapshot (when compiling needs no DNS or files).
+/// compiles into a snapshot (when compiling needs no DNS or files). Invalid UTF-8
+/// becomes U+FFFD rather than being skipped: more multi-byte characters to trip on.
 pub fn config_parse(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
+    let text = String::from_utf8_lossy(data);
+    let text = text.as_ref();
     let prefix = format!("{CONFIG_NAME}:");
     match config::parse(CONFIG_NAME, text) {
         Err(errors) => {

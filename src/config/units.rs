@@ -237,7 +237,9 @@ impl FromStr for Timestamp {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("expected an RFC 3339 time like `2026-11-22T10:00:00Z`, found `{s}`");
         let b = s.as_bytes();
+        // ASCII only, so the byte-range slicing below stays on char boundaries.
         if b.len() < 20
+            || !s.is_ascii()
             || b[4] != b'-'
             || b[7] != b'-'
             || !matches!(b[10], b'T' | b't' | b' ')
