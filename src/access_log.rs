@@ -52,51 +52,83 @@ fn format(s: &mut String, e: &Entry<'_>, json: bool) {
     if json {
         s.push_str("{\"timestamp\":\"");
         timestamp(s, now);
-        s.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"access\",\"request_id\":");
-        json_str(s, e.request_id);
-        let _ = write!(s, ",\"client\":\"{}\",\"country\":", e.client);
-        json_str(s, e.country);
-        s.push_str(",\"method\":");
-        json_str(s, e.method);
-        s.push_str(",\"path\":");
-        json_str(s, e.path);
-        let _ = write!(s, ",\"route\":{},\"decision\":", e.route);
-        json_str(s, e.decision);
-        let _ = write!(s, ",\"reasons\":\"{}\",\"region\":", e.reasons);
-        json_str(s, e.region);
-        s.push_str(",\"origin\":");
-        json_str(s, e.origin);
-        let _ = write!(
-            s,
-            ",\"status\":{},\"bytes\":{},\"duration_ms\":{},\"tries\":{}}},\"target\":\"meridian::access\"}}",
-            e.status, e.bytes, Millis(e.duration), e.tries
-        );
+        s.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"access\"");
     } else {
         timestamp(s, now);
-        s.push_str("  INFO meridian::access: access request_id=");
-        quoted(s, e.request_id);
-        let _ = write!(s, " client={} country=", e.client);
-        quoted(s, e.country);
-        s.push_str(" method=");
-        s.push_str(e.method);
-        s.push_str(" path=");
-        s.push_str(e.path);
-        let _ = write!(s, " route={} decision=", e.route);
-        quoted(s, e.decision);
-        let _ = write!(s, " reasons={} region=", e.reasons);
-        quoted(s, e.region);
-        s.push_str(" origin=");
-        quoted(s, e.origin);
-        let _ = write!(
-            s,
-            " status={} bytes={} duration_ms={} tries={}",
-            e.status,
-            e.bytes,
-            Millis(e.duration),
-            e.tries
-        );
+        s.push_str("  INFO meridian::access: access");
+    }
+    let mut f = Fields { s, json };
+    f.text("request_id", e.request_id);
+    f.shown("client", &e.client);
+    f.text("country", e.country);
+    f.bare("method", e.method);
+    f.bare("path", e.path);
+    f.number("route", &e.route);
+    f.text("decision", e.decision);
+    f.shown("reasons", e.reasons);
+    f.text("region", e.region);
+    f.text("origin", e.origin);
+    f.number("status", &e.status);
+    f.number("bytes", &e.bytes);
+    f.number("duration_ms", &Millis(e.duration));
+    f.number("tries", &e.tries);
+    if json {
+        s.push_str("},\"target\":\"meridian::access\"}");
     }
     s.push('\n');
+}
+
+/// Appends fields as ` key=value` (text, like `tracing`'s) or `,"key":value` (JSON).
+struct Fields<'s> {
+    s: &'s mut String,
+    json: bool,
+}
+
+impl Fields<'_> {
+    fn key(&mut self, key: &str) {
+        if self.json {
+            self.s.push_str(",\"");
+            self.s.push_str(key);
+            self.s.push_str("\":");
+        } else {
+            self.s.push(' ');
+            self.s.push_str(key);
+            self.s.push('=');
+        }
+    }
+    /// A string, quoted and escaped in both formats.
+    fn text(&mut self, key: &str, v: &str) {
+        self.key(key);
+        if self.json {
+            json_str(self.s, v);
+        } else {
+            quoted(self.s, v);
+        }
+    }
+    /// A token (method, path): bare in text, a JSON string.
+    fn bare(&mut self, key: &str, v: &str) {
+        self.key(key);
+        if self.json {
+            json_str(self.s, v);
+        } else {
+            self.s.push_str(v);
+        }
+    }
+    /// A value with nothing to escape (an address, reason labels): bare in text,
+    /// a JSON string.
+    fn shown(&mut self, key: &str, v: &dyn std::fmt::Display) {
+        self.key(key);
+        if self.json {
+            let _ = write!(self.s, "\"{v}\"");
+        } else {
+            let _ = write!(self.s, "{v}");
+        }
+    }
+    /// A number, bare in both.
+    fn number(&mut self, key: &str, v: &dyn std::fmt::Display) {
+        self.key(key);
+        let _ = write!(self.s, "{v}");
+    }
 }
 
 /// Milliseconds with three decimals, from integer microseconds (float formatting

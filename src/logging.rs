@@ -7,7 +7,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 /// Bytes that may wait for the writer thread (a few seconds of lines at full rate).
@@ -28,18 +28,21 @@ pub fn json() -> bool {
     JSON.load(Relaxed)
 }
 
-/// The pending bytes, and the writer thread that drains them (started on first use).
+/// The pending bytes; the writer thread that drains them starts on first use.
 fn pending() -> &'static Mutex<Vec<u8>> {
-    static PENDING: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
-    PENDING.get_or_init(|| {
-        let pending: &'static Mutex<Vec<u8>> =
-            Box::leak(Box::new(Mutex::new(Vec::with_capacity(64 << 10))));
-        std::thread::Builder::new()
+    static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+    static WRITER: Once = Once::new();
+    WRITER.call_once(|| {
+        let spawned = std::thread::Builder::new()
             .name("log writer".into())
-            .spawn(move || drain(pending))
-            .expect("spawn the log writer thread");
-        pending
-    })
+            .spawn(|| drain(&PENDING));
+        if let Err(e) = spawned {
+            // Logging must never take the gateway down: lines fill the buffer and
+            // are then dropped and counted.
+            eprintln!("meridian: cannot start the log writer thread: {e}");
+        }
+    });
+    &PENDING
 }
 
 fn drain(pending: &Mutex<Vec<u8>>) {

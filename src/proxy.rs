@@ -122,17 +122,23 @@ fn request_host(req: &RequestHeader) -> &str {
 
 impl Proxy {
     /// A response with a status from `routing.retries.on`, for a method that may be
-    /// repeated, with tries left.
-    fn should_retry_status(&self, session: &Session, ctx: &Ctx, status: u16) -> bool {
+    /// repeated, with somewhere left to go: the retry's target.
+    fn status_retry_target(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        status: u16,
+    ) -> Option<(RegionIdx, usize)> {
         let retries = &ctx.snap().config.routing.retries;
         let method_ok = match retries.methods {
             RetryMethods::Idempotent => session.req_header().method.is_idempotent(),
             RetryMethods::All => true,
         };
-        method_ok
-            && ctx.attempts < retries.attempts
-            && retries.on.contains(&RetryOn::Status(status))
-            && self.take_retry(ctx)
+        if !method_ok || !retries.on.contains(&RetryOn::Status(status)) {
+            return None;
+        }
+        let to = self.retry_target(ctx)?;
+        self.take_retry(ctx).then_some(to)
     }
 
     /// Takes a retry from the budget; counts a denial.
@@ -265,8 +271,12 @@ impl Proxy {
         None
     }
 
-    /// The target a retry would get, without taking it (the retry chooses again).
-    fn peek_next_target(&self, ctx: &mut Ctx) -> Option<(RegionIdx, usize)> {
+    /// Where a retry would go: None when the tries are used up or no origin is
+    /// left. Only peeks; the retry's `upstream_peer` chooses again.
+    fn retry_target(&self, ctx: &mut Ctx) -> Option<(RegionIdx, usize)> {
+        if ctx.attempts >= ctx.snap.as_ref()?.config.routing.retries.attempts {
+            return None;
+        }
         let before = (ctx.region_pos, ctx.tried);
         let next = self.next_target(ctx);
         (ctx.region_pos, ctx.tried) = before;
@@ -318,12 +328,17 @@ impl ProxyHttp for Proxy {
         };
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         ctx.peer_ip = Some(peer_ip);
-        let hosts = session.req_header().headers.get_all(http::header::HOST);
-        let mut n = 0;
-        let bad_host = hosts.iter().any(|h| {
-            n += 1;
-            !valid_host(h.as_bytes())
-        }) || n > 1;
+        let mut hosts = session
+            .req_header()
+            .headers
+            .get_all(http::header::HOST)
+            .iter();
+        // None is fine (HTTP/2 carries `:authority`); two are never fine.
+        let bad_host = match (hosts.next(), hosts.next()) {
+            (Some(h), None) => !valid_host(h.as_bytes()),
+            (None, _) => false,
+            (Some(_), Some(_)) => true,
+        };
         if bad_host {
             self.shared
                 .metrics
@@ -416,7 +431,7 @@ impl ProxyHttp for Proxy {
         if let Some(tls) = &origin.tls {
             peer.options.ca = tls.ca.clone();
             peer.client_cert_key = tls.client_cert.clone();
-            if !origin.verify {
+            if !tls.verify {
                 peer.options.verify_cert = false;
                 peer.options.verify_hostname = false;
             }
@@ -493,17 +508,12 @@ impl ProxyHttp for Proxy {
     ) -> Result<()> {
         let status = resp.status.as_u16();
         self.record_result(ctx, status >= 500);
-        if !self.should_retry_status(session, ctx, status) {
-            return Ok(());
-        }
         // Nothing of this answer went to the client yet: drop it and try the next
         // origin or region (upstream_peer picks it; the error carries the retry flag).
-        let from = ctx.current.map(|(r, _)| r);
-        let before = (ctx.region_pos, ctx.tried);
-        let Some((to, _)) = self.next_target(ctx) else {
+        let Some((to, _)) = self.status_retry_target(session, ctx, status) else {
             return Ok(());
         };
-        (ctx.region_pos, ctx.tried) = before;
+        let from = ctx.current.map(|(r, _)| r);
         let snap = ctx.snap();
         let reason = format!("status_{status}");
         self.shared
@@ -544,16 +554,11 @@ impl ProxyHttp for Proxy {
             // A connection that died under a request counts against its origin.
             self.record_result(ctx, true);
         }
-        let tries_left = ctx
-            .snap
-            .as_ref()
-            .is_some_and(|s| ctx.attempts < s.config.routing.retries.attempts);
         // With nothing left to try, the error stands as it is (a 502/504, not a
         // "no route" from a retry that cannot happen).
         if !method_ok
             || session.as_ref().retry_buffer_truncated()
-            || !tries_left
-            || self.peek_next_target(ctx).is_none()
+            || self.retry_target(ctx).is_none()
         {
             e.set_retry(false);
         } else if upstream_failure && session.response_written().is_none() {
@@ -589,11 +594,7 @@ impl ProxyHttp for Proxy {
                 .inc();
         }
         // Nothing was sent yet, so any request may go elsewhere.
-        let max = ctx.snap().config.routing.retries.attempts;
-        if ctx.attempts >= max {
-            return e;
-        }
-        let Some((to, _)) = self.peek_next_target(ctx) else {
+        let Some((to, _)) = self.retry_target(ctx) else {
             return e;
         };
         if self.take_retry(ctx) {

@@ -54,7 +54,6 @@ pub struct OriginEntry {
     /// HTTPS to the origin (and its probes) when set.
     pub tls: Option<crate::tls::OriginTls>,
     pub sni: String,
-    pub verify: bool,
     pub host_header: Option<String>,
     pub health: Arc<OriginHealth>,
 }
@@ -249,7 +248,6 @@ impl Snapshot {
                     address: o.address.clone(),
                     socket,
                     tls,
-                    verify: o.tls.as_ref().is_none_or(|t| t.verify),
                     sni,
                     host_header: o.host_header.clone(),
                 });

@@ -178,6 +178,8 @@ pub struct OriginTls {
     pub client_cert: Option<Arc<CertKey>>,
     /// The same settings as a rustls config, for health probes.
     pub probe: Arc<ClientConfig>,
+    /// False: the origin's certificate is not checked (`verify: false`).
+    pub verify: bool,
 }
 
 /// Builds an origin's TLS settings from its config (paths already resolved).
@@ -235,6 +237,7 @@ pub fn origin_tls(
         ca,
         client_cert,
         probe: Arc::new(probe),
+        verify,
     })
 }
 

@@ -250,10 +250,10 @@ impl Tracker {
     }
 }
 
-/// The reconciler's state for `/admin/state`.
+/// The reconciler's last sync for `/admin/state` (which adds `enabled` from the
+/// config in service).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Status {
-    pub enabled: bool,
     pub dry_run: bool,
     pub last_sync_unix_ms: Option<u64>,
     pub last_result: Option<SyncResult>,
@@ -327,8 +327,6 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
                         backoff(dns.interval.get(), failures)
                     };
             }
-        } else if let Ok(mut st) = shared.dns.lock() {
-            st.enabled = false;
         }
         drop(snap);
         tokio::select! {
@@ -344,7 +342,6 @@ fn record(shared: &Shared, s: &Settings, result: Result<Outcome, ApiError>, fail
     let Ok(mut st) = shared.dns.lock() else {
         return;
     };
-    st.enabled = true;
     st.dry_run = s.dry_run;
     st.last_sync_unix_ms = Some(now_ms());
     match result {
