@@ -126,6 +126,9 @@ pub async fn watch(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
         }
     };
     let mut seen = stamps(&shared);
+    // A change is applied once two looks in a row agree on it: an editor writing
+    // the file in place (truncate, then write) is not caught half-way.
+    let mut settling: Option<Vec<Option<(SystemTime, u64)>>> = None;
     loop {
         let hup_recv = async {
             match hup.as_mut() {
@@ -140,11 +143,18 @@ pub async fn watch(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
             }
             _ = tokio::time::sleep(WATCH_EVERY) => {
                 let now = stamps(&shared);
-                // A missing config file (mid-rename) is not a change worth a failed reload.
-                if now.first().is_some_and(Option::is_some) && now != seen {
+                // A missing or empty config file (mid-rename, just truncated) is not
+                // a change worth a failed reload.
+                let readable = now.first().is_some_and(|s| s.is_some_and(|(_, len)| len > 0));
+                if !readable || now == seen {
+                    settling = None;
+                } else if settling.as_ref() != Some(&now) {
+                    settling = Some(now);
+                } else {
                     // If the new config names other files, the next look differs
                     // and reloads once more: harmless, and nothing is missed.
                     seen = now;
+                    settling = None;
                     let shared = shared.clone();
                     let _ = tokio::task::spawn_blocking(move || reload(&shared, "file changed")).await;
                 }

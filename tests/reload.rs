@@ -167,6 +167,42 @@ async fn a_broken_file_keeps_the_old_config_serving() {
 }
 
 #[tokio::test]
+async fn a_file_written_in_place_is_not_read_half_way() {
+    let world = World::new().await;
+    let gw = Gateway::start(&world.config(0, 100)).await;
+    let before = sha(&gw).await;
+    let yaml = world
+        .config(100, 0)
+        .replace("{{LISTEN}}", &gw.addr.to_string())
+        .replace("{{ADMIN}}", &gw.admin.to_string());
+    // As an editor saving in place: truncate, write a first part, pause less than
+    // a poll, write the rest. The first part alone is an invalid config (no
+    // regions), so reading it would count a failed reload.
+    let (head, tail) = yaml.split_at(yaml.find("regions:").unwrap());
+    for round in 0..5 {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&gw.config_path).unwrap();
+        f.write_all(head.as_bytes()).unwrap();
+        f.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        // Differ per round so each rewrite is a change.
+        f.write_all(format!("{tail}# round {round}\n").as_bytes())
+            .unwrap();
+        drop(f);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric_sum(&m, "meridian_config_reloads_total", &[("result", "error")]),
+        0.0,
+        "a half-written file was read: {}",
+        gw.state().await["config"]["last_reload_error"]
+    );
+    assert_ne!(sha(&gw).await, before);
+    assert_eq!(share_of_use1(&gw, 20).await, 1.0);
+}
+
+#[tokio::test]
 async fn write_endpoints_need_the_token_and_drain_takes_a_region_out() {
     let world = World::new().await;
     let gw = Gateway::start(&world.config(100, 100)).await;
