@@ -281,6 +281,19 @@ impl Proxy {
         None
     }
 
+    /// Counts a retry from the current target's region to `to`.
+    fn count_retry(&self, ctx: &Ctx, to: RegionIdx, reason: &str) {
+        let snap = ctx.snap();
+        let from = ctx
+            .current
+            .map_or("", |(r, _)| snap.regions[r].name.as_str());
+        self.shared
+            .metrics
+            .retries
+            .with_label_values(&[from, snap.regions[to].name.as_str(), reason])
+            .inc();
+    }
+
     /// Where a retry would go: None when the tries are used up or no origin is
     /// left. Only peeks; the retry's `upstream_peer` chooses again.
     fn retry_target(&self, ctx: &mut Ctx) -> Option<(RegionIdx, usize)> {
@@ -523,18 +536,7 @@ impl ProxyHttp for Proxy {
         let Some((to, _)) = self.status_retry_target(session, ctx, status) else {
             return Ok(());
         };
-        let from = ctx.current.map(|(r, _)| r);
-        let snap = ctx.snap();
-        let reason = format!("status_{status}");
-        self.shared
-            .metrics
-            .retries
-            .with_label_values(&[
-                from.map_or("", |r| snap.regions[r].name.as_str()),
-                snap.regions[to].name.as_str(),
-                reason.as_str(),
-            ])
-            .inc();
+        self.count_retry(ctx, to, &format!("status_{status}"));
         let mut e = Error::explain(
             ErrorType::HTTPStatus(status),
             "retryable status from the origin",
@@ -566,16 +568,25 @@ impl ProxyHttp for Proxy {
         }
         // With nothing left to try, the error stands as it is (a 502/504, not a
         // "no route" from a retry that cannot happen).
-        if !method_ok
-            || session.as_ref().retry_buffer_truncated()
-            || self.retry_target(ctx).is_none()
-        {
+        let target = if method_ok && !session.as_ref().retry_buffer_truncated() {
+            self.retry_target(ctx)
+        } else {
+            None
+        };
+        let Some((to, _)) = target else {
             e.set_retry(false);
-        } else if upstream_failure && session.response_written().is_none() {
+            return e;
+        };
+        if upstream_failure && session.response_written().is_none() {
             if !self.take_retry(ctx) {
                 e.set_retry(false);
                 return e;
             }
+            let reason = match e.etype() {
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+                _ => "connection_error",
+            };
+            self.count_retry(ctx, to, reason);
             // The origin failed before answering and the method may be repeated:
             // try elsewhere whether or not the connection was fresh (Pingora only
             // retries reused ones), so a dying region costs no idempotent request.
@@ -609,14 +620,7 @@ impl ProxyHttp for Proxy {
         };
         if self.take_retry(ctx) {
             e.set_retry(true);
-            let from = ctx.current.map(|(r, _)| r);
-            let snap = ctx.snap();
-            let name = |r: Option<RegionIdx>| r.map_or("", |r| snap.regions[r].name.as_str());
-            self.shared
-                .metrics
-                .retries
-                .with_label_values(&[name(from), name(Some(to)), "connect_failure"])
-                .inc();
+            self.count_retry(ctx, to, "connect_failure");
         }
         e
     }

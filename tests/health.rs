@@ -272,6 +272,57 @@ async fn consecutive_errors_eject_an_origin_until_it_has_served_its_time() {
 }
 
 #[tokio::test]
+async fn an_origin_its_probes_see_recover_is_no_longer_ejected() {
+    let (a, b, e) = (
+        origin("us-east-1").await,
+        origin("us-east-1").await,
+        origin("eu-west-1").await,
+    );
+    // An ejection far longer than the test: only the probes can end it.
+    let long = config(&[&a, &b], &e, "").replace(
+        "base_ejection: 1s, max_ejection: 4s",
+        "base_ejection: 60s, max_ejection: 5m",
+    );
+    let gw = Gateway::start(&long).await;
+    // a fails both live traffic and its probes (an outage), and is ejected.
+    a.control.status.store(500, Relaxed);
+    a.control.health_status.store(503, Relaxed);
+    let mut ejected = false;
+    for _ in 0..40 {
+        get(&gw, "/").await;
+        if state(&gw).await["regions"]["us-east-1"]["origins"][0]["ejected"] == true {
+            ejected = true;
+            break;
+        }
+    }
+    assert!(ejected, "origin with 500s never ejected");
+    wait_state(&gw, "a unhealthy", |s| {
+        s["regions"]["us-east-1"]["origins"][0]["probe_state"] == "unhealthy"
+    })
+    .await;
+    // The outage ends: two passing probes make it healthy and lift the ejection,
+    // 59 s early.
+    a.control.status.store(0, Relaxed);
+    a.control.health_status.store(0, Relaxed);
+    let s = wait_state(&gw, "a back in service", |s| {
+        let o = &s["regions"]["us-east-1"]["origins"][0];
+        o["probe_state"] == "healthy" && o["ejected"] == false
+    })
+    .await;
+    assert_eq!(s["regions"]["us-east-1"]["origins"][0]["ejected_for_ms"], 0);
+    // And it serves again (b slowed so the least-loaded pick prefers a).
+    b.control.delay_ms.store(20, Relaxed);
+    let before = a.control.requests.load(Relaxed);
+    for _ in 0..10 {
+        assert_eq!(get(&gw, "/").await.status(), 200);
+    }
+    assert!(
+        a.control.requests.load(Relaxed) > before,
+        "a got no traffic"
+    );
+}
+
+#[tokio::test]
 async fn a_slow_health_endpoint_times_out_and_counts() {
     let (a, e) = (origin("us-east-1").await, origin("eu-west-1").await);
     let gw = Gateway::start(&config(&[&a], &e, "")).await;

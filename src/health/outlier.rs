@@ -52,6 +52,14 @@ pub fn record<T: AsRef<OriginHealth>>(
     Some(len)
 }
 
+/// Ends `origin`'s ejection and its run of failures: its probes went from failing
+/// to passing, so the outage that ejected it is over. Past ejections still count
+/// towards the next one's length until a calm period forgives them.
+pub fn lift(origin: &OriginHealth) {
+    origin.ejected_until_ms.store(0, Relaxed);
+    origin.consecutive_failures.store(0, Relaxed);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

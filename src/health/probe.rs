@@ -135,6 +135,11 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
                 "origin health changed"
             );
             origin.health.set_state(after);
+            if before == ProbeState::Unhealthy {
+                // Back from a failure the probes saw: whatever live traffic saw
+                // during it is stale (Envoy's successful_active_health_check_uneject_host).
+                super::outlier::lift(&origin.health);
+            }
         }
         origin.health.probed.store(true, Relaxed);
         origin.health.probe_passes.store(streak.passes, Relaxed);
