@@ -355,8 +355,7 @@ impl Snapshot {
             routes.push(compile_route(&config::Route::default(), c.routing.steering));
         }
         let geo = c.geoip.as_ref().and_then(|g| {
-            GeoDb::open(&loaded.resolve(&g.database))
-                .map(Arc::new)
+            GeoDb::open_shared(&loaded.resolve(&g.database))
                 .map_err(|e| {
                     errors.push(BuildError {
                         path: "geoip.database".into(),
