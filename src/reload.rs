@@ -108,10 +108,7 @@ fn watched(shared: &Shared) -> Vec<PathBuf> {
 fn stamps(shared: &Shared) -> Vec<Option<(SystemTime, u64)>> {
     watched(shared)
         .iter()
-        .map(|f| {
-            let m = std::fs::metadata(f).ok()?;
-            Some((m.modified().ok()?, m.len()))
-        })
+        .map(|f| crate::config::file_stamp(f))
         .collect()
 }
 

@@ -64,6 +64,13 @@ impl Loaded {
     }
 }
 
+/// A file's (mtime, size): how the reload watcher and the GeoIP cache tell that a
+/// file changed. None when it cannot be read.
+pub fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
 /// Resolves `p` relative to the folder of the config file at `config_path`.
 pub fn resolve_against(config_path: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
