@@ -21,10 +21,6 @@ COPY --from=build /src/target/release/meridian /usr/local/bin/meridian
 COPY config/meridian.yaml /etc/meridian/meridian.yaml
 USER meridian
 ENV MERIDIAN_CONFIG=/etc/meridian/meridian.yaml
-# mimalloc asks for transparent huge pages by default; khugepaged then collapses its
-# regions and RSS steps up over a long run (loadtest/RESULTS.md, "Soak"). Off, RSS
-# under load measured 26 MiB instead of 39 MiB.
-ENV MIMALLOC_ALLOW_THP=0
 # Proxy listener and admin listener of the reference config.
 EXPOSE 8080 8443 9901
 HEALTHCHECK --interval=10s --timeout=2s CMD curl -fsS http://127.0.0.1:9901/healthz || exit 1

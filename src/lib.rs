@@ -11,6 +11,7 @@ pub mod dns;
 pub mod explain;
 pub mod facts;
 pub mod geo;
+pub mod header_deadline;
 pub mod health;
 pub mod logging;
 pub mod metrics;

@@ -69,6 +69,20 @@ enum Command {
     },
 }
 
+/// mimalloc asks for transparent huge pages, and khugepaged collapses them over the
+/// hours: RSS steps up by MiBs with no leak (the soak showed +8 MiB in 30 minutes).
+/// A server wants a flat RSS more than the TLB hits, so the process opts out, as
+/// `MIMALLOC_ALLOW_THP=0` would; setting `MIMALLOC_ALLOW_THP` at all leaves the choice to it.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // The variadic arguments are unsigned longs: the kernel refuses nonzero arg3-5.
+        let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+        // SAFETY: PR_SET_THP_DISABLE takes integers only and touches no memory of ours.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, on, unused, unused, unused) };
+    }
+}
+
 /// Loads a config, printing every error (one per line) when it does not load.
 fn load_or_report(path: &std::path::Path) -> Option<meridian::config::Loaded> {
     meridian::config::load(path)
@@ -130,10 +144,12 @@ fn main() -> ExitCode {
             };
         }
         Command::Run { config } => {
+            no_transparent_huge_pages();
             meridian::logging::init(&cli.log_format);
             meridian::server::run(config)
         }
         Command::Demo { config } => {
+            no_transparent_huge_pages();
             meridian::logging::init(&cli.log_format);
             meridian::demo::run(config)
         }

@@ -9,11 +9,13 @@ use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
-use pingora::proxy::ProxyServiceBuilder;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
 
+use crate::header_deadline::WithHeaderDeadline;
 use crate::proxy::Proxy;
 use crate::state::Shared;
 
@@ -55,15 +57,19 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
 
     let mut opts = HttpServerOptions::default();
     opts.h2c = true;
-    let mut proxy = ProxyServiceBuilder::new(
-        &server.configuration,
+    let mut http = HttpProxy::new(
         Proxy {
             shared: shared.clone(),
         },
-    )
-    .name("meridian proxy")
-    .server_options(opts)
-    .build();
+        server.configuration.clone(),
+    );
+    http.server_options = Some(opts);
+    http.handle_init_modules();
+    let app = WithHeaderDeadline {
+        app: Arc::new(http),
+        shared: shared.clone(),
+    };
+    let mut proxy = Service::new("meridian proxy".into(), app);
     // Pingora reads requests into its own header buffer; a 64 KiB L4 read buffer in
     // front of it (the default) costs that much per idle keep-alive client. A small
     // one keeps thousands of idle clients cheap (see loadtest/RESULTS.md).

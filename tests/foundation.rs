@@ -251,3 +251,34 @@ async fn demo_serves_the_printed_requests_and_stops_on_ctrl_c() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// `THP_enabled` of a process: 0 once it opted out of transparent huge pages.
+fn thp_enabled(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("THP_enabled:"));
+    line.expect("kernel shows THP_enabled")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .into()
+}
+
+#[tokio::test]
+async fn transparent_huge_pages_are_off_unless_the_allocator_is_told_otherwise() {
+    let origin = SimOrigin::start("us-east-1", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let yaml = one_region(origin.addr);
+    let gw = Gateway::start(&yaml).await;
+    assert_eq!(
+        thp_enabled(gw.pid()),
+        "0",
+        "RSS would step up as khugepaged collapses pages"
+    );
+    let gw = Gateway::start_with_env(&yaml, &[("MIMALLOC_ALLOW_THP", "1")]).await;
+    assert_eq!(
+        thp_enabled(gw.pid()),
+        "1",
+        "an explicit MIMALLOC_ALLOW_THP is the operator's choice"
+    );
+}

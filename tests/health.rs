@@ -387,8 +387,10 @@ async fn a_503_is_retried_elsewhere_for_gets_but_never_for_posts() {
     let yaml =
         config(&[&a, &b], &e, "").replace("consecutive_failures: 3", "consecutive_failures: 1000");
     let gw = Gateway::start(&yaml).await;
+    // With two origins, power of two choices always compares both and takes the
+    // one with less latency: slow `b` down (probes see it too) so `a` is preferred.
+    b.control.delay_ms.store(30, Relaxed);
     a.control.status.store(503, Relaxed);
-    // Power-of-two-choices may prefer `b` for a while: go on until `a` was tried.
     for i in 0..400 {
         let r = get(&gw, &format!("/g/{i}")).await;
         assert_eq!(r.status(), 200, "GET {i}");

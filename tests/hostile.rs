@@ -20,6 +20,7 @@ admin: {{ address: "{{{{ADMIN}}}}", token_file: "{{{{REPO}}}}/Cargo.toml" }}
 regions:
   us-east-1: {{ origins: [ {{ address: "{}" }} ] }}
 health: {{ interval: 200ms, timeout: 100ms }}
+timeouts: {{ request_header: 1s }}
 "#,
         o.addr
     );
@@ -181,6 +182,135 @@ async fn slow_and_stuck_clients_do_not_hold_up_others() {
         "normal requests slowed to {:?}",
         started.elapsed()
     );
+}
+
+/// Writes `header` a byte every `gap` on a fresh connection (then waits); returns
+/// when the gateway closed the connection, counted from the first byte, and what it sent.
+async fn trickle(gw: &Gateway, header: &'static [u8], gap: Duration) -> (Duration, String) {
+    let (mut rx, mut tx) = TcpStream::connect(gw.addr).await.unwrap().into_split();
+    let started = std::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        for b in header {
+            if tx.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(gap).await;
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    });
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(8), rx.read_to_end(&mut got)).await;
+    writer.abort();
+    (
+        started.elapsed(),
+        String::from_utf8_lossy(&got).into_owned(),
+    )
+}
+
+/// One whole response with a `Content-Length` from a keep-alive connection.
+async fn read_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .expect("a content-length");
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+            .await
+            .expect("a response in time")
+            .unwrap();
+        assert!(n > 0, "closed mid-response: {text}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn a_request_header_trickled_past_its_deadline_is_cut_and_counted() {
+    let (gw, o) = gateway().await;
+    // A byte every 100 ms: every read is quick, the header is not (1 s allowed).
+    let slowloris = b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    let (closed, answer) = trickle(&gw, slowloris, Duration::from_millis(100)).await;
+    assert!(
+        closed >= Duration::from_millis(900) && closed < Duration::from_secs(3),
+        "cut after {closed:?} (request_header: 1s)"
+    );
+    assert_eq!(answer, "", "nothing is answered to a header never finished");
+    // A header finished in time is served, however it was cut into reads.
+    let (_, answer) = trickle(
+        &gw,
+        b"GET /slow-but-fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_millis(10),
+    )
+    .await;
+    assert_eq!(status(&answer), Some(200), "{answer}");
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric_sum(
+            &m,
+            "meridian_requests_rejected_total",
+            &[("reason", "header_timeout")]
+        ),
+        1.0
+    );
+    assert!(o.control.seen().iter().all(|r| r.path != "/slow"));
+    still_serves(&gw).await;
+}
+
+#[tokio::test]
+async fn only_the_header_is_timed_not_bodies_idle_keep_alive_or_http2() {
+    let (gw, o) = gateway().await;
+    // A body sent slower than the header deadline is fine (Pingora times each read).
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.write_all(b"b").await.unwrap();
+    }
+    assert_eq!(status(&read_response(&mut s).await), Some(200));
+    // The same keep-alive connection, idle for longer than the deadline, then used again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(status(&read_response(&mut s).await), Some(200));
+    // HTTP/2 over plain TCP (prior knowledge): one connection, idle past the deadline.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let r = h2.get(gw.url("/h2")).send().await.unwrap();
+        assert_eq!(
+            (r.version(), r.status().as_u16()),
+            (reqwest::Version::HTTP_2, 200)
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric_sum(
+            &m,
+            "meridian_requests_rejected_total",
+            &[("reason", "header_timeout")]
+        ),
+        0.0
+    );
+    let seen = o.control.seen();
+    assert_eq!(seen.iter().filter(|r| r.path == "/h2").count(), 2);
+    assert!(seen.iter().any(|r| r.path == "/upload"));
 }
 
 #[tokio::test]

@@ -36,7 +36,7 @@ pub struct Config {
     pub outlier_detection: OutlierDetection,
     #[serde(default)]
     pub routing: Routing,
-    /// Upstream timeouts.
+    /// Upstream timeouts, and the client's time to send a request header.
     #[serde(default)]
     pub timeouts: Timeouts,
     /// First match wins; none = one default route.
@@ -487,6 +487,10 @@ pub struct Timeouts {
     /// How long an unused pooled upstream connection is kept.
     #[serde(default = "default_idle_timeout")]
     pub idle: Duration,
+    /// How long a client may take to send a whole request header, from its first
+    /// byte (slowloris); Pingora alone only times each read.
+    #[serde(default = "default_request_header_timeout")]
+    pub request_header: Duration,
 }
 
 impl Default for Timeouts {
@@ -495,6 +499,7 @@ impl Default for Timeouts {
             connect: default_connect_timeout(),
             read: default_read_timeout(),
             idle: default_idle_timeout(),
+            request_header: default_request_header_timeout(),
         }
     }
 }
@@ -507,6 +512,9 @@ fn default_read_timeout() -> Duration {
 }
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(60)
+}
+fn default_request_header_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 #[derive(Debug, Clone, Deserialize)]
