@@ -4,8 +4,9 @@
 //! HTTP/1 connection is wrapped in a [`Deadline`] stream that watches the bytes read
 //! through it: from the first byte of a request to the blank line that ends its
 //! header, `timeouts.request_header` at most; past it, the read fails and the
-//! connection closes. Bodies, idle keep-alive time and HTTP/2 are not timed here
-//! (Pingora's per-read and keep-alive timeouts cover them).
+//! connection closes. Pingora's untimed peek for the HTTP/2 preface at the start
+//! of a plain connection counts as the first header. Bodies, idle keep-alive time
+//! and HTTP/2 are not timed here (Pingora's per-read and keep-alive timeouts cover them).
 
 use std::future::Future;
 use std::io;
@@ -180,13 +181,17 @@ impl Deadline {
         self.phase = Phase::Untimed;
         self.timer = None;
         self.cut.inc();
-        Some(io::Error::new(
+        Some(self.cut_error())
+    }
+
+    fn cut_error(&self) -> io::Error {
+        io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
                 "request header not complete within {:?} (timeouts.request_header)",
                 self.limit
             ),
-        ))
+        )
     }
 }
 
@@ -297,10 +302,29 @@ impl Ssl for Deadline {
     }
 }
 
+/// Pingora peeks at the first bytes of a plain connection (for the HTTP/2 preface)
+/// with an untimed `read_exact`: a client that sends a few bytes, or none, would
+/// hold it for ever. The peek is the start of the first header, and timed as such.
 #[async_trait]
 impl Peek for Deadline {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        let since = Instant::now();
+        match tokio::time::timeout(self.limit, self.inner.try_peek(buf)).await {
+            Ok(peeked) => {
+                if matches!(peeked, Ok(true)) && self.phase == Phase::BetweenRequests {
+                    self.phase = Phase::InHeader {
+                        since,
+                        last: [0; 4],
+                    };
+                }
+                peeked
+            }
+            Err(_) => {
+                self.phase = Phase::Untimed;
+                self.cut.inc();
+                Err(self.cut_error())
+            }
+        }
     }
 }
 
