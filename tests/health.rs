@@ -205,6 +205,9 @@ async fn consecutive_errors_eject_an_origin_until_it_has_served_its_time() {
         origin("eu-west-1").await,
     );
     let gw = Gateway::start(&config(&[&a, &b], &e, "")).await;
+    // Power of two choices over two origins takes the one with less latency every
+    // time: slow `b` down so that `a` gets the requests that eject it.
+    b.control.delay_ms.store(30, Relaxed);
     a.control.status.store(500, Relaxed);
     // Until a is ejected some requests meet its 500s; then only b answers.
     let mut ejected = false;
@@ -217,6 +220,7 @@ async fn consecutive_errors_eject_an_origin_until_it_has_served_its_time() {
         }
     }
     assert!(ejected, "origin with 500s never ejected");
+    b.control.delay_ms.store(0, Relaxed);
     let before = a.control.requests.load(Relaxed);
     for _ in 0..20 {
         let r = get(&gw, "/").await;
@@ -284,9 +288,10 @@ async fn an_origin_its_probes_see_recover_is_no_longer_ejected() {
         "base_ejection: 60s, max_ejection: 5m",
     );
     let gw = Gateway::start(&long).await;
-    // a fails both live traffic and its probes (an outage), and is ejected.
+    // a fails live traffic and is ejected, then its probes too (an outage). `b` is
+    // slowed meanwhile so that power of two choices sends `a` the failing requests.
+    b.control.delay_ms.store(30, Relaxed);
     a.control.status.store(500, Relaxed);
-    a.control.health_status.store(503, Relaxed);
     let mut ejected = false;
     for _ in 0..40 {
         get(&gw, "/").await;
@@ -296,6 +301,8 @@ async fn an_origin_its_probes_see_recover_is_no_longer_ejected() {
         }
     }
     assert!(ejected, "origin with 500s never ejected");
+    b.control.delay_ms.store(0, Relaxed);
+    a.control.health_status.store(503, Relaxed);
     wait_state(&gw, "a unhealthy", |s| {
         s["regions"]["us-east-1"]["origins"][0]["probe_state"] == "unhealthy"
     })
