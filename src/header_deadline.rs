@@ -31,8 +31,24 @@ use crate::state::Shared;
 
 /// The proxy's `ServerApp` with every HTTP/1 connection behind a [`Deadline`].
 pub struct WithHeaderDeadline<A> {
-    pub app: Arc<A>,
-    pub shared: Arc<Shared>,
+    app: Arc<A>,
+    shared: Arc<Shared>,
+    /// `requests_rejected_total{reason="header_timeout"}`, looked up once.
+    cut: IntCounter,
+}
+
+impl<A> WithHeaderDeadline<A> {
+    pub fn new(app: A, shared: Arc<Shared>) -> Self {
+        let cut = shared
+            .metrics
+            .requests_rejected
+            .with_label_values(&["header_timeout"]);
+        WithHeaderDeadline {
+            app: Arc::new(app),
+            shared,
+            cut,
+        }
+    }
 }
 
 #[async_trait]
@@ -53,12 +69,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for WithHeaderDeadline<A> {
                 .timeouts
                 .request_header
                 .get();
-            let cut = self
-                .shared
-                .metrics
-                .requests_rejected
-                .with_label_values(&["header_timeout"]);
-            Box::new(Deadline::new(stream, limit, cut))
+            Box::new(Deadline::new(stream, limit, self.cut.clone()))
         } else {
             stream
         };
@@ -129,19 +140,15 @@ impl Deadline {
             self.phase = Phase::Untimed;
             return;
         }
-        let (since, last) = match self.phase {
+        let (since, mut last) = match self.phase {
             Phase::BetweenRequests => (None, [0; 4]),
             Phase::InHeader { since, last } => (Some(since), last),
             Phase::AfterHeader | Phase::Untimed => return,
         };
-        if header_ends(last, new) {
+        if header_ends(&mut last, new) {
             self.phase = Phase::AfterHeader;
             self.timer = None;
             return;
-        }
-        let mut last = last;
-        for &b in new.iter().rev().take(4).rev() {
-            last = [last[1], last[2], last[3], b];
         }
         // The clock is read only for a header that did not come in one read.
         let since = since.unwrap_or_else(Instant::now);
@@ -166,25 +173,30 @@ impl Deadline {
         }
     }
 
-    /// `Some(error)` once the header being read is past its deadline.
-    fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+    /// True once the header being read is past its deadline. `cx` is woken at the
+    /// deadline when it is still ahead (the client may never send another byte).
+    fn expired(&mut self, cx: Option<&mut Context<'_>>) -> bool {
         let Phase::InHeader { since, .. } = self.phase else {
-            return None;
+            return false;
         };
         let at = since + self.limit;
+        if Instant::now() >= at {
+            return true;
+        }
+        let Some(cx) = cx else {
+            return false;
+        };
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at.into())));
-        if Instant::now() < at && timer.as_mut().poll(cx).is_pending() {
-            return None;
-        }
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    /// Ends the connection's timing, counts the cut, and gives the read's error.
+    fn cut(&mut self) -> io::Error {
         self.phase = Phase::Untimed;
         self.timer = None;
         self.cut.inc();
-        Some(self.cut_error())
-    }
-
-    fn cut_error(&self) -> io::Error {
         io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
@@ -195,19 +207,19 @@ impl Deadline {
     }
 }
 
-/// True when `new`, read after the header bytes ending in `last`, holds the blank
-/// line that ends a request header: a line ending (CRLF or LF, as httparse takes
-/// them) followed by an empty line.
-fn header_ends(last: [u8; 4], new: &[u8]) -> bool {
+/// True when `new`, read after the header bytes whose last four are `window`,
+/// holds the blank line that ends a request header: a line ending (CRLF or LF, as
+/// httparse takes them) followed by an empty line. When it does not, `window` is
+/// left holding the last four bytes for the next read.
+fn header_ends(window: &mut [u8; 4], new: &[u8]) -> bool {
     let blank = |w: &[u8; 4]| w[1..] == *b"\n\r\n" || w[2..] == *b"\n\n";
     // The usual case first: a whole GET header in one read ends with the blank line.
     if new.last_chunk::<4>().is_some_and(blank) {
         return true;
     }
-    let mut window = last;
     new.iter().any(|&b| {
-        window = [window[1], window[2], window[3], b];
-        blank(&window)
+        *window = [window[1], window[2], window[3], b];
+        blank(window)
     })
 }
 
@@ -223,19 +235,12 @@ impl AsyncRead for Deadline {
             Poll::Ready(Ok(())) => {
                 this.read(&buf.filled()[before..]);
                 // A client sending fast but never finishing is cut as well.
-                if let Phase::InHeader { since, .. } = this.phase {
-                    if since.elapsed() >= this.limit {
-                        if let Some(e) = this.expired(cx) {
-                            return Poll::Ready(Err(e));
-                        }
-                    }
+                if this.expired(None) {
+                    return Poll::Ready(Err(this.cut()));
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending => match this.expired(cx) {
-                Some(e) => Poll::Ready(Err(e)),
-                None => Poll::Pending,
-            },
+            Poll::Pending if this.expired(Some(cx)) => Poll::Ready(Err(this.cut())),
             other => other,
         }
     }
@@ -319,11 +324,7 @@ impl Peek for Deadline {
                 }
                 peeked
             }
-            Err(_) => {
-                self.phase = Phase::Untimed;
-                self.cut.inc();
-                Err(self.cut_error())
-            }
+            Err(_) => Err(self.cut()),
         }
     }
 }
@@ -364,14 +365,25 @@ mod tests {
 
     #[test]
     fn the_blank_line_is_found_within_and_across_reads() {
-        assert!(header_ends([0; 4], b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
-        assert!(header_ends([0; 4], b"POST / HTTP/1.1\r\nA: b\r\n\r\nbody"));
-        assert!(header_ends(*b"a\r\n\r", b"\n"));
-        assert!(header_ends(*b"\r\nA:", b" b\r\n\r\n"));
-        assert!(header_ends([0; 4], b"GET / HTTP/1.0\n\n"));
-        assert!(header_ends([0; 4], b"GET / HTTP/1.0\nA: b\n\r\n"));
-        assert!(header_ends(*b"b\r\n\r", b"\nbody"));
-        assert!(!header_ends([0; 4], b"GET / HTTP/1.1\r\nHo"));
-        assert!(!header_ends(*b"\r\nHo", b"st: a\r\n"));
+        assert!(header_ends(
+            &mut [0; 4],
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+        ));
+        assert!(header_ends(
+            &mut [0; 4],
+            b"POST / HTTP/1.1\r\nA: b\r\n\r\nbody"
+        ));
+        assert!(header_ends(&mut { *b"a\r\n\r" }, b"\n"));
+        assert!(header_ends(&mut { *b"\r\nA:" }, b" b\r\n\r\n"));
+        assert!(header_ends(&mut [0; 4], b"GET / HTTP/1.0\n\n"));
+        assert!(header_ends(&mut [0; 4], b"GET / HTTP/1.0\nA: b\n\r\n"));
+        assert!(header_ends(&mut { *b"b\r\n\r" }, b"\nbody"));
+        assert!(!header_ends(&mut [0; 4], b"GET / HTTP/1.1\r\nHo"));
+        assert!(!header_ends(&mut { *b"\r\nHo" }, b"st: a\r\n"));
+        // The window carries the end of one read into the next.
+        let mut window = [0; 4];
+        assert!(!header_ends(&mut window, b"GET / HTTP/1.1\r\nA: b\r\n\r"));
+        assert_eq!(&window, b"b\r\n\r");
+        assert!(header_ends(&mut window, b"\n"));
     }
 }

@@ -65,10 +65,7 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
     );
     http.server_options = Some(opts);
     http.handle_init_modules();
-    let app = WithHeaderDeadline {
-        app: Arc::new(http),
-        shared: shared.clone(),
-    };
+    let app = WithHeaderDeadline::new(http, shared.clone());
     let mut proxy = Service::new("meridian proxy".into(), app);
     // Pingora reads requests into its own header buffer; a 64 KiB L4 read buffer in
     // front of it (the default) costs that much per idle keep-alive client. A small

@@ -65,22 +65,6 @@ async fn wait_state(
     }
 }
 
-/// Gauges are exported a few times a second: wait for `want`.
-async fn wait_metric(gw: &Gateway, name: &str, labels: &[(&str, &str)], want: f64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = metric_sum(&gw.metrics().await, name, labels);
-        if (got - want).abs() < 1e-9 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{name}{labels:?} = {got}, want {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn get(gw: &Gateway, path: &str) -> reqwest::Response {
     reqwest::get(gw.url(path)).await.unwrap()
 }
@@ -149,6 +133,7 @@ async fn an_unhealthy_region_fails_over_and_comes_back() {
         "meridian_region_healthy",
         &[("region", "us-east-1")],
         0.0,
+        Duration::from_secs(5),
     )
     .await;
 
@@ -184,6 +169,7 @@ async fn degraded_and_replication_lag_are_visible() {
         "meridian_replication_lag_seconds",
         &[("region", "us-east-1")],
         0.35,
+        Duration::from_secs(5),
     )
     .await;
     // Degraded still serves, at degraded_weight_factor (0.5) of its share: the

@@ -42,6 +42,15 @@ fn status(resp: &str) -> Option<u16> {
     resp.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
 
+/// `meridian_requests_rejected_total{reason}` in a `/metrics` scrape.
+fn rejected(metrics: &str, reason: &str) -> f64 {
+    metric_sum(
+        metrics,
+        "meridian_requests_rejected_total",
+        &[("reason", reason)],
+    )
+}
+
 /// A 4xx answer or a closed connection without an answer.
 fn refused(resp: &str) -> bool {
     resp.is_empty() || status(resp).is_some_and(|s| (400..500).contains(&s))
@@ -114,13 +123,7 @@ async fn malformed_requests_are_refused_and_nothing_reaches_the_origin() {
     // Pingora refuses most shapes itself, before meridian sees the request (and has
     // no hook to count them); the Host checks are meridian's and are counted.
     let m = gw.metrics().await;
-    assert!(
-        metric_sum(
-            &m,
-            "meridian_requests_rejected_total",
-            &[("reason", "bad_host")]
-        ) >= 1.0
-    );
+    assert!(rejected(&m, "bad_host") >= 1.0);
 }
 
 #[tokio::test]
@@ -262,14 +265,7 @@ async fn a_request_header_trickled_past_its_deadline_is_cut_and_counted() {
     .await;
     assert_eq!(status(&answer), Some(200), "{answer}");
     let m = gw.metrics().await;
-    assert_eq!(
-        metric_sum(
-            &m,
-            "meridian_requests_rejected_total",
-            &[("reason", "header_timeout")]
-        ),
-        2.0
-    );
+    assert_eq!(rejected(&m, "header_timeout"), 2.0);
     assert!(o.control.seen().iter().all(|r| r.path != "/slow"));
     still_serves(&gw).await;
 }
@@ -307,14 +303,7 @@ async fn only_the_header_is_timed_not_bodies_idle_keep_alive_or_http2() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     let m = gw.metrics().await;
-    assert_eq!(
-        metric_sum(
-            &m,
-            "meridian_requests_rejected_total",
-            &[("reason", "header_timeout")]
-        ),
-        0.0
-    );
+    assert_eq!(rejected(&m, "header_timeout"), 0.0);
     let seen = o.control.seen();
     assert_eq!(seen.iter().filter(|r| r.path == "/h2").count(), 2);
     assert!(seen.iter().any(|r| r.path == "/upload"));

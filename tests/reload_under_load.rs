@@ -128,19 +128,14 @@ async fn sixty_rewrites_under_load_lose_nothing_and_shares_follow_the_file() {
             // The watcher takes a file once two 200 ms polls agree on it: wait until
             // it has refused this one (a fixed sleep raced the next write on a busy
             // machine), then the previous weights must still be serving.
-            loop {
-                let m = gw.metrics().await;
-                let refused =
-                    metric_sum(&m, "meridian_config_reloads_total", &[("result", "error")]);
-                if refused >= f64::from(bad_writes) {
-                    break;
-                }
-                assert!(
-                    now_ms() - written < 2_000,
-                    "broken write {i} not refused after 2 s"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            wait_metric(
+                &gw,
+                "meridian_config_reloads_total",
+                &[("result", "error")],
+                f64::from(bad_writes),
+                Duration::from_secs(2),
+            )
+            .await;
             assert_eq!(
                 sha(&admin, &gw).await,
                 before,

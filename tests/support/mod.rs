@@ -47,6 +47,30 @@ pub async fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() ->
     }
 }
 
+/// Waits until the `/metrics` sum of `name` with `labels` is `want` (gauges are
+/// exported a few times a second, and some counters move after the request that
+/// causes them), and fails after `within`.
+pub async fn wait_metric(
+    gw: &Gateway,
+    name: &str,
+    labels: &[(&str, &str)],
+    want: f64,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = metric_sum(&gw.metrics().await, name, labels);
+        if (got - want).abs() < 1e-9 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}{labels:?} = {got}, want {want} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The real gateway binary, run with a config written to a temp dir.
 pub struct Gateway {
     child: Option<Child>,
