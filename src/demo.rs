@@ -52,8 +52,11 @@ pub struct Control {
     pub health_status: AtomicU16,
     /// Connections accepted.
     pub accepts: AtomicU64,
-    /// Requests seen, health probes excluded.
+    /// Requests answered (counted after `delay_ms`), health probes excluded.
     pub requests: AtomicU64,
+    /// Requests arrived, counted before `delay_ms`: those now held are
+    /// `arrived - requests`.
+    pub arrived: AtomicU64,
     /// Health probes seen.
     pub probes: AtomicU64,
     seen: Mutex<Vec<Seen>>,
@@ -69,6 +72,7 @@ impl Control {
             health_status: AtomicU16::new(0),
             accepts: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            arrived: AtomicU64::new(0),
             probes: AtomicU64::new(0),
             seen: Mutex::new(Vec::new()),
         }
@@ -153,11 +157,14 @@ fn full(b: impl Into<Bytes>) -> OriginBody {
 }
 
 async fn answer(ctl: &Control, region: &str, req: Request<Incoming>) -> Response<OriginBody> {
+    let path = req.uri().path().to_string();
+    if path != "/health" {
+        ctl.arrived.fetch_add(1, Relaxed);
+    }
     let delay = ctl.delay_ms.load(Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let path = req.uri().path().to_string();
     if path == "/health" {
         ctl.probes.fetch_add(1, Relaxed);
         let body = ctl

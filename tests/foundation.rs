@@ -3,7 +3,7 @@
 mod support;
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::*;
 
@@ -162,16 +162,26 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
             tokio::spawn(async move { c.get(u).send().await.map(|r| r.status().as_u16()) })
         })
         .collect();
-    // Let the requests reach the origin, then ask the gateway to stop.
+    // Let the requests reach the origin (where they are held), then ask the
+    // gateway to stop.
     eventually(Duration::from_secs(5), "requests at the origin", || {
-        (origin.control.requests.load(Relaxed) >= 20).then_some(())
+        (origin.control.arrived.load(Relaxed) >= 20).then_some(())
     })
     .await;
     gw.signal("TERM");
-    let ready = reqwest::get(gw.admin_url("/readyz")).await.unwrap();
-    assert_eq!(
-        ready.status(),
-        503,
+    // The signal is handled asynchronously: poll, but the flip must come while the
+    // requests (held 800 ms by the origin) are still in flight.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ready = reqwest::get(gw.admin_url("/readyz")).await.unwrap();
+        if ready.status() == 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "readyz never flipped to 503");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        in_flight.iter().all(|t| !t.is_finished()),
         "readyz must flip before in-flight requests end"
     );
     for t in in_flight {
