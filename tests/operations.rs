@@ -59,7 +59,11 @@ async fn every_request_gets_one_access_log_line() {
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Lines reach stderr through the writer thread: wait for them, then count.
+    eventually(Duration::from_secs(5), "five access lines", || {
+        (gw.stderr().matches("meridian::access").count() >= 5).then_some(())
+    })
+    .await;
     let log = gw.stderr();
     let lines: Vec<&str> = log
         .lines()
@@ -111,7 +115,10 @@ async fn json_access_log_lines_parse_with_every_field() {
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(Duration::from_secs(5), "the access line", || {
+        gw.stderr().contains("json-1").then_some(())
+    })
+    .await;
     let log = gw.stderr();
     let line = log
         .lines()
