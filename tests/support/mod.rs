@@ -1,4 +1,4 @@
-//! Shared end-to-end fixtures: the real `meridian` binary on ephemeral ports,
+//! Shared end-to-end fixtures: the real `meridian` binary on free loopback ports,
 //! simulated origins (`meridian::demo::SimOrigin`), and polling helpers.
 #![allow(dead_code)]
 
@@ -11,12 +11,34 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)] // not every test binary uses it
 pub use meridian::demo::SimOrigin;
 
-/// A port that was free a moment ago (the gateway binds it right after).
+/// A loopback port that was free a moment ago, for the gateway to bind right after.
+/// Taken from below the kernel's ephemeral range: a port from inside it (bind to 0,
+/// close) can be handed to any test's outgoing connection before the gateway binds
+/// it ("Address already in use"). Ports are handed out once per test process,
+/// starting at an offset by pid; cargo runs the test binaries one after another.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral port")
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let (low, span) = (10_000, ephemeral_low.saturating_sub(10_000));
+    if span < 1_000 {
+        // No room below the range: fall back to a port the kernel picks.
+        return TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("an ephemeral port");
+    }
+    let start = std::process::id() * 7_919 % span;
+    for _ in 0..span {
+        let port = (low + (start + NEXT.fetch_add(1, Relaxed)) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{ephemeral_low}")
 }
 
 /// A fresh temporary directory for one test.
