@@ -31,7 +31,8 @@ pub fn free_port() -> u16 {
             .map(|a| a.port())
             .expect("an ephemeral port");
     }
-    let start = std::process::id() * 7_919 % span;
+    // u64: a pid (up to 2^22) times the spread overflows u32, a panic in a debug build.
+    let start = (u64::from(std::process::id()) * 7_919 % u64::from(span)) as u32;
     for _ in 0..span {
         let port = (low + (start + NEXT.fetch_add(1, Relaxed)) % span) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
