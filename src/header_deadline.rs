@@ -58,22 +58,23 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for WithHeaderDeadline<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let timed =
-            stream.selected_alpn_proto() != Some(ALPN::H2) && !stream.as_any().is::<Deadline>();
-        let stream: Stream = if timed {
-            let limit = self
-                .shared
-                .snapshot
-                .load()
-                .config
-                .timeouts
-                .request_header
-                .get();
-            Box::new(Deadline::new(stream, limit, self.cut.clone()))
-        } else {
-            stream
-        };
-        self.app.process_new(stream, shutdown).await
+        // Pingora hands a kept-alive connection back here for each next request:
+        // it is wrapped already. HTTP/2 over TLS is not timed (no HTTP/1 headers).
+        let wrapped = stream.as_any().is::<Deadline>();
+        if wrapped || stream.selected_alpn_proto() == Some(ALPN::H2) {
+            return self.app.process_new(stream, shutdown).await;
+        }
+        // One expression: the snapshot guard must not live across the await below.
+        let limit = self
+            .shared
+            .snapshot
+            .load()
+            .config
+            .timeouts
+            .request_header
+            .get();
+        let timed = Box::new(Deadline::new(stream, limit, self.cut.clone()));
+        self.app.process_new(timed, shutdown).await
     }
 
     async fn cleanup(&self) {
