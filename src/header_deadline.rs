@@ -16,71 +16,15 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use bytes::{Buf, Bytes};
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::{SslDigest, TlsRef};
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
-use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-use crate::state::Shared;
-
-/// The proxy's `ServerApp` with every HTTP/1 connection behind a [`Deadline`].
-pub struct WithHeaderDeadline<A> {
-    app: Arc<A>,
-    shared: Arc<Shared>,
-    /// `requests_rejected_total{reason="header_timeout"}`, looked up once.
-    cut: IntCounter,
-}
-
-impl<A> WithHeaderDeadline<A> {
-    pub fn new(app: A, shared: Arc<Shared>) -> Self {
-        let cut = shared
-            .metrics
-            .requests_rejected
-            .with_label_values(&["header_timeout"]);
-        WithHeaderDeadline {
-            app: Arc::new(app),
-            shared,
-            cut,
-        }
-    }
-}
-
-#[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for WithHeaderDeadline<A> {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        // Pingora hands a kept-alive connection back here for each next request:
-        // it is wrapped already. HTTP/2 over TLS is not timed (no HTTP/1 headers).
-        let wrapped = stream.as_any().is::<Deadline>();
-        if wrapped || stream.selected_alpn_proto() == Some(ALPN::H2) {
-            return self.app.process_new(stream, shutdown).await;
-        }
-        // One expression: the snapshot guard must not live across the await below.
-        let limit = self
-            .shared
-            .snapshot
-            .load()
-            .config
-            .timeouts
-            .request_header
-            .get();
-        let timed = Box::new(Deadline::new(stream, limit, self.cut.clone()));
-        self.app.process_new(timed, shutdown).await
-    }
-
-    async fn cleanup(&self) {
-        self.app.cleanup().await
-    }
-}
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
@@ -107,6 +51,8 @@ pub struct Deadline {
     /// Armed only while a header is incomplete and the client has nothing to send.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     cut: IntCounter,
+    /// Bytes read by [`Deadline::poll_next_request`], given to the next reads.
+    replay: Option<Bytes>,
 }
 
 impl std::fmt::Debug for Deadline {
@@ -127,6 +73,27 @@ impl Deadline {
             first_read: true,
             timer: None,
             cut,
+            replay: None,
+        }
+    }
+
+    /// Ready once the client sent more bytes (true) or closed (false). The bytes
+    /// are kept for the next reads: an idle connection waits here, in whatever
+    /// small future polls this, and needs no read buffer until data comes.
+    pub fn poll_next_request(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.replay.is_some() {
+            return Poll::Ready(Ok(true));
+        }
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let mut buf = ReadBuf::uninit(&mut space);
+        match Pin::new(&mut *self).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Ok(false)),
+            Poll::Ready(Ok(())) => {
+                self.replay = Some(Bytes::copy_from_slice(buf.filled()));
+                Poll::Ready(Ok(true))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -231,6 +198,16 @@ impl AsyncRead for Deadline {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        // Bytes already read (and followed) by poll_next_request come first.
+        if let Some(kept) = &mut this.replay {
+            let n = kept.len().min(buf.remaining());
+            buf.put_slice(&kept[..n]);
+            kept.advance(n);
+            if kept.is_empty() {
+                this.replay = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -314,6 +291,8 @@ impl Ssl for Deadline {
 #[async_trait]
 impl Peek for Deadline {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        // Only a new connection is peeked at, before anything was read ahead.
+        debug_assert!(self.replay.is_none());
         let since = Instant::now();
         match tokio::time::timeout(self.limit, self.inner.try_peek(buf)).await {
             Ok(peeked) => {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod cookie;
 pub mod demo;
 pub mod dns;
+pub mod downstream;
 pub mod explain;
 pub mod facts;
 pub mod geo;

@@ -15,7 +15,7 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, Shut
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
-use crate::header_deadline::WithHeaderDeadline;
+use crate::downstream::Downstream;
 use crate::proxy::Proxy;
 use crate::state::Shared;
 
@@ -65,11 +65,12 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
     );
     http.server_options = Some(opts);
     http.handle_init_modules();
-    let app = WithHeaderDeadline::new(http, shared.clone());
+    let app = Downstream::new(http, shared.clone());
     let mut proxy = Service::new("meridian proxy".into(), app);
-    // Pingora reads requests into its own header buffer; a 64 KiB L4 read buffer in
-    // front of it (the default) costs that much per idle keep-alive client. A small
-    // one keeps thousands of idle clients cheap (see loadtest/RESULTS.md).
+    // No L4 read buffer: a connection's next request is read by
+    // `Deadline::poll_next_request` into a stack buffer and then into Pingora's header
+    // buffer, so a buffer per connection (64 KiB by default) would only hold idle
+    // clients' memory (see loadtest/RESULTS.md).
     let l4 = L4BufferSettings::new(l4_read_buffer(), DEFAULT_L4_WRITE_BUFFER_SIZE);
     for (i, l) in cfg.listeners.iter().enumerate() {
         let addr = l.address.to_string();
@@ -126,12 +127,13 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Bytes of L4 read buffer per client connection (`MERIDIAN_L4_READ_BUFFER`).
+/// Bytes of L4 read buffer per client connection (`MERIDIAN_L4_READ_BUFFER`, for
+/// measuring; none by default).
 fn l4_read_buffer() -> usize {
     std::env::var("MERIDIAN_L4_READ_BUFFER")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(4096)
+        .unwrap_or(0)
 }
 
 struct AdminService {

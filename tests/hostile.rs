@@ -210,34 +210,6 @@ async fn trickle(gw: &Gateway, header: &'static [u8], gap: Duration) -> (Duratio
     )
 }
 
-/// One whole response with a `Content-Length` from a keep-alive connection.
-async fn read_response(s: &mut TcpStream) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&got).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap())
-                })
-                .expect("a content-length");
-            if body.len() >= length {
-                return text;
-            }
-        }
-        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
-            .await
-            .expect("a response in time")
-            .unwrap();
-        assert!(n > 0, "closed mid-response: {text}");
-        got.extend_from_slice(&buf[..n]);
-    }
-}
-
 #[tokio::test]
 async fn a_request_header_trickled_past_its_deadline_is_cut_and_counted() {
     let (gw, o) = gateway().await;

@@ -491,6 +491,9 @@ pub struct Timeouts {
     /// byte (slowloris); Pingora alone only times each read.
     #[serde(default = "default_request_header_timeout")]
     pub request_header: Duration,
+    /// How long a kept-alive client may stay silent between requests.
+    #[serde(default = "default_client_idle_timeout")]
+    pub client_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -500,6 +503,7 @@ impl Default for Timeouts {
             read: default_read_timeout(),
             idle: default_idle_timeout(),
             request_header: default_request_header_timeout(),
+            client_idle: default_client_idle_timeout(),
         }
     }
 }
@@ -515,6 +519,9 @@ fn default_idle_timeout() -> Duration {
 }
 fn default_request_header_timeout() -> Duration {
     Duration::from_secs(10)
+}
+fn default_client_idle_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 #[derive(Debug, Clone, Deserialize)]

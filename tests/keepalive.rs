@@ -1,0 +1,108 @@
+//! Kept-alive client connections over raw sockets: meridian runs the wait between
+//! requests itself (src/downstream.rs), so it owns what ends an idle connection:
+//! `timeouts.client_idle` of silence, the client closing, a graceful shutdown.
+
+mod support;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn gateway(extra: &str) -> (Gateway, SimOrigin) {
+    let o = origin("us-east-1").await;
+    let yaml = format!(
+        r#"
+local_region: us-east-1
+listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
+admin: {{ address: "{{{{ADMIN}}}}" }}
+regions:
+  us-east-1: {{ origins: [ {{ address: "{}" }} ] }}
+health: {{ interval: 4s, timeout: 3s }}
+{extra}
+"#,
+        o.addr
+    );
+    (Gateway::start(&yaml).await, o)
+}
+
+/// Sends one GET on `s` and reads its whole answer; returns the status line.
+async fn get(s: &mut TcpStream, path: &str) -> String {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let answer = read_response(s).await;
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+/// How long until the gateway closes `s` (reads nothing but the end).
+async fn closed_after(s: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(within, s.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => Some(started.elapsed()),
+        Ok(Ok(n)) => panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&buf[..n])),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_client_idle_and_a_busy_one_is_not() {
+    let (gw, o) = gateway("timeouts: { client_idle: 1s }").await;
+    let mut busy = TcpStream::connect(gw.addr).await.unwrap();
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    assert_eq!(get(&mut silent, "/once").await, "HTTP/1.1 200 OK");
+    // Requests 300 ms apart for 3 s: the connection outlives the limit many times
+    // over, but is never silent for as long as it.
+    let watch = tokio::spawn(async move {
+        let closed = closed_after(&mut silent, Duration::from_secs(4)).await;
+        closed.expect("the silent client is closed")
+    });
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(get(&mut busy, "/busy").await, "HTTP/1.1 200 OK");
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let silent_for = watch.await.unwrap();
+    assert!(
+        silent_for >= Duration::from_millis(800) && silent_for < Duration::from_millis(2500),
+        "the silent client was closed after {silent_for:?} (client_idle: 1s)"
+    );
+    let seen = o.control.seen();
+    assert_eq!(seen.iter().filter(|r| r.path == "/busy").count(), sent);
+    // The busy one, now left silent, goes the same way.
+    assert!(closed_after(&mut busy, Duration::from_secs(3))
+        .await
+        .is_some());
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_closes_idle_clients_at_once_and_finishes_busy_ones() {
+    let (mut gw, o) = gateway("shutdown: { grace_period: 5s }").await;
+    let mut idle = TcpStream::connect(gw.addr).await.unwrap();
+    let mut busy = TcpStream::connect(gw.addr).await.unwrap();
+    assert_eq!(get(&mut idle, "/before").await, "HTTP/1.1 200 OK");
+    // The busy client's request is held at the origin while shutdown starts.
+    let arrived = o.control.arrived.load(Relaxed);
+    o.control.delay_ms.store(1500, Relaxed);
+    let in_flight = tokio::spawn(async move { get(&mut busy, "/slow").await });
+    eventually(
+        Duration::from_secs(3),
+        "the slow request reaches the origin",
+        || (o.control.arrived.load(Relaxed) > arrived).then_some(()),
+    )
+    .await;
+    gw.signal("TERM");
+    let closed = closed_after(&mut idle, Duration::from_secs(3)).await;
+    assert!(
+        closed.is_some_and(|c| c < Duration::from_secs(1)),
+        "an idle client is closed as shutdown starts, not at the end of the 5 s grace period ({closed:?})"
+    );
+    assert_eq!(in_flight.await.unwrap(), "HTTP/1.1 200 OK");
+    let (status, _) = gw.wait(Duration::from_secs(10));
+    assert!(status.success());
+}
