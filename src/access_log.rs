@@ -193,7 +193,7 @@ fn padded(s: &mut Vec<u8>, v: u64, width: u32) {
 }
 
 /// An address as `Display` writes it; IPv4, the common case, without `core::fmt`.
-fn ip(s: &mut Vec<u8>, ip: IpAddr) {
+pub(crate) fn ip(s: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {

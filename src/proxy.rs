@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
@@ -21,6 +22,12 @@ use crate::geo::Country;
 use crate::routing::{self, Decision, LiveHealth, TokenUse};
 use crate::snapshot::{RegionIdx, Snapshot};
 use crate::state::{now_ms, Shared};
+
+// Header names looked up on every request, parsed once: a `&str` name is parsed
+// again at each lookup.
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_WRITE_TOKEN: HeaderName = HeaderName::from_static(WRITE_HEADER);
 
 /// The proxy service: one per process, shared by all listeners.
 pub struct Proxy {
@@ -124,8 +131,14 @@ fn request_host(req: &RequestHeader) -> &str {
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri.host())
         .unwrap_or("");
-    match host.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+    // A byte scan: hosts are short, and `rsplit_once` costs several times more.
+    match host.bytes().rposition(|b| b == b':') {
+        Some(i)
+            if host.as_bytes()[i + 1..].iter().all(u8::is_ascii_digit)
+                && !host[..i].ends_with(':') =>
+        {
+            &host[..i]
+        }
         _ => host,
     }
 }
@@ -379,21 +392,21 @@ impl ProxyHttp for Proxy {
         }
         let req = session.req_header();
         ctx.request_id = Some(request_id(
-            req.headers.get("x-request-id").map(|v| v.as_bytes()),
+            req.headers.get(&X_REQUEST_ID).map(|v| v.as_bytes()),
         ));
-        let values = |name: &'static str| {
+        let values = |name: &'static HeaderName| {
             req.headers
                 .get_all(name)
                 .into_iter()
                 .filter_map(|v| v.to_str().ok())
         };
         // Usually none or one: an empty Vec does not allocate.
-        let cookies: Vec<&str> = values("cookie").collect();
+        let cookies: Vec<&str> = values(&http::header::COOKIE).collect();
         let raw = RawRequest {
             peer: peer_ip,
-            xff: values("x-forwarded-for"),
+            xff: values(&X_FORWARDED_FOR),
             cookies: &cookies,
-            token_header: values(WRITE_HEADER).next(),
+            token_header: values(&X_WRITE_TOKEN).next(),
             method: req.method.as_str(),
             host: request_host(req),
             path: req.uri.path(),
@@ -471,12 +484,18 @@ impl ProxyHttp for Proxy {
         let snap = ctx.snap();
         let (r, o) = ctx.current.expect("upstream_peer chose a target");
         let origin = &snap.regions[r].origins[o];
-        let client = ctx.peer_ip.map(|ip| ip.to_string()).unwrap_or_default();
-        // Append the peer to any X-Forwarded-For the client sent (one header, comma-joined).
-        let xff = match upstream.headers.get("x-forwarded-for") {
-            Some(prev) => format!("{}, {client}", String::from_utf8_lossy(prev.as_bytes())),
-            None => client,
-        };
+        // Append the peer to any X-Forwarded-For the client sent (one header,
+        // comma-joined), written by hand: `format!` costs several times more.
+        let mut xff = Vec::with_capacity(64);
+        if let Some(prev) = upstream.headers.get(&X_FORWARDED_FOR) {
+            xff.extend_from_slice(prev.as_bytes());
+            xff.extend_from_slice(b", ");
+        }
+        if let Some(ip) = ctx.peer_ip {
+            crate::access_log::ip(&mut xff, ip);
+        }
+        let xff = HeaderValue::from_maybe_shared(Bytes::from(xff))
+            .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "X-Forwarded-For"))?;
         upstream.insert_header("x-forwarded-for", xff)?;
         upstream.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
         if let Some(host) = session
@@ -711,5 +730,26 @@ impl ProxyHttp for Proxy {
             };
             crate::access_log::log(&entry, crate::logging::json());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_of(host: &str) -> String {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("host", host).unwrap();
+        request_host(&req).to_string()
+    }
+
+    #[test]
+    fn the_port_is_cut_from_the_host_and_nothing_else() {
+        assert_eq!(host_of("api.example.com:8443"), "api.example.com");
+        assert_eq!(host_of("api.example.com"), "api.example.com");
+        assert_eq!(host_of("[2001:db8::1]:443"), "[2001:db8::1]");
+        assert_eq!(host_of("[2001:db8::1]"), "[2001:db8::1]");
+        assert_eq!(host_of("a.example:"), "a.example");
+        assert_eq!(host_of("a.example:x1"), "a.example:x1");
     }
 }

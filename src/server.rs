@@ -71,7 +71,10 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
     // `Deadline::poll_next_request` into a stack buffer and then into Pingora's header
     // buffer, so a buffer per connection (64 KiB by default) would only hold idle
     // clients' memory (see loadtest/RESULTS.md).
-    let l4 = L4BufferSettings::new(l4_read_buffer(), DEFAULT_L4_WRITE_BUFFER_SIZE);
+    let l4 = L4BufferSettings::new(
+        l4_buffer("MERIDIAN_L4_READ_BUFFER", 0),
+        l4_buffer("MERIDIAN_L4_WRITE_BUFFER", DEFAULT_L4_WRITE_BUFFER_SIZE),
+    );
     for (i, l) in cfg.listeners.iter().enumerate() {
         let addr = l.address.to_string();
         if l.tls.is_none() {
@@ -127,13 +130,13 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Bytes of L4 read buffer per client connection (`MERIDIAN_L4_READ_BUFFER`, for
-/// measuring; none by default).
-fn l4_read_buffer() -> usize {
-    std::env::var("MERIDIAN_L4_READ_BUFFER")
+/// Bytes of an L4 buffer per client connection, from `var` (for measuring) or
+/// the default given.
+fn l4_buffer(var: &str, default: usize) -> usize {
+    std::env::var(var)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(default)
 }
 
 struct AdminService {
