@@ -2,8 +2,8 @@
 //! and its keep-alive loop run here rather than in Pingora.
 //!
 //! Why the loop is ours: Pingora waits for a kept-alive client's next request
-//! inside the proxy's per-request future, which is tens of KiB (the whole proxy
-//! state machine), so every idle client held that much. Here an idle client waits
+//! inside the proxy's per-request future and session, over 20 KiB together (the
+//! whole proxy state machine and its buffers), so every idle client held that much. Here an idle client waits
 //! in a small future for its next bytes ([`Deadline::poll_next_request`] keeps them for
 //! Pingora's first read) and the proxy's future exists only while a request is in
 //! flight. Owning the wait also gives idle clients a timeout
@@ -13,7 +13,7 @@
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
@@ -26,6 +26,9 @@ use tokio::time::Sleep;
 use crate::config::{units, Timeouts};
 use crate::header_deadline::Deadline;
 use crate::state::Shared;
+
+/// A timer's deadline before its first use: later than any wait's.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -87,7 +90,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Downstream<A> {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::debug!("client closed before its first request: {e}");
+                    tracing::debug!("no first request from a new client: {e}");
                     return None;
                 }
             }
@@ -108,8 +111,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
     async fn http1(&self, mut stream: Stream, shutdown: &ShutdownWatch, data_ready: bool) {
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut idle = IdleWait {
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            armed: false,
+            // Set at the first wait: a timer is registered only once polled.
+            timer: Box::pin(tokio::time::sleep(NEVER)),
             shutdown: shutdown.clone(),
             watching: true,
         };
@@ -146,10 +149,10 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
 /// A connection's wait for its next request, with what ends it: the client
 /// closing, `timeouts.client_idle` of silence, or the start of a graceful shutdown.
 struct IdleWait {
-    /// One timer for the connection's whole life: re-armed only when it fires
-    /// early, so a busy connection pays no timer registration per request.
+    /// One timer for the connection's whole life: moved only when it would fire
+    /// late (the first wait, a shorter limit after a reload) or fired early, so a
+    /// busy connection pays no timer registration per request.
     timer: Pin<Box<Sleep>>,
-    armed: bool,
     shutdown: ShutdownWatch,
     watching: bool,
 }
@@ -165,10 +168,9 @@ impl IdleWait {
         if *self.shutdown.borrow() {
             return None;
         }
-        let since = Instant::now();
-        if !self.armed {
-            self.timer.as_mut().reset((since + limit).into());
-            self.armed = true;
+        let deadline = tokio::time::Instant::now() + limit;
+        if self.timer.deadline() > deadline {
+            self.timer.as_mut().reset(deadline);
         }
         loop {
             tokio::select! {
@@ -177,12 +179,11 @@ impl IdleWait {
                     return matches!(came, Ok(true)).then_some(timed as Stream);
                 }
                 () = self.timer.as_mut() => {
-                    let deadline = since + limit;
-                    if Instant::now() >= deadline {
+                    if tokio::time::Instant::now() >= deadline {
                         return None;
                     }
                     // Set for an earlier wait: this one's silence began later.
-                    self.timer.as_mut().reset(deadline.into());
+                    self.timer.as_mut().reset(deadline);
                 }
                 r = self.shutdown.changed(), if self.watching => match r {
                     Ok(()) if *self.shutdown.borrow_and_update() => return None,
