@@ -106,3 +106,98 @@ async fn a_graceful_shutdown_closes_idle_clients_at_once_and_finishes_busy_ones(
     let (status, _) = gw.wait(Duration::from_secs(10));
     assert!(status.success());
 }
+
+/// What the client does on one connection: send bytes, or pause.
+enum Step {
+    Send(&'static [u8]),
+    Pause(u64),
+}
+use Step::{Pause, Send};
+
+/// What is done, the steps, the answers' statuses, closed after them (None: either).
+type Case = (&'static str, Vec<Step>, Vec<u16>, Option<bool>);
+
+/// Plays `steps` on a fresh connection, then reads for 1.5 s; returns the statuses
+/// of the answers in order and whether the gateway closed the connection.
+async fn play(gw: &Gateway, steps: &[Step]) -> (Vec<u16>, bool) {
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    for step in steps {
+        match step {
+            Send(bytes) => s.write_all(bytes).await.unwrap(),
+            Pause(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+        }
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_millis(1500), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    let text = String::from_utf8_lossy(&got);
+    let statuses = text
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(i, m)| text.get(i + m.len()..i + m.len() + 3)?.parse().ok())
+        .collect();
+    (statuses, closed)
+}
+
+#[tokio::test]
+async fn connection_semantics_hold_through_meridians_keep_alive_loop() {
+    let (gw, _o) = gateway("").await;
+    const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    let cases: Vec<Case> = vec![
+        ("two requests, a pause between", vec![Send(GET), Pause(300), Send(GET)], vec![200, 200], Some(false)),
+        (
+            // The first bytes of the next request are read while waiting for it, the
+            // rest by Pingora: the header deadline and the parser see one header.
+            "a header split across reads after a pause",
+            vec![Send(GET), Pause(200), Send(b"GET /b HT"), Pause(200), Send(b"TP/1.1\r\nHost: x\r\n\r\n")],
+            vec![200, 200],
+            Some(false),
+        ),
+        ("Connection: close", vec![Send(b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")], vec![200], Some(true)),
+        ("HTTP/1.0", vec![Send(b"GET /a HTTP/1.0\r\nHost: x\r\n\r\n")], vec![200], Some(true)),
+        (
+            "HTTP/1.0 with keep-alive",
+            vec![
+                Send(b"GET /a HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"),
+                Pause(200),
+                Send(b"GET /a HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"),
+            ],
+            vec![200, 200],
+            Some(false),
+        ),
+        (
+            "a chunked body, then the next request",
+            vec![
+                Send(b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+                Pause(200),
+                Send(GET),
+            ],
+            vec![200, 200],
+            Some(false),
+        ),
+        (
+            "Expect: 100-continue",
+            vec![
+                Send(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"),
+                Pause(300),
+                Send(b"hello"),
+            ],
+            vec![100, 200],
+            // Pingora 0.9 closes after it (as it did before meridian's loop): not
+            // a promise either way.
+            None,
+        ),
+    ];
+    for (what, steps, statuses, closed) in cases {
+        let (got, got_closed) = play(&gw, &steps).await;
+        assert_eq!(got, statuses, "{what}");
+        if let Some(closed) = closed {
+            assert_eq!(got_closed, closed, "{what}: closed");
+        }
+    }
+}
