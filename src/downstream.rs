@@ -24,14 +24,11 @@ use prometheus::IntCounter;
 use tokio::time::Sleep;
 
 use crate::config::{units, Timeouts};
-use crate::header_deadline::Deadline;
+use crate::header_deadline::{Deadline, H2_PREFACE};
 use crate::state::Shared;
 
 /// A timer's deadline before its first use: later than any wait's.
 const NEVER: Duration = Duration::from_secs(100 * 365 * 86_400);
-
-/// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The proxy's `ServerApp`, with the HTTP/1 connection handling described above.
 pub struct Downstream<A> {
@@ -69,12 +66,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Downstream<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let opts = self.app.server_options();
-        // HTTP/2 over TLS and custom protocols are Pingora's alone; a stream
-        // already wrapped comes from Pingora's own loop.
-        if stream.as_any().is::<Deadline>()
-            || stream.selected_alpn_proto() == Some(ALPN::H2)
-            || opts.is_some_and(|o| o.force_custom)
-        {
+        // HTTP/2 over TLS and custom protocols are Pingora's alone.
+        if stream.selected_alpn_proto() == Some(ALPN::H2) || opts.is_some_and(|o| o.force_custom) {
             return self.app.process_new(stream, shutdown).await;
         }
         let limit = self.timeout(|t| t.request_header);
@@ -107,8 +100,14 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Downstream<A> {
 impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
     /// Pingora's HTTP/1 keep-alive loop (`ServerApp for HttpServerApp`), with the
     /// wait between requests moved out of the proxy's future. `data_ready`: the
-    /// first request's bytes are known to have come (h2c peeked them).
-    async fn http1(&self, mut stream: Stream, shutdown: &ShutdownWatch, data_ready: bool) {
+    /// first request's bytes are known to have come (h2c peeked them). Ends (None)
+    /// with the connection.
+    async fn http1(
+        &self,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+        data_ready: bool,
+    ) -> Option<()> {
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut idle = IdleWait {
             // Set at the first wait: a timer is registered only once polled.
@@ -116,17 +115,15 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
             shutdown: shutdown.clone(),
             watching: true,
         };
-        let mut waited = data_ready;
+        let mut ready = data_ready;
         loop {
-            if !std::mem::take(&mut waited) {
+            if !ready {
                 let limit = self.timeout(|t| t.client_idle);
-                match idle.next_request(stream, limit).await {
-                    Some(s) => stream = s,
-                    None => return,
-                }
+                stream = idle.next_request(stream, limit).await?;
             }
+            ready = false;
             let mut session = ServerSession::new_http1(stream);
-            match settings.take() {
+            match settings {
                 Some(s) => s.apply_to_session(&mut session),
                 None => {
                     // Pingora's defaults for a new connection.
@@ -138,10 +135,11 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
                     );
                 }
             }
-            let Some(reused) = self.app.process_new_http(session, shutdown).await else {
-                return;
-            };
-            (stream, settings) = reused.consume();
+            (stream, settings) = self
+                .app
+                .process_new_http(session, shutdown)
+                .await?
+                .consume();
         }
     }
 }

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -26,7 +26,8 @@ use pingora::protocols::{
 use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+/// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
+pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Where the connection is, as far as request headers go.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,15 +87,12 @@ impl Deadline {
         }
         let mut space = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
         let mut buf = ReadBuf::uninit(&mut space);
-        match Pin::new(&mut *self).poll_read(cx, &mut buf) {
-            Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Ok(false)),
-            Poll::Ready(Ok(())) => {
-                self.replay = Some(Bytes::copy_from_slice(buf.filled()));
-                Poll::Ready(Ok(true))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
+        ready!(Pin::new(&mut *self).poll_read(cx, &mut buf))?;
+        if buf.filled().is_empty() {
+            return Poll::Ready(Ok(false));
         }
+        self.replay = Some(Bytes::copy_from_slice(buf.filled()));
+        Poll::Ready(Ok(true))
     }
 
     /// Follows the request through the bytes just read.
