@@ -1,25 +1,25 @@
 //! Plain Pingora: a reverse proxy to one origin with no routing, no metrics, no
 //! logging: the floor meridian's per-request cost is compared against
 //! (`loadtest/perf`). Same Pingora settings as `meridian run`: one thread, the
-//! upstream pool, no L4 read buffer, and the default `timeouts` on the origin
-//! (connect 2 s, read 30 s, idle 60 s), which Pingora's timer pays for per request.
+//! upstream pool, no L4 read buffer, and meridian's default `timeouts` on the
+//! origin, which Pingora's timer pays for per request.
 //!
 //!   cargo run --release --example passthrough -- LISTEN ORIGIN
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-
-// The same allocator as the meridian binary, so the comparison is of the proxy work.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use meridian::config::Timeouts;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 
+// The same allocator as the meridian binary, so the comparison is of the proxy work.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Passthrough {
     origin: std::net::SocketAddr,
+    timeouts: Timeouts,
 }
 
 #[async_trait]
@@ -28,10 +28,11 @@ impl ProxyHttp for Passthrough {
     fn new_ctx(&self) {}
 
     async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<Box<HttpPeer>> {
+        let t = &self.timeouts;
         let mut peer = HttpPeer::new(self.origin, false, String::new());
-        peer.options.connection_timeout = Some(Duration::from_secs(2));
-        peer.options.read_timeout = Some(Duration::from_secs(30));
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        peer.options.connection_timeout = Some(t.connect.get());
+        peer.options.read_timeout = Some(t.read.get());
+        peer.options.idle_timeout = Some(t.idle.get());
         Ok(Box::new(peer))
     }
 }
@@ -56,6 +57,7 @@ fn main() {
         &server.configuration,
         Passthrough {
             origin: origin.parse().expect("ORIGIN is host:port"),
+            timeouts: Timeouts::default(),
         },
     );
     let l4 = L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE);
