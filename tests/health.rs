@@ -573,20 +573,9 @@ async fn the_retry_budget_caps_retries_when_everything_fails() {
 /// With one origin and nothing to retry on, a timeout is a 504, not a failed retry.
 #[tokio::test]
 async fn a_lone_slow_origin_gives_504_upstream_timeout() {
-    let a = origin("us-east-1").await;
-    let yaml = format!(
-        r#"
-local_region: us-east-1
-listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
-admin: {{ address: "{{{{ADMIN}}}}" }}
-regions:
-  us-east-1: {{ origins: [ {{ address: "{}" }} ] }}
-health: {{ interval: 5s, timeout: 1s }}
-timeouts: {{ read: 300ms }}
-"#,
-        a.addr
-    );
-    let gw = Gateway::start(&yaml).await;
+    let (gw, a) =
+        one_origin_gateway("health: { interval: 5s, timeout: 1s }\ntimeouts: { read: 300ms }")
+            .await;
     a.control.delay_ms.store(1000, Relaxed);
     let r = reqwest::get(gw.url("/slow")).await.unwrap();
     assert_eq!(r.status(), 504);

@@ -11,21 +11,9 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// One origin; its probes may take long (tests here hold requests at the origin).
 async fn gateway(extra: &str) -> (Gateway, SimOrigin) {
-    let o = origin("us-east-1").await;
-    let yaml = format!(
-        r#"
-local_region: us-east-1
-listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
-admin: {{ address: "{{{{ADMIN}}}}" }}
-regions:
-  us-east-1: {{ origins: [ {{ address: "{}" }} ] }}
-health: {{ interval: 4s, timeout: 3s }}
-{extra}
-"#,
-        o.addr
-    );
-    (Gateway::start(&yaml).await, o)
+    one_origin_gateway(&format!("health: {{ interval: 4s, timeout: 3s }}\n{extra}")).await
 }
 
 /// Sends one GET on `s` and reads its whole answer; returns the status line.

@@ -284,6 +284,24 @@ pub async fn origin(region: &str) -> SimOrigin {
         .unwrap()
 }
 
+/// A gateway in front of one simulated origin, in us-east-1; `rest` is added to the
+/// config (health, timeouts, shutdown, ...).
+pub async fn one_origin_gateway(rest: &str) -> (Gateway, SimOrigin) {
+    let o = origin("us-east-1").await;
+    let yaml = format!(
+        r#"
+local_region: us-east-1
+listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
+admin: {{ address: "{{{{ADMIN}}}}" }}
+regions:
+  us-east-1: {{ origins: [ {{ address: "{}" }} ] }}
+{rest}
+"#,
+        o.addr
+    );
+    (Gateway::start(&yaml).await, o)
+}
+
 /// Background load: `clients` keep-alive clients sending GETs to `url` until stopped.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
