@@ -18,13 +18,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::{Stream, ALPN};
+use pingora::protocols::{Peek, Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
 use tokio::time::Sleep;
 
 use crate::config::{units, Timeouts};
-use crate::header_deadline::{Deadline, H2_PREFACE};
+use crate::header_deadline::Deadline;
+
+/// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 use crate::state::Shared;
 
 /// A timer's deadline before its first use: later than any wait's.
@@ -70,16 +73,17 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Downstream<A> {
         if stream.selected_alpn_proto() == Some(ALPN::H2) || opts.is_some_and(|o| o.force_custom) {
             return self.app.process_new(stream, shutdown).await;
         }
+        // A plain connection may be HTTP/2 with prior knowledge (h2c). The peek for
+        // the preface is timed as the start of a header; HTTP/2 then goes to
+        // Pingora unwrapped (it has no HTTP/1 headers to time).
+        let h2c = opts.is_some_and(|o| o.h2c) && stream.get_ssl_digest().is_none();
         let limit = self.timeout(|t| t.request_header);
-        let mut timed: Stream = Box::new(Deadline::new(stream, limit, self.cut.clone()));
-        // A plain connection may be HTTP/2 with prior knowledge (h2c): Pingora peeks
-        // for the preface; the peek is timed as the start of a header.
-        let h2c = opts.is_some_and(|o| o.h2c) && timed.get_ssl_digest().is_none();
+        let mut timed = Box::new(Deadline::new(stream, limit, self.cut.clone()));
         if h2c {
             let mut preface = [0u8; 24];
             match timed.try_peek(&mut preface).await {
                 Ok(true) if preface == *H2_PREFACE => {
-                    return self.app.process_new(timed, shutdown).await;
+                    return self.app.process_new(timed.into_inner(), shutdown).await;
                 }
                 Ok(_) => {}
                 Err(e) => {

@@ -4,9 +4,10 @@
 //! HTTP/1 connection is wrapped in a [`Deadline`] stream that watches the bytes read
 //! through it: from the first byte of a request to the blank line that ends its
 //! header, `timeouts.request_header` at most; past it, the read fails and the
-//! connection closes. Pingora's untimed peek for the HTTP/2 preface at the start
-//! of a plain connection counts as the first header. Bodies, idle keep-alive time
-//! and HTTP/2 are not timed here (Pingora's per-read and keep-alive timeouts cover them).
+//! connection closes. The peek for the HTTP/2 preface at the start of a plain
+//! connection counts as the first header. Bodies and HTTP/2 are not timed here
+//! (a connection found to be HTTP/2 is unwrapped); idle keep-alive time is
+//! `timeouts.client_idle` (src/downstream.rs).
 
 use std::future::Future;
 use std::io;
@@ -26,9 +27,6 @@ use pingora::protocols::{
 use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
-pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
 /// Where the connection is, as far as request headers go.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
@@ -39,7 +37,7 @@ enum Phase {
     InHeader { since: Instant, last: [u8; 4] },
     /// The header is complete: the body and the response are not timed here.
     AfterHeader,
-    /// HTTP/2 with prior knowledge, or a 101 upgrade: no more HTTP/1 headers.
+    /// After a 101 upgrade, or a cut: no more HTTP/1 headers.
     Untimed,
 }
 
@@ -48,7 +46,6 @@ pub struct Deadline {
     inner: Stream,
     limit: Duration,
     phase: Phase,
-    first_read: bool,
     /// Armed only while a header is incomplete and the client has nothing to send.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     cut: IntCounter,
@@ -71,11 +68,15 @@ impl Deadline {
             inner,
             limit,
             phase: Phase::BetweenRequests,
-            first_read: true,
             timer: None,
             cut,
             replay: None,
         }
+    }
+
+    /// The stream it wraps, for a connection that turned out not to be HTTP/1.
+    pub fn into_inner(self) -> Stream {
+        self.inner
     }
 
     /// Ready once the client sent more bytes (true) or closed (false). The bytes
@@ -98,12 +99,6 @@ impl Deadline {
     /// Follows the request through the bytes just read.
     fn read(&mut self, new: &[u8]) {
         if new.is_empty() {
-            return;
-        }
-        if std::mem::take(&mut self.first_read)
-            && H2_PREFACE.starts_with(&new[..new.len().min(H2_PREFACE.len())])
-        {
-            self.phase = Phase::Untimed;
             return;
         }
         let (since, mut last) = match self.phase {
