@@ -855,6 +855,10 @@ where
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(Pin::new(&mut self.io).poll_flush(cx))?;
         self.try_keep_alive(cx);
+        if self.state.is_idle() {
+            // Nothing in flight: an idle connection keeps no buffers.
+            self.io.release_idle_buffers();
+        }
         trace!("flushed({}): {:?}", T::LOG, self.state);
         Poll::Ready(Ok(()))
     }

@@ -1,6 +1,7 @@
 use std::cmp;
 use std::fmt;
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -13,6 +14,10 @@ use crate::common::buf::BufList;
 
 /// The initial buffer size allocated before trying to read from IO.
 pub(crate) const INIT_BUFFER_SIZE: usize = 8192;
+
+/// The largest read made into the stack while no read buffer is held: most
+/// request heads fit, and a larger one takes a second read.
+const IDLE_READ_SIZE: usize = 4096;
 
 /// The minimum value that can be set to max buffer size.
 pub(crate) const MINIMUM_MAX_BUFFER_SIZE: usize = INIT_BUFFER_SIZE;
@@ -238,6 +243,9 @@ where
                 .max()
                 .saturating_sub(self.read_buf.len()),
         );
+        if self.read_buf.capacity() == 0 {
+            return self.poll_read_unbuffered(cx, next);
+        }
         if self.read_buf_remaining_mut() < next {
             self.read_buf.reserve(next);
         }
@@ -264,6 +272,42 @@ where
                 Poll::Pending
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// A read while no read buffer is held (a new or idle connection): into the
+    /// stack first, so a connection waiting for its next message holds no
+    /// buffer; the buffer is allocated once bytes came.
+    fn poll_read_unbuffered(&mut self, cx: &mut Context<'_>, next: usize) -> Poll<io::Result<usize>> {
+        let mut stack = [MaybeUninit::<u8>::uninit(); IDLE_READ_SIZE];
+        let mut buf = ReadBuf::uninit(&mut stack[..cmp::min(next.max(1), IDLE_READ_SIZE)]);
+        match Pin::new(&mut self.io).poll_read(cx, buf.unfilled()) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len();
+                trace!("received {} bytes", n);
+                if n > 0 {
+                    self.read_buf.reserve(cmp::max(next, n));
+                    self.read_buf.extend_from_slice(buf.filled());
+                }
+                self.read_buf_strategy.record(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => {
+                self.read_blocked = true;
+                Poll::Pending
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Frees the read and write buffers when they hold nothing: called once a
+    /// connection is idle, so an idle keep-alive connection costs no buffers.
+    pub(crate) fn release_idle_buffers(&mut self) {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
+            self.read_buf = BytesMut::new();
+        }
+        if self.write_buf.remaining() == 0 {
+            self.write_buf.headers.release();
         }
     }
 
@@ -495,6 +539,14 @@ impl Cursor<Vec<u8>> {
     }
 }
 
+impl Cursor<Vec<u8>> {
+    /// Empties the cursor and frees its allocation.
+    fn release(&mut self) {
+        self.pos = 0;
+        self.bytes = Vec::new();
+    }
+}
+
 impl<T: AsRef<[u8]>> fmt::Debug for Cursor<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cursor")
@@ -535,7 +587,9 @@ pub(super) struct WriteBuf<B> {
 impl<B: Buf> WriteBuf<B> {
     fn new(strategy: WriteStrategy) -> WriteBuf<B> {
         WriteBuf {
-            headers: Cursor::new(Vec::with_capacity(INIT_BUFFER_SIZE)),
+            // Allocated at first use (`headers_mut`), so a connection that never
+            // writes, or is idle, holds none.
+            headers: Cursor::new(Vec::new()),
             max_buf_size: DEFAULT_MAX_BUFFER_SIZE,
             queue: BufList::new(),
             strategy,
@@ -594,6 +648,9 @@ impl<B: Buf> WriteBuf<B> {
 
     fn headers_mut(&mut self) -> &mut Cursor<Vec<u8>> {
         debug_assert!(!self.queue.has_remaining());
+        if self.headers.bytes.capacity() == 0 {
+            self.headers.bytes.reserve(INIT_BUFFER_SIZE);
+        }
         &mut self.headers
     }
 }
