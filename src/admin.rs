@@ -156,17 +156,7 @@ async fn write_endpoint(shared: &Arc<Shared>, path: &str) -> Response<Body> {
 }
 
 /// Serves the admin API on `listener` until the process ends.
-pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
-    let listener = match listener
-        .set_nonblocking(true)
-        .and_then(|()| tokio::net::TcpListener::from_std(listener))
-    {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("admin listener: {e}");
-            return;
-        }
-    };
+pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,

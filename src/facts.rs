@@ -160,6 +160,35 @@ pub fn ryw_window_ms(snap: &Snapshot, window: &crate::snapshot::Window, now_ms: 
     }
 }
 
+/// A write token to hand the client after its write was answered (CONTRACT §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    pub token: String,
+    /// The cookie's Max-Age: the read-your-writes window, rounded up.
+    pub max_age_s: u64,
+}
+
+/// The token pinning a client's reads to `region` after a write below 500 on a
+/// read-your-writes route; None for anything else.
+pub fn issue_write_token(
+    snap: &Snapshot,
+    route: usize,
+    region: crate::snapshot::RegionIdx,
+    is_write: bool,
+    status: u16,
+    now_ms: u64,
+) -> Option<IssuedToken> {
+    let window = snap.routes.get(route)?.read_your_writes.as_ref()?;
+    if !is_write || status >= 500 {
+        return None;
+    }
+    let window_ms = ryw_window_ms(snap, window, now_ms);
+    Some(IssuedToken {
+        token: snap.keys.sign_write(&snap.regions[region].name, now_ms + window_ms),
+        max_age_s: window_ms.div_ceil(1000),
+    })
+}
+
 /// Largest replication lag any eligible origin reports, if any reports one.
 pub fn max_replication_lag_ms(snap: &Snapshot, now_ms: u64) -> Option<u64> {
     snap.regions

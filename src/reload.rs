@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use pingora::server::ShutdownWatch;
+use crate::shutdown::ShutdownWatch;
 
 use crate::state::{build_snapshot, Shared};
 

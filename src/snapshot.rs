@@ -55,7 +55,10 @@ pub struct OriginEntry {
     pub tls: Option<crate::tls::OriginTls>,
     pub sni: String,
     pub host_header: Option<String>,
+    pub protocol: crate::config::OriginProtocol,
     pub health: Arc<OriginHealth>,
+    /// Its kept connections (shared with the snapshots that keep this origin).
+    pub pool: Arc<crate::pool::OriginPool>,
 }
 
 impl AsRef<OriginHealth> for OriginEntry {
@@ -242,8 +245,16 @@ impl Snapshot {
                     .and_then(|t| t.sni.clone())
                     .or_else(|| o.host_header.clone())
                     .unwrap_or_else(|| host.trim_matches(['[', ']']).to_string());
+                // The pool is keyed by everything a connection depends on, so a
+                // reload that changes any of it starts with fresh connections.
+                let pool = registry.pool(&format!(
+                    "{key}|{:?}|{}|{:?}|{sni}",
+                    o.protocol, socket, o.tls
+                ));
                 origins.push(OriginEntry {
                     health: registry.origin(&key),
+                    pool,
+                    protocol: o.protocol,
                     key,
                     address: o.address.clone(),
                     socket,

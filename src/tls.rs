@@ -7,28 +7,33 @@
 //! certificate is served from the next handshake on, and open connections keep
 //! theirs.
 //!
-//! Origins: `OriginTls` holds what the proxy's connector needs (CA list, client
-//! certificate) and the probe's own rustls client config built from the same
-//! files, so probes check exactly what traffic will meet.
+//! Origins: `OriginTls` holds the rustls client configs built from the origin's
+//! files (one offering ALPN `h2` for HTTP/2 origins), used by the proxy's
+//! connections and by probes alike, so probes check exactly what traffic meets.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use pingora::tls::sign::CertifiedKey;
-use pingora::tls::{
-    CertificateDer, CertificateError, ClientConfig, ClientHello, CryptoProvider,
-    DigitallySignedStruct, HandshakeSignatureValid, PrivateKeyDer, ResolvesServerCert,
-    RootCertStore, RusTlsError, ServerCertVerified, ServerCertVerifier, ServerName,
-    SignatureScheme, UnixTime,
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, Error as RusTlsError, RootCertStore,
+    SignatureScheme,
 };
-use pingora::utils::tls::{CertKey, WrappedX509};
 
 use crate::state::Shared;
 
-/// The process's rustls provider: ring, as Pingora installs it.
-fn provider() -> Arc<CryptoProvider> {
-    pingora::tls::install_default_crypto_provider();
+/// The process's rustls provider: ring, installed once as the default.
+pub fn provider() -> Arc<CryptoProvider> {
+    if let Some(p) = CryptoProvider::get_default() {
+        return p.clone();
+    }
+    // A lost race leaves the other thread's (equal) provider installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
@@ -162,7 +167,7 @@ fn system_roots() -> &'static [rustls::pki_types::TrustAnchor<'static>] {
         std::sync::OnceLock::new();
     ROOTS.get_or_init(|| {
         let mut store = RootCertStore::empty();
-        for c in pingora::tls::load_native_certs().unwrap_or_default() {
+        for c in rustls_native_certs::load_native_certs().certs {
             let _ = store.add(c);
         }
         store.roots
@@ -172,12 +177,10 @@ fn system_roots() -> &'static [rustls::pki_types::TrustAnchor<'static>] {
 /// TLS towards one origin.
 #[derive(Debug)]
 pub struct OriginTls {
-    /// Trust anchors from `ca_file` for the proxy's connector (None: system roots).
-    pub ca: Option<Arc<[WrappedX509]>>,
-    /// Client certificate for origins that require mTLS.
-    pub client_cert: Option<Arc<CertKey>>,
-    /// The same settings as a rustls config, for health probes.
-    pub probe: Arc<ClientConfig>,
+    /// For HTTP/1 origins and probes.
+    pub client: Arc<ClientConfig>,
+    /// The same, offering ALPN `h2` (HTTP/2 origins).
+    pub h2: Arc<ClientConfig>,
     /// False: the origin's certificate is not checked (`verify: false`).
     pub verify: bool,
 }
@@ -190,25 +193,16 @@ pub fn origin_tls(
 ) -> Result<OriginTls, String> {
     let provider = provider();
     let mut roots = RootCertStore::empty();
-    let ca = match ca_file {
+    match ca_file {
         Some(path) => {
-            let certs = read_certs(path)?;
-            for c in &certs {
+            for c in read_certs(path)? {
                 roots
-                    .add(c.clone())
+                    .add(c)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
             }
-            let wrapped: Vec<WrappedX509> = certs
-                .iter()
-                .map(|c| WrappedX509::new(c.to_vec(), pingora::utils::tls::parse_x509))
-                .collect();
-            Some(Arc::from(wrapped))
         }
-        None => {
-            roots.extend(system_roots().iter().cloned());
-            None
-        }
-    };
+        None => roots.extend(system_roots().iter().cloned()),
+    }
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
@@ -219,24 +213,20 @@ pub fn origin_tls(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAny(provider.clone())))
     };
-    let (probe, client_cert) = match client {
+    let config = match client {
         Some((cert, key)) => {
             let (chain, key_der) = read_pair(cert, key)?;
-            let cert_key = CertKey::new(
-                chain.iter().map(|c| c.to_vec()).collect(),
-                key_der.secret_der().to_vec(),
-            );
-            let cfg = builder
+            builder
                 .with_client_auth_cert(chain, key_der)
-                .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))?;
-            (cfg, Some(Arc::new(cert_key)))
+                .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))?
         }
-        None => (builder.with_no_client_auth(), None),
+        None => builder.with_no_client_auth(),
     };
+    let mut h2 = config.clone();
+    h2.alpn_protocols = vec![b"h2".to_vec()];
     Ok(OriginTls {
-        ca,
-        client_cert,
-        probe: Arc::new(probe),
+        client: Arc::new(config),
+        h2: Arc::new(h2),
         verify,
     })
 }

@@ -167,6 +167,19 @@ pub struct Origin {
     /// Host header sent upstream; absent = the client's Host.
     #[serde(default)]
     pub host_header: Option<String>,
+    /// What the origin speaks: HTTP/1.1, HTTP/2 over TLS, or cleartext HTTP/2.
+    #[serde(default)]
+    pub protocol: OriginProtocol,
+}
+
+/// An origin's HTTP version (`http1`, `h2` with TLS, `h2c` without).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OriginProtocol {
+    #[default]
+    Http1,
+    H2,
+    H2c,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pingora::server::ShutdownWatch;
+use crate::shutdown::ShutdownWatch;
 use rand::Rng;
 use serde::Serialize;
 

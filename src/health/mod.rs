@@ -145,6 +145,7 @@ pub struct HealthRegistry {
     origins: Mutex<HashMap<String, Arc<OriginHealth>>>,
     regions: Mutex<HashMap<String, Arc<RegionState>>>,
     shifts: Mutex<HashMap<String, Arc<ShiftState>>>,
+    pools: Mutex<HashMap<String, Arc<crate::pool::OriginPool>>>,
 }
 
 impl HealthRegistry {
@@ -155,6 +156,12 @@ impl HealthRegistry {
         m.entry(key.to_string())
             .or_insert_with(|| Arc::new(OriginHealth::new()))
             .clone()
+    }
+    /// The connection pool for an origin `identity` (address, protocol and TLS
+    /// settings), created on first use. Only called while building a snapshot.
+    pub fn pool(&self, identity: &str) -> Arc<crate::pool::OriginPool> {
+        let mut m = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(identity.to_string()).or_default().clone()
     }
     /// The entry for region `name`, created on first use.
     pub fn region(&self, name: &str) -> Arc<RegionState> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use pingora::server::ShutdownWatch;
+use crate::shutdown::ShutdownWatch;
 use rand::Rng;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -204,9 +204,9 @@ async fn probe_once(origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), Pr
     match &origin.tls {
         None => get(stream, origin, path).await,
         Some(tls) => {
-            let name = pingora::tls::ServerName::try_from(origin.sni.clone())
+            let name = rustls::pki_types::ServerName::try_from(origin.sni.clone())
                 .map_err(|e| (FailReason::Tls, Some(format!("sni `{}`: {e}", origin.sni))))?;
-            let stream = pingora::tls::TlsConnector::from(tls.probe.clone())
+            let stream = tokio_rustls::TlsConnector::from(tls.client.clone())
                 .connect(name, stream)
                 .await
                 .map_err(|e| (FailReason::Tls, Some(crate::tls::describe(&e))))?;

@@ -1,71 +1,165 @@
-//! The Pingora glue: gather the request's facts, ask `decide`, carry the
-//! decision out (peer, retries across origins and regions, headers), record it.
+//! The data path on hyper: a request's facts gathered, `decide` asked, the
+//! decision carried out (tries across origins and regions, the wire contract's
+//! headers, write tokens), and the request recorded when its answer ends.
+//!
+//! Policy lives beside `decide` and is pure (`routing::Walk` for where each try
+//! goes, `routing::retry` for whether a failure may be retried, `host` for the
+//! Host rules, `facts::issue_write_token`); this file only gathers and carries.
 
-use std::net::IpAddr;
+mod body;
+mod headers;
+pub mod host;
+pub mod listener;
+mod upstream;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
-use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::prelude::*;
-use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
-use pingora::{ErrorSource, ErrorType};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 
-use crate::config::{RetryMethods, RetryOn};
-use crate::facts::{self, RawRequest, WRITE_COOKIE, WRITE_HEADER};
+pub use body::ResponseBody;
+use body::End;
+
+use crate::config::RetryMethods;
+use crate::facts::{self, RawRequest};
 use crate::geo::Country;
-use crate::routing::{self, Decision, LiveHealth, TokenUse};
+use crate::pool::RequestBody;
+use crate::routing::retry::{self, Failure};
+use crate::routing::{self, Decision, LiveHealth, Reasons, TokenUse, Walk};
 use crate::snapshot::{RegionIdx, Snapshot};
 use crate::state::{now_ms, Shared};
 
-// Header names looked up on every request, parsed once: a `&str` name is parsed
-// again at each lookup.
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_WRITE_TOKEN: HeaderName = HeaderName::from_static(WRITE_HEADER);
+/// Request bodies up to this size are kept whole when `retries.methods: all`, so
+/// a retry can send them again; larger ones stream and are sent once.
+const RETRY_BODY_LIMIT: u64 = 64 * 1024;
 
-/// The proxy service: one per process, shared by all listeners.
+/// What the connection a request came on tells about it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The client's address: the TCP peer, or what a PROXY header said.
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// The proxy: one per process, shared by all listeners.
 pub struct Proxy {
     pub shared: Arc<Shared>,
+    /// No policy at all (`MERIDIAN_PASSTHROUGH=1`): the floor meridian's own
+    /// per-request work is measured against (loadtest/perf's `engine` row).
+    pub passthrough: bool,
 }
 
-/// Per-request state.
-pub struct Ctx {
-    snap: Option<Arc<Snapshot>>,
-    decision: Option<Decision>,
+/// Per-request facts the answer and the record need.
+struct Ctx {
+    snap: Arc<Snapshot>,
     started: Instant,
-    /// Index into the decision's order of the region being tried.
-    region_pos: usize,
-    /// Origins of the current region already tried (bit per origin).
-    tried: u64,
-    /// Tries made so far.
-    attempts: u32,
-    /// Region and origin of the current try.
-    current: Option<(RegionIdx, usize)>,
-    /// When the current try started (time to first byte feeds the EWMA).
-    attempt_started: Instant,
-    /// The client as gathered (trusted X-Forwarded-For or the peer).
-    client_ip: Option<IpAddr>,
-    /// The TCP peer (appended to X-Forwarded-For upstream).
-    peer_ip: Option<IpAddr>,
+    peer_ip: IpAddr,
+    client_ip: IpAddr,
     country: Option<Country>,
-    request_id: Option<String>,
+    request_id: HeaderValue,
     is_write: bool,
     tls: bool,
-    /// The origin's outstanding counter was raised and must be lowered.
-    outstanding: bool,
+    method: Method,
+    uri: Uri,
 }
 
-impl Ctx {
-    fn snap(&self) -> &Snapshot {
-        self.snap
-            .as_deref()
-            .expect("snapshot loaded in request_filter")
+/// What is recorded of a request when its answer ends.
+pub struct Record {
+    shared: Arc<Shared>,
+    ctx: Ctx,
+    route: i64,
+    reasons: Option<Reasons>,
+    /// Region and origin that answered (or were tried last).
+    target: Option<(RegionIdx, usize)>,
+    /// The origin's in-flight count was raised and must be lowered.
+    outstanding: bool,
+    status: u16,
+    tries: u32,
+}
+
+impl Record {
+    /// Metrics, the region's rolling counts and the access log line.
+    fn finish(mut self, bytes: usize, complete: bool) {
+        self.release_outstanding();
+        let snap = &*self.ctx.snap;
+        // A body cut short is a failed answer whatever its status said.
+        let status = if complete { self.status } else { 0 };
+        let region = self
+            .target
+            .map_or("none", |(r, _)| snap.regions[r].name.as_str());
+        if let Some((r, _)) = self.target {
+            let state = &snap.regions[r].state;
+            state.responses.fetch_add(1, Relaxed);
+            if status == 0 || status >= 500 {
+                state.errors.fetch_add(1, Relaxed);
+            }
+        }
+        let decision = self.reasons.map_or("none", |r| r.label());
+        let class = if self.ctx.is_write { "write" } else { "read" };
+        let m = &self.shared.metrics;
+        m.requests
+            .with_label_values(&[region, decision, class, status_class(self.status)])
+            .inc();
+        let elapsed = self.ctx.started.elapsed();
+        m.request_duration
+            .with_label_values(&[region])
+            .observe(elapsed.as_secs_f64());
+        let log = &snap.config.access_log;
+        if log.enabled
+            && tracing::enabled!(target: "meridian::access", tracing::Level::INFO)
+            && (log.sample >= 1.0 || rand::random::<f64>() < log.sample)
+        {
+            let entry = crate::access_log::Entry {
+                request_id: self.ctx.request_id.to_str().unwrap_or(""),
+                client: self.ctx.client_ip,
+                country: self.ctx.country.as_ref().map_or("XX", |c| c.as_str()),
+                method: self.ctx.method.as_str(),
+                path: self.ctx.uri.path(),
+                route: self.route,
+                decision,
+                reasons: self.reasons,
+                region,
+                origin: self
+                    .target
+                    .map_or("", |(r, o)| snap.regions[r].origins[o].address.as_str()),
+                status: self.status,
+                bytes,
+                duration: elapsed,
+                tries: self.tries,
+            };
+            crate::access_log::log(&entry, crate::logging::json());
+        }
+    }
+
+    fn release_outstanding(&mut self) {
+        if std::mem::take(&mut self.outstanding) {
+            if let Some((r, o)) = self.target {
+                self.ctx.snap.regions[r].origins[o]
+                    .health
+                    .outstanding
+                    .fetch_sub(1, Relaxed);
+            }
+        }
+    }
+
+    /// Starts a try at `target`: it is now the one in flight.
+    fn begin(&mut self, target: (RegionIdx, usize)) {
+        self.release_outstanding();
+        self.target = Some(target);
+        self.outstanding = true;
+        self.tries += 1;
+        let (r, o) = target;
+        self.ctx.snap.regions[r].origins[o]
+            .health
+            .outstanding
+            .fetch_add(1, Relaxed);
     }
 }
 
@@ -81,129 +175,376 @@ fn status_class(status: u16) -> &'static str {
 }
 
 /// A request id: the client's when it is short and printable, else a new random one.
-fn request_id(given: Option<&[u8]>) -> String {
+fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
     match given {
-        Some(v) if !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()) => {
-            String::from_utf8_lossy(v).into_owned()
+        Some(v)
+            if !v.is_empty()
+                && v.len() <= 128
+                && v.as_bytes().iter().all(|b| b.is_ascii_graphic()) =>
+        {
+            v.clone()
         }
         _ => {
             // 32 hex digits, written by hand: `format!` costs several times more.
-            let mut id = String::with_capacity(32);
+            let mut id = [0u8; 32];
             let bits = rand::random::<u128>();
-            for shift in (0..32).rev() {
-                id.push(char::from(
-                    b"0123456789abcdef"[(bits >> (shift * 4)) as usize & 15],
-                ));
+            for (i, c) in id.iter_mut().enumerate() {
+                *c = b"0123456789abcdef"[(bits >> ((31 - i) * 4)) as usize & 15];
             }
-            id
+            HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-"))
         }
     }
 }
 
-/// Writes a gateway-made JSON error (CONTRACT §4).
-async fn respond_json(session: &mut Session, status: u16, error: &str, detail: &str) -> Result<()> {
-    let body = serde_json::json!({ "error": error, "detail": detail }).to_string();
-    let mut resp = ResponseHeader::build(status, Some(3))?;
-    resp.insert_header("content-type", "application/json")?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header("cache-control", "no-store")?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session
-        .write_response_body(Some(Bytes::from(body)), true)
-        .await
+/// The request's body as the tries will send it.
+enum Payload {
+    /// None, or kept whole: every try sends it.
+    Whole(Option<Bytes>),
+    /// Streamed: the first try that sends takes it.
+    Once(Option<Incoming>),
 }
 
-/// A Host header is a DNS name or IP literal with an optional port: anything else
-/// (spaces, slashes, quotes, `@`, control bytes) is refused before it reaches a
-/// route match, a log line or an origin.
-fn valid_host(host: &[u8]) -> bool {
-    host.len() <= 255
-        && host.iter().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
-        })
-}
+impl Payload {
+    fn replayable(&self) -> bool {
+        matches!(self, Payload::Whole(_))
+    }
 
-/// The request's host without a port: from Host, else the URI (HTTP/2 `:authority`).
-fn request_host(req: &RequestHeader) -> &str {
-    let host = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.host())
-        .unwrap_or("");
-    // A byte scan: hosts are short, and `rsplit_once` costs several times more.
-    match host.bytes().rposition(|b| b == b':') {
-        Some(i)
-            if host.as_bytes()[i + 1..].iter().all(u8::is_ascii_digit)
-                && !host[..i].ends_with(':') =>
-        {
-            &host[..i]
+    /// The body for the next try; None once a streamed body was sent.
+    fn take(&mut self) -> Option<RequestBody> {
+        match self {
+            Payload::Whole(b) => Some(RequestBody::Full(b.clone())),
+            Payload::Once(b) => b.take().map(RequestBody::Stream),
         }
-        _ => host,
     }
 }
 
 impl Proxy {
-    /// A response with a status from `routing.retries.on`, for a method that may be
-    /// repeated, with somewhere left to go: the retry's target.
-    fn status_retry_target(
-        &self,
-        session: &Session,
-        ctx: &mut Ctx,
-        status: u16,
-    ) -> Option<(RegionIdx, usize)> {
-        let retries = &ctx.snap().config.routing.retries;
-        let method_ok = match retries.methods {
-            RetryMethods::Idempotent => session.req_header().method.is_idempotent(),
-            RetryMethods::All => true,
-        };
-        if !method_ok || !retries.on.contains(&RetryOn::Status(status)) {
-            return None;
+    /// Answers one request; never fails (failures are answers).
+    pub async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Result<Response<ResponseBody>, Infallible> {
+        if self.passthrough {
+            return Ok(self.pass_through(req).await);
         }
-        let to = self.retry_target(ctx)?;
-        self.take_retry(ctx).then_some(to)
+        let snap = self.shared.snapshot.load_full();
+        let peer_ip = conn.peer.ip().to_canonical();
+        let mut ctx = Ctx {
+            snap,
+            started: Instant::now(),
+            peer_ip,
+            client_ip: peer_ip,
+            country: None,
+            request_id: request_id(req.headers().get(&headers::X_REQUEST_ID)),
+            is_write: false,
+            tls: conn.tls,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+        };
+        let host = match host::check(req.version(), req.uri(), req.headers()) {
+            Ok(h) => h,
+            Err(bad) => {
+                self.count_rejected("bad_host");
+                let rec = self.record(ctx, None);
+                return Ok(gateway_error(rec, 400, "bad_request", bad.detail()));
+            }
+        };
+        let snap = ctx.snap.clone();
+        let now = now_ms();
+        let decision = {
+            let values = |name| {
+                req.headers()
+                    .get_all(name)
+                    .into_iter()
+                    .filter_map(|v| v.to_str().ok())
+            };
+            // Usually none or one: an empty Vec does not allocate.
+            let cookies: Vec<&str> = values(&http::header::COOKIE).collect();
+            let raw = RawRequest {
+                peer: peer_ip,
+                xff: values(&headers::X_FORWARDED_FOR),
+                cookies: &cookies,
+                token_header: values(&headers::X_WRITE_TOKEN).next(),
+                method: req.method().as_str(),
+                host,
+                path: req.uri().path(),
+                now_ms: now,
+            };
+            let (facts, found) = facts::gather(&snap, raw);
+            self.shared.retry_budget.on_request(now / 1000);
+            ctx.is_write = facts.is_write;
+            ctx.country = facts.country;
+            ctx.client_ip = found.client;
+            let health = LiveHealth {
+                snap: &snap,
+                now_ms: now,
+            };
+            let decision = routing::decide(&snap, &health, &facts, &mut rand::thread_rng());
+            self.record_facts(&found, &decision);
+            decision
+        };
+        let mut rec = self.record(ctx, Some(&decision));
+        if decision.rejected() {
+            return Ok(gateway_error(
+                rec,
+                503,
+                "no_healthy_region",
+                "no region your data may be served from is available",
+            ));
+        }
+        let upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let retries = &snap.config.routing.retries;
+        let mut payload = if body.is_end_stream() {
+            Payload::Whole(None)
+        } else if retries.methods == RetryMethods::All
+            && body.size_hint().upper().is_some_and(|n| n <= RETRY_BODY_LIMIT)
+        {
+            match Limited::new(body, RETRY_BODY_LIMIT as usize).collect().await {
+                Ok(b) => Payload::Whole(Some(b.to_bytes())),
+                Err(_) => return Ok(gateway_error(rec, 400, "bad_request", "request body")),
+            }
+        } else {
+            Payload::Once(Some(body))
+        };
+        let idempotent = parts.method.is_idempotent();
+        let t = &snap.config.timeouts;
+        let mut walk = Walk::default();
+        loop {
+            let health = LiveHealth {
+                snap: &snap,
+                now_ms: now_ms(),
+            };
+            let Some(target) = walk.next(
+                &snap,
+                &health,
+                &decision.order,
+                retries.attempts,
+                &mut rand::thread_rng(),
+            )
+            else {
+                return Ok(gateway_error(rec, 502, "upstream_unreachable", "no origin left to try"));
+            };
+            rec.begin(target);
+            let (r, o) = target;
+            let origin = &snap.regions[r].origins[o];
+            let tx = match upstream::connection(origin, t.connect.get(), t.idle.get()).await {
+                Ok(tx) => tx,
+                Err(e) => {
+                    self.shared
+                        .metrics
+                        .upstream_connect_failures
+                        .with_label_values(&[&snap.regions[r].name, &origin.address])
+                        .inc();
+                    self.observe(&snap, target, None, now_ms());
+                    tracing::debug!(origin = %origin.address, "connect failed: {e}");
+                    if self.retry(&snap, r, &walk, &decision, Failure::Connect, false, true, true) {
+                        continue;
+                    }
+                    let (status, error) = if e.timed_out() {
+                        (504, "upstream_timeout")
+                    } else {
+                        (502, "upstream_unreachable")
+                    };
+                    return Ok(gateway_error(rec, status, error, &e.to_string()));
+                }
+            };
+            let Some(body) = payload.take() else {
+                return Ok(gateway_error(rec, 502, "upstream_unreachable", "body already sent"));
+            };
+            let up = headers::upstream_request(&parts, &rec.ctx, origin, &snap, upgrade.is_some(), body);
+            let attempt_started = Instant::now();
+            let sent = tokio::time::timeout(t.read.get(), upstream::send(tx, up)).await;
+            let (mut resp, reuse) = match sent {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) | Err(_) => {
+                    let timed_out = sent.is_err();
+                    self.observe(&snap, target, None, now_ms());
+                    let replayable = payload.replayable();
+                    if self.retry(&snap, r, &walk, &decision, Failure::AfterSend, timed_out, idempotent, replayable)
+                    {
+                        continue;
+                    }
+                    let (status, error, detail) = match sent {
+                        Err(_) => (504, "upstream_timeout", "no answer within timeouts.read".to_string()),
+                        Ok(Err(e)) => (502, "upstream_unreachable", e.to_string()),
+                        Ok(Ok(_)) => unreachable!("handled above"),
+                    };
+                    return Ok(gateway_error(rec, status, error, &detail));
+                }
+            };
+            let status = resp.status().as_u16();
+            // A 5xx counts against the origin; any other answer feeds its latency.
+            self.observe(&snap, target, (status < 500).then_some(attempt_started), now_ms());
+            if self.retry(
+                &snap,
+                r,
+                &walk,
+                &decision,
+                Failure::Status(status),
+                false,
+                idempotent,
+                payload.replayable(),
+            ) {
+                continue;
+            }
+            rec.status = status;
+            headers::downstream_response(&mut resp, &snap, r, &decision);
+            if let Some(token) = facts::issue_write_token(
+                &snap,
+                decision.route,
+                r,
+                rec.ctx.is_write,
+                status,
+                now_ms(),
+            ) {
+                headers::write_token(&mut resp, &token, rec.ctx.tls);
+                self.shared
+                    .metrics
+                    .write_tokens
+                    .with_label_values(&["issued"])
+                    .inc();
+            }
+            if status == 101 {
+                if let Some(client) = upgrade {
+                    splice(client, hyper::upgrade::on(&mut resp));
+                }
+            }
+            let (parts, body) = resp.into_parts();
+            let reuse = reuse.map(|tx| (origin.pool.clone(), tx));
+            let end = Box::new(End {
+                record: Some(rec),
+                reuse: if status == 101 { None } else { reuse },
+                bytes: 0,
+                complete: false,
+            });
+            let body = ResponseBody::origin(body, t.read.get(), Some(end));
+            return Ok(Response::from_parts(parts, body));
+        }
     }
 
-    /// Takes a retry from the budget; counts a denial.
-    fn take_retry(&self, ctx: &Ctx) -> bool {
-        let b = &ctx.snap().config.routing.retries.budget;
-        let ok = self
+    /// The engine alone: the request, hop-by-hop headers aside, to the local
+    /// region's first origin over a pooled connection; its answer back.
+    async fn pass_through(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+        let snap = self.shared.snapshot.load_full();
+        let t = &snap.config.timeouts;
+        let Some(origin) = snap.regions[snap.local_region].origins.first() else {
+            return bare_error(502);
+        };
+        let Ok(tx) = upstream::connection(origin, t.connect.get(), t.idle.get()).await else {
+            return bare_error(502);
+        };
+        let (mut parts, body) = req.into_parts();
+        headers::strip_for_origin(&mut parts);
+        let up = Request::from_parts(parts, RequestBody::Stream(body));
+        match tokio::time::timeout(t.read.get(), upstream::send(tx, up)).await {
+            Ok(Ok((resp, reuse))) => {
+                let (parts, body) = resp.into_parts();
+                let end = Box::new(End {
+                    record: None,
+                    reuse: reuse.map(|tx| (origin.pool.clone(), tx)),
+                    bytes: 0,
+                    complete: false,
+                });
+                Response::from_parts(parts, ResponseBody::origin(body, t.read.get(), Some(end)))
+            }
+            _ => bare_error(502),
+        }
+    }
+
+    fn record(&self, ctx: Ctx, decision: Option<&Decision>) -> Record {
+        Record {
+            shared: self.shared.clone(),
+            ctx,
+            route: decision.map_or(-1, |d| d.route as i64),
+            reasons: decision.map(|d| d.reasons),
+            target: None,
+            outstanding: false,
+            status: 0,
+            tries: 0,
+        }
+    }
+
+    fn count_rejected(&self, reason: &str) {
+        self.shared
+            .metrics
+            .requests_rejected
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// True when the failed try may be repeated and the budget allows it
+    /// (counted as a retry toward where it will go, or as a denial).
+    #[allow(clippy::too_many_arguments)]
+    fn retry(
+        &self,
+        snap: &Snapshot,
+        from: RegionIdx,
+        walk: &Walk,
+        decision: &Decision,
+        failure: Failure,
+        timed_out: bool,
+        idempotent: bool,
+        replayable: bool,
+    ) -> bool {
+        let policy = &snap.config.routing.retries;
+        if !retry::may_retry(policy, failure, idempotent, replayable) {
+            return false;
+        }
+        let health = LiveHealth {
+            snap,
+            now_ms: now_ms(),
+        };
+        let Some(to) = walk.peek_retry(
+            snap,
+            &health,
+            &decision.order,
+            policy.attempts,
+            &mut rand::thread_rng(),
+        ) else {
+            return false;
+        };
+        let m = &self.shared.metrics;
+        let b = &policy.budget;
+        if !self
             .shared
             .retry_budget
-            .try_retry(now_ms() / 1000, b.ratio, b.min_per_second);
-        if !ok {
-            self.shared
-                .metrics
-                .retries_denied
-                .with_label_values(&["budget"])
-                .inc();
+            .try_retry(now_ms() / 1000, b.ratio, b.min_per_second)
+        {
+            m.retries_denied.with_label_values(&["budget"]).inc();
+            return false;
         }
-        ok
+        let from = snap.regions[from].name.as_str();
+        m.retries
+            .with_label_values(&[from, &snap.regions[to].name, retry::reason(failure, timed_out)])
+            .inc();
+        true
     }
 
-    /// Feeds one live result of the current try to outlier detection and, for
-    /// answers, its time to first byte to the latency EWMA.
-    fn record_result(&self, ctx: &Ctx, failed: bool) {
-        let Some((r, o)) = ctx.current else {
-            return;
-        };
-        let snap = ctx.snap();
+    /// Feeds one live result of a try to outlier detection and, for an answer
+    /// (`answered_since`: when the try started), its time to first byte to the
+    /// latency EWMA.
+    fn observe(
+        &self,
+        snap: &Snapshot,
+        (r, o): (RegionIdx, usize),
+        answered_since: Option<Instant>,
+        now: u64,
+    ) {
         let region = &snap.regions[r];
         let origin = &region.origins[o];
-        if !failed {
-            let us = ctx.attempt_started.elapsed().as_micros();
+        if let Some(since) = answered_since {
+            let us = since.elapsed().as_micros();
             origin
                 .health
                 .observe_latency_us(us.min(u128::from(u32::MAX)) as u32);
         }
+        let failed = answered_since.is_none();
         let policy = &snap.config.outlier_detection;
-        if let Some(ms) = crate::health::outlier::record(
-            &origin.health,
-            &region.origins,
-            failed,
-            now_ms(),
-            policy,
-        ) {
+        if let Some(ms) =
+            crate::health::outlier::record(&origin.health, &region.origins, failed, now, policy)
+        {
             tracing::warn!(
                 region = %region.name,
                 origin = %origin.address,
@@ -234,522 +575,48 @@ impl Proxy {
             m.write_tokens.with_label_values(&[outcome]).inc();
         }
     }
-
-    /// After a write below 500 on a read-your-writes route, hands the client a token
-    /// pinning its reads to the region that took the write (CONTRACT §4).
-    fn issue_write_token(&self, resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
-        let (Some((r, _)), Some(d)) = (ctx.current, ctx.decision.as_ref()) else {
-            return Ok(());
-        };
-        let snap = ctx.snap();
-        let Some(window) = &snap.routes[d.route].read_your_writes else {
-            return Ok(());
-        };
-        if !ctx.is_write || resp.status.as_u16() >= 500 {
-            return Ok(());
-        }
-        let now = now_ms();
-        let window_ms = facts::ryw_window_ms(snap, window, now);
-        let token = snap.keys.sign_write(&snap.regions[r].name, now + window_ms);
-        let cookie = crate::cookie::set_cookie_value(
-            WRITE_COOKIE,
-            &token,
-            window_ms.div_ceil(1000),
-            ctx.tls,
-        );
-        resp.append_header(http::header::SET_COOKIE, cookie)?;
-        resp.insert_header(WRITE_HEADER, token)?;
-        self.shared
-            .metrics
-            .write_tokens
-            .with_label_values(&["issued"])
-            .inc();
-        Ok(())
-    }
-
-    /// Next (region, origin) to try, or None when the decision's order is used up.
-    fn next_target(&self, ctx: &mut Ctx) -> Option<(RegionIdx, usize)> {
-        let snap = ctx.snap.clone()?;
-        let order = &ctx.decision.as_ref()?.order;
-        let health = LiveHealth {
-            snap: &snap,
-            now_ms: now_ms(),
-        };
-        // The last try goes to another region when there is one: a region that just
-        // failed a try may be going down, and only another region is known to be apart.
-        let last_try = ctx.attempts + 1 >= snap.config.routing.retries.attempts;
-        if ctx.attempts > 0 && last_try && ctx.region_pos + 1 < order.len() {
-            ctx.region_pos += 1;
-            ctx.tried = 0;
-        }
-        let mut rng = rand::thread_rng();
-        while ctx.region_pos < order.len() {
-            let r = order[ctx.region_pos];
-            if let Some(o) = routing::pick_origin(&snap, &health, r, ctx.tried, &mut rng) {
-                return Some((r, o));
-            }
-            ctx.region_pos += 1;
-            ctx.tried = 0;
-        }
-        None
-    }
-
-    /// Counts a retry from the current target's region to `to`.
-    fn count_retry(&self, ctx: &Ctx, to: RegionIdx, reason: &str) {
-        let snap = ctx.snap();
-        let from = ctx
-            .current
-            .map_or("", |(r, _)| snap.regions[r].name.as_str());
-        self.shared
-            .metrics
-            .retries
-            .with_label_values(&[from, snap.regions[to].name.as_str(), reason])
-            .inc();
-    }
-
-    /// Where a retry would go: None when the tries are used up or no origin is
-    /// left. Only peeks; the retry's `upstream_peer` chooses again.
-    fn retry_target(&self, ctx: &mut Ctx) -> Option<(RegionIdx, usize)> {
-        if ctx.attempts >= ctx.snap.as_ref()?.config.routing.retries.attempts {
-            return None;
-        }
-        let before = (ctx.region_pos, ctx.tried);
-        let next = self.next_target(ctx);
-        (ctx.region_pos, ctx.tried) = before;
-        next
-    }
-
-    fn release_outstanding(&self, ctx: &mut Ctx) {
-        if ctx.outstanding {
-            if let Some((r, o)) = ctx.current {
-                ctx.snap().regions[r].origins[o]
-                    .health
-                    .outstanding
-                    .fetch_sub(1, Relaxed);
-            }
-            ctx.outstanding = false;
-        }
-    }
 }
 
-#[async_trait]
-impl ProxyHttp for Proxy {
-    type CTX = Ctx;
-
-    fn new_ctx(&self) -> Ctx {
-        Ctx {
-            snap: None,
-            decision: None,
-            started: Instant::now(),
-            attempt_started: Instant::now(),
-            region_pos: 0,
-            tried: 0,
-            attempts: 0,
-            current: None,
-            peer_ip: None,
-            client_ip: None,
-            country: None,
-            request_id: None,
-            is_write: false,
-            tls: false,
-            outstanding: false,
-        }
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let snap = self.shared.snapshot.load_full();
-        let peer_ip = match session.client_addr() {
-            Some(PSocketAddr::Inet(a)) => a.ip().to_canonical(),
-            _ => IpAddr::from([127, 0, 0, 1]),
-        };
-        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        ctx.peer_ip = Some(peer_ip);
-        let mut hosts = session
-            .req_header()
-            .headers
-            .get_all(http::header::HOST)
-            .iter();
-        // None is fine (HTTP/2 carries `:authority`); two are never fine.
-        let bad_host = match (hosts.next(), hosts.next()) {
-            (Some(h), None) => !valid_host(h.as_bytes()),
-            (None, _) => false,
-            (Some(_), Some(_)) => true,
-        };
-        if bad_host {
-            self.shared
-                .metrics
-                .requests_rejected
-                .with_label_values(&["bad_host"])
-                .inc();
-            respond_json(
-                session,
-                400,
-                "bad_request",
-                "invalid or repeated Host header",
-            )
-            .await?;
-            return Ok(true);
-        }
-        let req = session.req_header();
-        ctx.request_id = Some(request_id(
-            req.headers.get(&X_REQUEST_ID).map(|v| v.as_bytes()),
-        ));
-        let values = |name: &'static HeaderName| {
-            req.headers
-                .get_all(name)
-                .into_iter()
-                .filter_map(|v| v.to_str().ok())
-        };
-        // Usually none or one: an empty Vec does not allocate.
-        let cookies: Vec<&str> = values(&http::header::COOKIE).collect();
-        let raw = RawRequest {
-            peer: peer_ip,
-            xff: values(&X_FORWARDED_FOR),
-            cookies: &cookies,
-            token_header: values(&X_WRITE_TOKEN).next(),
-            method: req.method.as_str(),
-            host: request_host(req),
-            path: req.uri.path(),
-            now_ms: now_ms(),
-        };
-        let (facts, found) = facts::gather(&snap, raw);
-        self.shared.retry_budget.on_request(facts.now_ms / 1000);
-        ctx.is_write = facts.is_write;
-        ctx.country = facts.country;
-        ctx.client_ip = Some(found.client);
-        let health = LiveHealth {
-            snap: &snap,
-            now_ms: facts.now_ms,
-        };
-        let decision = routing::decide(&snap, &health, &facts, &mut rand::thread_rng());
-        self.record_facts(&found, &decision);
-        let rejected = decision.rejected();
-        if snap.config.routing.retries.methods == RetryMethods::All {
-            // Keep the start of request bodies so a retry can resend them.
-            session.enable_retry_buffering();
-        }
-        ctx.decision = Some(decision);
-        ctx.snap = Some(snap);
-        if rejected {
-            respond_json(
-                session,
-                503,
-                "no_healthy_region",
-                "no region your data may be served from is available",
-            )
-            .await?;
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        self.release_outstanding(ctx);
-        let Some((r, o)) = self.next_target(ctx) else {
-            return Err(Error::explain(
-                ErrorType::ConnectNoRoute,
-                "no origin left to try",
-            ));
-        };
-        ctx.tried |= 1 << o;
-        ctx.attempts += 1;
-        ctx.current = Some((r, o));
-        ctx.attempt_started = Instant::now();
-        ctx.outstanding = true;
-        let snap = ctx.snap();
-        let origin = &snap.regions[r].origins[o];
-        origin.health.outstanding.fetch_add(1, Relaxed);
-        let t = &snap.config.timeouts;
-        let mut peer = HttpPeer::new(origin.socket, origin.tls.is_some(), origin.sni.clone());
-        peer.options.connection_timeout = Some(t.connect.get());
-        peer.options.read_timeout = Some(t.read.get());
-        peer.options.idle_timeout = Some(t.idle.get());
-        if let Some(tls) = &origin.tls {
-            peer.options.ca = tls.ca.clone();
-            peer.client_cert_key = tls.client_cert.clone();
-            if !tls.verify {
-                peer.options.verify_cert = false;
-                peer.options.verify_hostname = false;
-            }
-        }
-        Ok(Box::new(peer))
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        session: &mut Session,
-        upstream: &mut RequestHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        let snap = ctx.snap();
-        let (r, o) = ctx.current.expect("upstream_peer chose a target");
-        let origin = &snap.regions[r].origins[o];
-        // Append the peer to any X-Forwarded-For the client sent (one header,
-        // comma-joined), written by hand: `format!` costs several times more.
-        let mut xff = Vec::with_capacity(64);
-        if let Some(prev) = upstream.headers.get(&X_FORWARDED_FOR) {
-            xff.extend_from_slice(prev.as_bytes());
-            xff.extend_from_slice(b", ");
-        }
-        if let Some(ip) = ctx.peer_ip {
-            crate::access_log::ip(&mut xff, ip);
-        }
-        let xff = HeaderValue::from_maybe_shared(Bytes::from(xff))
-            .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "X-Forwarded-For"))?;
-        upstream.insert_header("x-forwarded-for", xff)?;
-        upstream.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
-        if let Some(host) = session
-            .req_header()
-            .headers
-            .get(http::header::HOST)
-            .cloned()
-        {
-            upstream.insert_header("x-forwarded-host", host)?;
-        }
-        if let Some(id) = &ctx.request_id {
-            upstream.insert_header("x-request-id", id.as_str())?;
-        }
-        upstream.insert_header(
-            "x-meridian-client-country",
-            ctx.country.as_ref().map_or("XX", |c| c.as_str()),
-        )?;
-        upstream.insert_header(
-            "x-meridian-edge-region",
-            snap.regions[snap.local_region].name.as_str(),
-        )?;
-        if let Some(h) = &origin.host_header {
-            upstream.insert_header(http::header::HOST, h.as_str())?;
-        }
-        Ok(())
-    }
-
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        let snap = ctx.snap();
-        if let Some((r, _)) = ctx.current {
-            resp.insert_header("x-meridian-region", snap.regions[r].name.as_str())?;
-        }
-        if snap.config.debug_headers {
-            if let Some(d) = &ctx.decision {
-                resp.insert_header("x-meridian-decision", d.reasons.to_string())?;
-            }
-        }
-        self.issue_write_token(resp, ctx)?;
-        Ok(())
-    }
-
-    async fn upstream_response_filter(
-        &self,
-        session: &mut Session,
-        resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        let status = resp.status.as_u16();
-        self.record_result(ctx, status >= 500);
-        // Nothing of this answer went to the client yet: drop it and try the next
-        // origin or region (upstream_peer picks it; the error carries the retry flag).
-        let Some((to, _)) = self.status_retry_target(session, ctx, status) else {
-            return Ok(());
-        };
-        self.count_retry(ctx, to, &format!("status_{status}"));
-        let mut e = Error::explain(
-            ErrorType::HTTPStatus(status),
-            "retryable status from the origin",
-        );
-        e.set_retry(true);
-        Err(e)
-    }
-
-    /// Pingora's policy (idempotent methods only, never with a truncated body
-    /// buffer), widened to every method when `routing.retries.methods: all`.
-    fn error_while_proxy(
-        &self,
-        peer: &HttpPeer,
-        session: &mut Session,
-        e: Box<Error>,
-        ctx: &mut Ctx,
-        client_reused: bool,
-    ) -> Box<Error> {
-        let mut e = e.more_context(format!("Peer: {peer}"));
-        let all = ctx
-            .snap
-            .as_ref()
-            .is_some_and(|s| s.config.routing.retries.methods == RetryMethods::All);
-        let method_ok = all || session.req_header().method.is_idempotent();
-        let upstream_failure = e.esource() == &ErrorSource::Upstream;
-        if upstream_failure && !matches!(e.etype(), ErrorType::HTTPStatus(_)) {
-            // A connection that died under a request counts against its origin.
-            self.record_result(ctx, true);
-        }
-        // With nothing left to try, the error stands as it is (a 502/504, not a
-        // "no route" from a retry that cannot happen).
-        let target = if method_ok && !session.as_ref().retry_buffer_truncated() {
-            self.retry_target(ctx)
-        } else {
-            None
-        };
-        let Some((to, _)) = target else {
-            e.set_retry(false);
-            return e;
-        };
-        if upstream_failure && session.response_written().is_none() {
-            if !self.take_retry(ctx) {
-                e.set_retry(false);
-                return e;
-            }
-            let reason = match e.etype() {
-                ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
-                _ => "connection_error",
-            };
-            self.count_retry(ctx, to, reason);
-            // The origin failed before answering and the method may be repeated:
-            // try elsewhere whether or not the connection was fresh (Pingora only
-            // retries reused ones), so a dying region costs no idempotent request.
-            e.set_retry(true);
-        } else {
-            e.retry.decide_reuse(client_reused);
-        }
-        e
-    }
-
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut Ctx,
-        mut e: Box<Error>,
-    ) -> Box<Error> {
-        self.record_result(ctx, true);
-        if let Some((r, o)) = ctx.current {
-            let snap = ctx.snap();
-            let region = &snap.regions[r];
-            self.shared
-                .metrics
-                .upstream_connect_failures
-                .with_label_values(&[&region.name, &region.origins[o].address])
-                .inc();
-        }
-        // Nothing was sent yet, so any request may go elsewhere.
-        let Some((to, _)) = self.retry_target(ctx) else {
-            return e;
-        };
-        if self.take_retry(ctx) {
-            e.set_retry(true);
-            self.count_retry(ctx, to, "connect_failure");
-        }
-        e
-    }
-
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
-        let (code, error) = match e.etype() {
-            ErrorType::HTTPStatus(code) => (*code, ""),
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                (504, "upstream_timeout")
-            }
-            _ => match e.esource() {
-                ErrorSource::Upstream | ErrorSource::Internal => (502, "upstream_unreachable"),
-                ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
-                        (0, "")
-                    }
-                    _ => (400, ""),
-                },
-                ErrorSource::Unset => (500, ""),
-            },
-        };
-        // Only possible while nothing of the response went out yet.
-        if code > 0 && session.response_written().is_none() {
-            let res = if error.is_empty() {
-                session.respond_error(code).await
-            } else {
-                respond_json(session, code, error, e.etype().as_str()).await
-            };
-            if let Err(we) = res {
-                tracing::debug!("could not send error response: {we}");
-            }
-        }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
-    }
-
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        self.release_outstanding(ctx);
-        let Some(snap) = ctx.snap.as_deref() else {
-            return;
-        };
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let region = ctx
-            .current
-            .map_or("none", |(r, _)| snap.regions[r].name.as_str());
-        if let Some((r, _)) = ctx.current {
-            let state = &snap.regions[r].state;
-            state.responses.fetch_add(1, Relaxed);
-            if status == 0 || status >= 500 {
-                state.errors.fetch_add(1, Relaxed);
-            }
-        }
-        let decision = ctx.decision.as_ref().map_or("none", |d| d.reasons.label());
-        let class = if ctx.is_write { "write" } else { "read" };
-        let m = &self.shared.metrics;
-        m.requests
-            .with_label_values(&[region, decision, class, status_class(status)])
-            .inc();
-        let elapsed = ctx.started.elapsed();
-        m.request_duration
-            .with_label_values(&[region])
-            .observe(elapsed.as_secs_f64());
-        let log = &snap.config.access_log;
-        if log.enabled
-            && tracing::enabled!(target: "meridian::access", tracing::Level::INFO)
-            && (log.sample >= 1.0 || rand::random::<f64>() < log.sample)
-        {
-            let req = session.req_header();
-            let entry = crate::access_log::Entry {
-                request_id: ctx.request_id.as_deref().unwrap_or(""),
-                client: ctx.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0])),
-                country: ctx.country.as_ref().map_or("XX", |c| c.as_str()),
-                method: req.method.as_str(),
-                path: req.uri.path(),
-                route: ctx.decision.as_ref().map_or(-1, |d| d.route as i64),
-                decision,
-                reasons: ctx.decision.as_ref().map(|d| d.reasons),
-                region,
-                origin: ctx
-                    .current
-                    .map_or("", |(r, o)| snap.regions[r].origins[o].address.as_str()),
-                status,
-                bytes: session.body_bytes_sent(),
-                duration: elapsed,
-                tries: ctx.attempts,
-            };
-            crate::access_log::log(&entry, crate::logging::json());
-        }
-    }
+/// A gateway-made JSON error (CONTRACT §4), recorded like any answer.
+fn gateway_error(mut rec: Record, status: u16, error: &str, detail: &str) -> Response<ResponseBody> {
+    rec.status = status;
+    let body = serde_json::json!({ "error": error, "detail": detail }).to_string();
+    let end = Box::new(End {
+        record: Some(rec),
+        reuse: None,
+        bytes: body.len(),
+        complete: false,
+    });
+    let mut resp = Response::new(ResponseBody::full(Bytes::from(body), Some(end)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let h = resp.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// An empty answer with `status` (passthrough mode's failures).
+fn bare_error(status: u16) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(Bytes::new(), None));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    resp
+}
 
-    fn host_of(host: &str) -> String {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.insert_header("host", host).unwrap();
-        request_host(&req).to_string()
-    }
-
-    #[test]
-    fn the_port_is_cut_from_the_host_and_nothing_else() {
-        assert_eq!(host_of("api.example.com:8443"), "api.example.com");
-        assert_eq!(host_of("api.example.com"), "api.example.com");
-        assert_eq!(host_of("[2001:db8::1]:443"), "[2001:db8::1]");
-        assert_eq!(host_of("[2001:db8::1]"), "[2001:db8::1]");
-        assert_eq!(host_of("a.example:"), "a.example");
-        assert_eq!(host_of("a.example:x1"), "a.example:x1");
-    }
+/// Joins an upgraded client connection (WebSocket and the like) to the
+/// upgraded origin connection once both sides switched protocols.
+fn splice(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (client, origin) = match tokio::try_join!(client, origin) {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::debug!("upgrade failed: {e}");
+                return;
+            }
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut origin = hyper_util::rt::TokioIo::new(origin);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut origin).await {
+            tracing::debug!("upgraded connection ended: {e}");
+        }
+    });
 }

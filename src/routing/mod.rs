@@ -7,11 +7,14 @@
 //! residency reject when none is left); dials, degraded factors and shifts move
 //! their share of traffic off the first choice.
 
+mod failover;
 mod origin;
 mod reason;
+pub mod retry;
 mod steer;
 mod view;
 
+pub use failover::Walk;
 pub use origin::pick_origin;
 pub use reason::{Reason, Reasons};
 pub use view::{HealthView, LiveHealth, OriginStatus, RegionHealth, RegionStatus, StaticHealth};

@@ -1,0 +1,111 @@
+//! Connections to origins kept for reuse: one pool per origin identity (its
+//! address, protocol and TLS settings), outliving snapshots like health state
+//! does, so a reload keeps warm connections to the origins it keeps. Storage
+//! only: connecting lives in `proxy::upstream`.
+
+use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+
+/// At most this many idle HTTP/1 connections are kept per origin.
+const MAX_IDLE_PER_ORIGIN: usize = 1024;
+
+/// A request body on its way to an origin.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Kept whole (none, or a small one buffered so a retry can resend it).
+    Full(Option<Bytes>),
+    /// Streamed from the client as it comes: sent once, never resent.
+    Stream(Incoming),
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            RequestBody::Stream(s) => Pin::new(s).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Full(b) => b.is_none(),
+            RequestBody::Stream(s) => s.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            RequestBody::Stream(s) => s.size_hint(),
+        }
+    }
+}
+
+/// A connection ready to carry one request.
+pub enum Sender {
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
+}
+
+/// One origin's reusable connections.
+#[derive(Default)]
+pub struct OriginPool {
+    /// Idle HTTP/1 connections, the most recently used last.
+    idle: Mutex<Vec<(http1::SendRequest<RequestBody>, Instant)>>,
+    /// The HTTP/2 connection all requests share.
+    h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+}
+
+impl OriginPool {
+    /// A kept connection still open and used within `max_idle`, if any.
+    pub fn take(&self, max_idle: Duration) -> Option<Sender> {
+        if let Some(h2) = self.h2.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            if !h2.is_closed() {
+                return Some(Sender::H2(h2.clone()));
+            }
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some((tx, since)) = idle.pop() {
+            if !tx.is_closed() && since.elapsed() < max_idle {
+                return Some(Sender::H1(tx));
+            }
+        }
+        None
+    }
+
+    /// Keeps an HTTP/1 connection whose last exchange ended cleanly.
+    pub fn put(&self, tx: http1::SendRequest<RequestBody>) {
+        if tx.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_PER_ORIGIN {
+            idle.push((tx, Instant::now()));
+        }
+    }
+
+    /// Shares a new HTTP/2 connection with the requests that follow.
+    pub fn share(&self, tx: &http2::SendRequest<RequestBody>) {
+        *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx.clone());
+    }
+}
+
+impl std::fmt::Debug for OriginPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self.idle.lock().map_or(0, |i| i.len());
+        f.debug_struct("OriginPool").field("idle", &idle).finish()
+    }
+}

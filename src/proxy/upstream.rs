@@ -1,0 +1,118 @@
+//! Talking to origins: a pooled connection (or a new one, TCP then rustls with
+//! the origin's own settings, then HTTP/1 or HTTP/2 as configured), and one
+//! request over it.
+
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::config::OriginProtocol;
+use crate::pool::{OriginPool, RequestBody, Sender};
+use crate::snapshot::OriginEntry;
+
+/// Why no connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect timed out")]
+    Timeout,
+    #[error("connect: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("handshake: {0}")]
+    Http(#[from] hyper::Error),
+}
+
+impl ConnectError {
+    pub fn timed_out(&self) -> bool {
+        matches!(self, ConnectError::Timeout)
+    }
+}
+
+/// A connection to `origin` ready for a request: a kept one when there is one.
+pub async fn connection(
+    origin: &OriginEntry,
+    connect_timeout: Duration,
+    max_idle: Duration,
+) -> Result<Sender, ConnectError> {
+    while let Some(tx) = origin.pool.take(max_idle) {
+        match tx {
+            Sender::H2(tx) => return Ok(Sender::H2(tx)),
+            // Put back before its last answer's end was seen by its connection
+            // task: ready once it has (an error: it closed meanwhile).
+            Sender::H1(mut tx) => {
+                if tx.ready().await.is_ok() {
+                    return Ok(Sender::H1(tx));
+                }
+            }
+        }
+    }
+    match tokio::time::timeout(connect_timeout, connect(origin, &origin.pool)).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Timeout),
+    }
+}
+
+async fn connect(origin: &OriginEntry, pool: &OriginPool) -> Result<Sender, ConnectError> {
+    let tcp = TcpStream::connect(origin.socket).await?;
+    tcp.set_nodelay(true)?;
+    let h2 = origin.protocol != OriginProtocol::Http1;
+    match &origin.tls {
+        None => handshake(tcp, h2, pool).await,
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::try_from(origin.sni.clone())
+                .map_err(|e| ConnectError::Tls(format!("sni `{}`: {e}", origin.sni)))?;
+            let config = if h2 { tls.h2.clone() } else { tls.client.clone() };
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| ConnectError::Tls(crate::tls::describe(&e)))?;
+            handshake(stream, h2, pool).await
+        }
+    }
+}
+
+async fn handshake<S>(io: S, h2: bool, pool: &OriginPool) -> Result<Sender, ConnectError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    if h2 {
+        let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("origin HTTP/2 connection ended: {e}");
+            }
+        });
+        pool.share(&tx);
+        return Ok(Sender::H2(tx));
+    }
+    let (tx, conn) = http1::Builder::new().handshake(io).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!("origin connection ended: {e}");
+        }
+    });
+    Ok(Sender::H1(tx))
+}
+
+/// Sends one request. The HTTP/1 connection comes back with the answer, to be
+/// returned to the pool once its body was read to the end.
+pub async fn send(
+    tx: Sender,
+    req: http::Request<RequestBody>,
+) -> Result<(http::Response<Incoming>, Option<http1::SendRequest<RequestBody>>), hyper::Error> {
+    match tx {
+        Sender::H1(mut tx) => {
+            let resp = tx.send_request(req).await?;
+            Ok((resp, Some(tx)))
+        }
+        Sender::H2(mut tx) => Ok((tx.send_request(req).await?, None)),
+    }
+}
