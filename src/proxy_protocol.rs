@@ -51,12 +51,12 @@ pub enum ProxyHeaderError {
 }
 
 /// The most bytes a header may take (callers stop reading past this). v1 lines are
-/// at most 107 bytes; v2 headers are capped here at 2 KiB although their length
-/// field allows 16 + 65535. The address blocks need at most 52 bytes (TCP over
-/// IPv6), and the TLVs balancers send (ALPN, SNI authority <= 255, unique ID <= 128,
-/// SSL details, cloud endpoint IDs, CRC32C) add a few hundred. The cap bounds
-/// what any client that opens a connection can make us buffer before we know who
-/// it is, and an HTTP/1 request header can start in the same first read.
+/// at most 107 bytes. v2 headers are capped here at 2 KiB although their u16 length
+/// allows 16 + 65535: the address block is at most 36 bytes (TCP over IPv6), and
+/// the TLVs balancers send (ALPN, SNI authority <= 255, unique ID <= 128, SSL
+/// details, cloud endpoint IDs, CRC32C) add a few hundred. Opening a connection
+/// takes no credentials, so the cap bounds what each client can make us buffer
+/// before anything is known about it (64 KiB would be 32 times that).
 pub const MAX_HEADER_LEN: usize = 2048;
 
 /// "PROXY" and its single space: every v1 line starts so.
@@ -64,8 +64,8 @@ const V1_PREFIX: &[u8] = b"PROXY ";
 /// v1 lines are at most 107 bytes including the CRLF (the spec's worst case is
 /// `PROXY UNKNOWN` with two full IPv6 addresses and ports).
 const V1_MAX_LEN: usize = 107;
-/// The v2 signature. Its `\r\n\r\n` at the start cannot begin an HTTP/1 request,
-/// and its `\0` makes it invalid as a v1 line.
+/// The v2 signature. Its `\r\n\r\n` start, the `\0` and `QUIT` make HTTP/1 and
+/// v1 parsers that receive it by mistake stop at once.
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 /// Signature, ver/cmd, family/transport and the u16 length.
 const V2_FIXED_LEN: usize = 16;
@@ -201,8 +201,9 @@ fn decimal(s: &[u8]) -> Option<u32> {
     Some(s.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
 }
 
-/// A dotted quad when `whole`; otherwise `Ok` with `None` while `s` can still grow
-/// into one (any prefix of a valid octet is itself a valid octet, so this is exact).
+/// `Some(Some(ip))` for a whole dotted quad; for a partial one `Some(None)` while
+/// `s` can still grow into one (any prefix of a valid octet is itself a valid
+/// octet, so this is exact); `None` when it cannot.
 fn ipv4(s: &[u8], whole: bool) -> Option<Option<IpAddr>> {
     let parts = s.iter().filter(|&&b| b == b'.').count() + 1;
     if parts > 4 || (whole && parts < 4) {
@@ -219,8 +220,9 @@ fn ipv4(s: &[u8], whole: bool) -> Option<Option<IpAddr>> {
     Some(whole.then(|| IpAddr::V4(Ipv4Addr::from(octets))))
 }
 
-/// An IPv6 address in text form when `whole` (`::ffff:1.2.3.4` stays as written,
-/// IPv4-mapped); a partial one is only checked for its characters and length.
+/// As [`ipv4`] for an IPv6 address in text form (`::ffff:1.2.3.4` stays as
+/// written, IPv4-mapped); a partial one is only checked for its characters and
+/// length, as an exact prefix check of the IPv6 grammar is not worth its code.
 fn ipv6(s: &[u8], whole: bool) -> Option<Option<IpAddr>> {
     let allowed = |b: &u8| b.is_ascii_hexdigit() || *b == b':' || *b == b'.';
     if s.len() > IPV6_TEXT_MAX || !s.iter().all(allowed) {
