@@ -40,8 +40,9 @@ pub enum ProxyHeaderError {
     /// UNIX sockets have no meaning for an HTTP listener.
     #[error("unsupported PROXY v2 family/transport {0:#04x} (only TCP over IPv4 0x11, TCP over IPv6 0x21, UNSPEC 0x00)")]
     UnsupportedFamily(u8),
-    /// v2 header (16 fixed bytes plus its length field) over [`MAX_HEADER_LEN`].
-    #[error("PROXY v2 header of {0} bytes is over the {MAX_HEADER_LEN}-byte cap")]
+    /// v2 header (16 fixed bytes plus its length field) over [`MAX_HEADER_LEN`];
+    /// known from the length's high byte alone, hence "at least".
+    #[error("PROXY v2 header of at least {0} bytes is over the {MAX_HEADER_LEN}-byte cap")]
     TooLong(usize),
     /// An address or port that does not parse, does not match the family named,
     /// or (v2) an address block shorter than its family needs.
@@ -50,12 +51,12 @@ pub enum ProxyHeaderError {
 }
 
 /// The most bytes a header may take (callers stop reading past this). v1 lines are
-/// at most 107 bytes; v2 headers are capped here at 2 KiB although their length
-/// field allows 16 + 65535. The address blocks need at most 52 bytes (TCP over
-/// IPv6), and the TLVs balancers send (ALPN, SNI authority <= 255, unique ID <= 128,
-/// SSL details, cloud endpoint IDs, CRC32C) add a few hundred. The cap bounds
-/// what any client that opens a connection can make us buffer before we know who
-/// it is, and an HTTP/1 request header can start in the same first read.
+/// at most 107 bytes. v2 headers are capped here at 2 KiB although their u16 length
+/// allows 16 + 65535: the address block is at most 36 bytes (TCP over IPv6), and
+/// the TLVs balancers send (ALPN, SNI authority <= 255, unique ID <= 128, SSL
+/// details, cloud endpoint IDs, CRC32C) add a few hundred. Opening a connection
+/// takes no credentials, so the cap bounds what each client can make us buffer
+/// before anything is known about it (64 KiB would be 32 times that).
 pub const MAX_HEADER_LEN: usize = 2048;
 
 /// "PROXY" and its single space: every v1 line starts so.
@@ -63,8 +64,8 @@ const V1_PREFIX: &[u8] = b"PROXY ";
 /// v1 lines are at most 107 bytes including the CRLF (the spec's worst case is
 /// `PROXY UNKNOWN` with two full IPv6 addresses and ports).
 const V1_MAX_LEN: usize = 107;
-/// The v2 signature. Its `\r\n\r\n` at the start cannot begin an HTTP/1 request,
-/// and its `\0` makes it invalid as a v1 line.
+/// The v2 signature. Its `\r\n\r\n` start, the `\0` and `QUIT` make HTTP/1 and
+/// v1 parsers that receive it by mistake stop at once.
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 /// Signature, ver/cmd, family/transport and the u16 length.
 const V2_FIXED_LEN: usize = 16;
@@ -115,7 +116,8 @@ fn parse_v1(buf: &[u8]) -> Result<Option<(Header, usize)>, ProxyHeaderError> {
         .get(V1_PREFIX.len()..cr)
         .ok_or(ProxyHeaderError::BadV1("line ends before `PROXY `"))?;
     match buf.get(cr + 1) {
-        None => v1_body(body, false).map(|_| None),
+        // Only the LF may follow: the line must already be whole.
+        None => v1_body(body, true).map(|_| None),
         Some(b'\n') => Ok(v1_body(body, true)?.map(|h| (h, cr + 2))),
         Some(_) => Err(ProxyHeaderError::BadV1("CR not followed by LF")),
     }
@@ -199,8 +201,9 @@ fn decimal(s: &[u8]) -> Option<u32> {
     Some(s.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
 }
 
-/// A dotted quad when `whole`; otherwise `Ok` with `None` while `s` can still grow
-/// into one (any prefix of a valid octet is itself a valid octet, so this is exact).
+/// `Some(Some(ip))` for a whole dotted quad; for a partial one `Some(None)` while
+/// `s` can still grow into one (any prefix of a valid octet is itself a valid
+/// octet, so this is exact); `None` when it cannot.
 fn ipv4(s: &[u8], whole: bool) -> Option<Option<IpAddr>> {
     let parts = s.iter().filter(|&&b| b == b'.').count() + 1;
     if parts > 4 || (whole && parts < 4) {
@@ -217,8 +220,9 @@ fn ipv4(s: &[u8], whole: bool) -> Option<Option<IpAddr>> {
     Some(whole.then(|| IpAddr::V4(Ipv4Addr::from(octets))))
 }
 
-/// An IPv6 address in text form when `whole` (`::ffff:1.2.3.4` stays as written,
-/// IPv4-mapped); a partial one is only checked for its characters and length.
+/// As [`ipv4`] for an IPv6 address in text form (`::ffff:1.2.3.4` stays as
+/// written, IPv4-mapped); a partial one is only checked for its characters and
+/// length, as an exact prefix check of the IPv6 grammar is not worth its code.
 fn ipv6(s: &[u8], whole: bool) -> Option<Option<IpAddr>> {
     let allowed = |b: &u8| b.is_ascii_hexdigit() || *b == b':' || *b == b'.';
     if s.len() > IPV6_TEXT_MAX || !s.iter().all(allowed) {
@@ -682,6 +686,9 @@ mod tests {
         ] {
             assert!(parse(partial.as_bytes()).is_err(), "{partial}");
         }
+        // Once the CR is there the line must be whole.
+        assert!(parse(b"PROXY TCP4 1.2.3.4\r").is_err());
+        assert_eq!(parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r"), Ok(None));
         for partial in [
             "PROXY TCP4 1.2.3.",
             "PROXY TCP4 1.2.3.4 5.6.7.8 6553",

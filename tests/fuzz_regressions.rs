@@ -67,6 +67,11 @@ fn route_match_seeds() {
 }
 
 #[test]
+fn proxy_header_seeds() {
+    replay("proxy_header", checks::proxy_header);
+}
+
+#[test]
 fn empty_inputs() {
     for check in [
         checks::config_parse,
@@ -74,6 +79,7 @@ fn empty_inputs() {
         checks::token_verify,
         checks::health_body,
         checks::route_match,
+        checks::proxy_header,
     ] {
         check(b"");
     }

@@ -12,6 +12,7 @@ use meridian::config::units::Cidr;
 use meridian::config::{self, Loaded};
 use meridian::health::judge::{judge, FailReason, Verdict};
 use meridian::health::HealthRegistry;
+use meridian::proxy_protocol::{self, MAX_HEADER_LEN};
 use meridian::routing::match_route;
 use meridian::session::{is_valid_region, KeyRing, TokenError};
 use meridian::snapshot::Snapshot;
@@ -393,5 +394,44 @@ pub fn route_match(data: &[u8]) {
             assert_eq!(r.path_prefix, p);
         }
         check_routes(&snap, host, path);
+    }
+}
+
+/// Target `proxy_header`: the raw bytes a client sends first, through
+/// `proxy_protocol::parse`. A header found is at most `MAX_HEADER_LEN` bytes, parses
+/// the same on its own, and every strict prefix of it is incomplete (never an
+/// error); an incomplete input is shorter than the cap and so are its prefixes.
+pub fn proxy_header(data: &[u8]) {
+    let parsed = proxy_protocol::parse(data);
+    let prefixes_upto = match parsed {
+        Ok(Some((header, consumed))) => {
+            assert!(
+                consumed > 0 && consumed <= data.len(),
+                "consumed {consumed}"
+            );
+            assert!(consumed <= MAX_HEADER_LEN, "consumed {consumed}");
+            assert_eq!(
+                proxy_protocol::parse(&data[..consumed]),
+                Ok(Some((header, consumed))),
+                "the header alone parses differently"
+            );
+            consumed
+        }
+        Ok(None) => {
+            assert!(
+                data.len() < MAX_HEADER_LEN,
+                "incomplete at {} bytes",
+                data.len()
+            );
+            data.len()
+        }
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            return;
+        }
+    };
+    // An error would have to stay an error: no prefix of something valid is one.
+    for n in 0..prefixes_upto {
+        assert_eq!(proxy_protocol::parse(&data[..n]), Ok(None), "prefix {n}");
     }
 }
