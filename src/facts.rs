@@ -184,7 +184,9 @@ pub fn issue_write_token(
     }
     let window_ms = ryw_window_ms(snap, window, now_ms);
     Some(IssuedToken {
-        token: snap.keys.sign_write(&snap.regions[region].name, now_ms + window_ms),
+        token: snap
+            .keys
+            .sign_write(&snap.regions[region].name, now_ms + window_ms),
         max_age_s: window_ms.div_ceil(1000),
     })
 }

@@ -181,7 +181,7 @@ impl Metrics {
             requests_rejected: counter(
                 &r,
                 "requests_rejected_total",
-                "Requests refused before routing, by reason (bad_host, header_timeout).",
+                "Requests and connections refused before routing, by reason (bad_host, header_timeout, malformed, proxy_protocol).",
                 &["reason"],
             ),
             config_reloads: counter(

@@ -72,7 +72,12 @@ pub struct OriginPool {
 impl OriginPool {
     /// A kept connection still open and used within `max_idle`, if any.
     pub fn take(&self, max_idle: Duration) -> Option<Sender> {
-        if let Some(h2) = self.h2.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+        if let Some(h2) = self
+            .h2
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
             if !h2.is_closed() {
                 return Some(Sender::H2(h2.clone()));
             }

@@ -77,7 +77,10 @@ async fn serve(shared: Arc<Shared>) -> anyhow::Result<()> {
     // requests finish; it ends with the process.
     tokio::spawn(crate::admin::serve(admin, shared.clone()));
     tokio::spawn(crate::reload::watch(shared.clone(), shutdown.clone()));
-    tokio::spawn(crate::health::probe::supervise(shared.clone(), shutdown.clone()));
+    tokio::spawn(crate::health::probe::supervise(
+        shared.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(crate::dns::run(shared.clone(), shutdown.clone()));
 
     let proxy = Arc::new(Proxy {
@@ -86,7 +89,12 @@ async fn serve(shared: Arc<Shared>) -> anyhow::Result<()> {
     });
     let live = Arc::new(());
     for l in listeners {
-        tokio::spawn(listener::serve(l, proxy.clone(), shutdown.clone(), live.clone()));
+        tokio::spawn(listener::serve(
+            l,
+            proxy.clone(),
+            shutdown.clone(),
+            live.clone(),
+        ));
     }
 
     let signal = stop_signal().await;
@@ -101,7 +109,10 @@ async fn serve(shared: Arc<Shared>) -> anyhow::Result<()> {
     }
     let left = Arc::strong_count(&live) - 1;
     if left > 0 {
-        tracing::warn!(connections = left, "grace period over: closing what is left");
+        tracing::warn!(
+            connections = left,
+            "grace period over: closing what is left"
+        );
     }
     Ok(())
 }

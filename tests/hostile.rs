@@ -109,6 +109,7 @@ async fn malformed_requests_are_refused_and_nothing_reaches_the_origin() {
             "two Host headers",
             b"GET /k HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n".to_vec(),
         ),
+        ("HTTP/1.1 without Host", b"GET /l HTTP/1.1\r\n\r\n".to_vec()),
     ];
     for (name, raw) in &cases {
         let resp = exchange(&gw, raw).await;
@@ -120,10 +121,15 @@ async fn malformed_requests_are_refused_and_nothing_reaches_the_origin() {
         paths.iter().all(|p| p == "/fine"),
         "reached the origin: {paths:?}"
     );
-    // Pingora refuses most shapes itself, before meridian sees the request (and has
-    // no hook to count them); the Host checks are meridian's and are counted.
+    // The parser refuses the first ten shapes; the Host checks are meridian's.
+    // Both are counted.
     let m = gw.metrics().await;
-    assert!(rejected(&m, "bad_host") >= 1.0);
+    assert_eq!(rejected(&m, "bad_host"), 3.0);
+    assert!(
+        rejected(&m, "malformed") >= 10.0,
+        "malformed: {}",
+        rejected(&m, "malformed")
+    );
 }
 
 #[tokio::test]

@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::shutdown::ShutdownWatch;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use crate::shutdown::ShutdownWatch;
 use rand::Rng;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;

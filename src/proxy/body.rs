@@ -69,7 +69,11 @@ impl ResponseBody {
     }
 
     /// The origin's body, at most `read_timeout` between frames.
-    pub fn origin(body: Incoming, read_timeout: Duration, mut end: Option<Box<End>>) -> ResponseBody {
+    pub fn origin(
+        body: Incoming,
+        read_timeout: Duration,
+        mut end: Option<Box<End>>,
+    ) -> ResponseBody {
         // hyper never polls a body that is empty from the start.
         if let Some(end) = &mut end {
             end.complete = body.is_end_stream();

@@ -28,7 +28,11 @@ impl BadHost {
 /// The host to route on, without its port: from Host, else the URI (HTTP/2's
 /// `:authority`, or an absolute-form request target). "" when neither has one
 /// (HTTP/1.0 may omit it).
-pub fn check<'a>(version: Version, uri: &'a Uri, headers: &'a HeaderMap) -> Result<&'a str, BadHost> {
+pub fn check<'a>(
+    version: Version,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+) -> Result<&'a str, BadHost> {
     let mut hosts = headers.get_all(HOST).iter();
     let host = match (hosts.next(), hosts.next()) {
         (Some(h), None) => h.to_str().map_err(|_| BadHost::Invalid)?,
@@ -105,7 +109,10 @@ mod tests {
             host_of(Version::HTTP_11, "/", &["a.example/x"]),
             Err(BadHost::Invalid)
         );
-        assert_eq!(host_of(Version::HTTP_11, "/", &["a b"]), Err(BadHost::Invalid));
+        assert_eq!(
+            host_of(Version::HTTP_11, "/", &["a b"]),
+            Err(BadHost::Invalid)
+        );
     }
 
     #[test]

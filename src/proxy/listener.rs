@@ -18,7 +18,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus::IntCounter;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{ConnInfo, Proxy, ResponseBody};
@@ -41,15 +41,23 @@ pub struct Listener {
 struct Cuts {
     header_timeout: IntCounter,
     proxy_protocol: IntCounter,
+    /// A request hyper's parser refused (answered 400, 414 or 431, then closed).
+    malformed: IntCounter,
 }
 
 /// Accepts until shutdown; each connection runs in its own task holding a
 /// clone of `live` (the count of open connections a shutdown waits for).
-pub async fn serve(listener: Listener, proxy: Arc<Proxy>, mut shutdown: ShutdownWatch, live: Arc<()>) {
+pub async fn serve(
+    listener: Listener,
+    proxy: Arc<Proxy>,
+    mut shutdown: ShutdownWatch,
+    live: Arc<()>,
+) {
     let rejected = &proxy.shared.metrics.requests_rejected;
     let cuts = Cuts {
         header_timeout: rejected.with_label_values(&["header_timeout"]),
         proxy_protocol: rejected.with_label_values(&["proxy_protocol"]),
+        malformed: rejected.with_label_values(&["malformed"]),
     };
     let listener = Arc::new(listener);
     loop {
@@ -99,7 +107,10 @@ async fn connection(
     };
     let mut stream = stream;
     if listener.proxy_protocol {
-        let read = Box::pin(tokio::time::timeout(header_limit, read_proxy_header(&mut stream)));
+        let read = Box::pin(tokio::time::timeout(
+            header_limit,
+            read_proxy_header(&mut stream),
+        ));
         match read.await {
             Ok(Ok(Some(source))) => peer = source,
             Ok(Ok(None)) => {}
@@ -165,8 +176,9 @@ struct Limits {
     idle: Duration,
 }
 
-type BoxedAnswer =
-    Pin<Box<dyn Future<Output = Result<http::Response<ResponseBody>, std::convert::Infallible>> + Send>>;
+type BoxedAnswer = Pin<
+    Box<dyn Future<Output = Result<http::Response<ResponseBody>, std::convert::Infallible>> + Send>,
+>;
 
 async fn serve_http<I>(
     io: I,
@@ -227,6 +239,8 @@ async fn serve_http<I>(
     if let Err(e) = ended {
         if e.is_timeout() {
             cuts.header_timeout.inc();
+        } else if e.is_parse() {
+            cuts.malformed.inc();
         }
         tracing::debug!(peer = %info.peer, "connection ended: {e}");
     }

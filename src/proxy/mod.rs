@@ -24,8 +24,8 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-pub use body::ResponseBody;
 use body::End;
+pub use body::ResponseBody;
 
 use crate::config::RetryMethods;
 use crate::facts::{self, RawRequest};
@@ -299,9 +299,15 @@ impl Proxy {
         let mut payload = if body.is_end_stream() {
             Payload::Whole(None)
         } else if retries.methods == RetryMethods::All
-            && body.size_hint().upper().is_some_and(|n| n <= RETRY_BODY_LIMIT)
+            && body
+                .size_hint()
+                .upper()
+                .is_some_and(|n| n <= RETRY_BODY_LIMIT)
         {
-            match Limited::new(body, RETRY_BODY_LIMIT as usize).collect().await {
+            match Limited::new(body, RETRY_BODY_LIMIT as usize)
+                .collect()
+                .await
+            {
                 Ok(b) => Payload::Whole(Some(b.to_bytes())),
                 Err(_) => return Ok(gateway_error(rec, 400, "bad_request", "request body")),
             }
@@ -322,9 +328,13 @@ impl Proxy {
                 &decision.order,
                 retries.attempts,
                 &mut rand::thread_rng(),
-            )
-            else {
-                return Ok(gateway_error(rec, 502, "upstream_unreachable", "no origin left to try"));
+            ) else {
+                return Ok(gateway_error(
+                    rec,
+                    502,
+                    "upstream_unreachable",
+                    "no origin left to try",
+                ));
             };
             rec.begin(target);
             let (r, o) = target;
@@ -339,7 +349,16 @@ impl Proxy {
                         .inc();
                     self.observe(&snap, target, None, now_ms());
                     tracing::debug!(origin = %origin.address, "connect failed: {e}");
-                    if self.retry(&snap, r, &walk, &decision, Failure::Connect, false, true, true) {
+                    if self.retry(
+                        &snap,
+                        r,
+                        &walk,
+                        &decision,
+                        Failure::Connect,
+                        false,
+                        true,
+                        true,
+                    ) {
                         continue;
                     }
                     let (status, error) = if e.timed_out() {
@@ -351,9 +370,15 @@ impl Proxy {
                 }
             };
             let Some(body) = payload.take() else {
-                return Ok(gateway_error(rec, 502, "upstream_unreachable", "body already sent"));
+                return Ok(gateway_error(
+                    rec,
+                    502,
+                    "upstream_unreachable",
+                    "body already sent",
+                ));
             };
-            let up = headers::upstream_request(&parts, &rec.ctx, origin, &snap, upgrade.is_some(), body);
+            let up =
+                headers::upstream_request(&parts, &rec.ctx, origin, &snap, upgrade.is_some(), body);
             let attempt_started = Instant::now();
             let sent = tokio::time::timeout(t.read.get(), upstream::send(tx, up)).await;
             let (mut resp, reuse) = match sent {
@@ -362,12 +387,24 @@ impl Proxy {
                     let timed_out = sent.is_err();
                     self.observe(&snap, target, None, now_ms());
                     let replayable = payload.replayable();
-                    if self.retry(&snap, r, &walk, &decision, Failure::AfterSend, timed_out, idempotent, replayable)
-                    {
+                    if self.retry(
+                        &snap,
+                        r,
+                        &walk,
+                        &decision,
+                        Failure::AfterSend,
+                        timed_out,
+                        idempotent,
+                        replayable,
+                    ) {
                         continue;
                     }
                     let (status, error, detail) = match sent {
-                        Err(_) => (504, "upstream_timeout", "no answer within timeouts.read".to_string()),
+                        Err(_) => (
+                            504,
+                            "upstream_timeout",
+                            "no answer within timeouts.read".to_string(),
+                        ),
                         Ok(Err(e)) => (502, "upstream_unreachable", e.to_string()),
                         Ok(Ok(_)) => unreachable!("handled above"),
                     };
@@ -376,7 +413,12 @@ impl Proxy {
             };
             let status = resp.status().as_u16();
             // A 5xx counts against the origin; any other answer feeds its latency.
-            self.observe(&snap, target, (status < 500).then_some(attempt_started), now_ms());
+            self.observe(
+                &snap,
+                target,
+                (status < 500).then_some(attempt_started),
+                now_ms(),
+            );
             if self.retry(
                 &snap,
                 r,
@@ -517,7 +559,11 @@ impl Proxy {
         }
         let from = snap.regions[from].name.as_str();
         m.retries
-            .with_label_values(&[from, &snap.regions[to].name, retry::reason(failure, timed_out)])
+            .with_label_values(&[
+                from,
+                &snap.regions[to].name,
+                retry::reason(failure, timed_out),
+            ])
             .inc();
         true
     }
@@ -578,7 +624,12 @@ impl Proxy {
 }
 
 /// A gateway-made JSON error (CONTRACT §4), recorded like any answer.
-fn gateway_error(mut rec: Record, status: u16, error: &str, detail: &str) -> Response<ResponseBody> {
+fn gateway_error(
+    mut rec: Record,
+    status: u16,
+    error: &str,
+    detail: &str,
+) -> Response<ResponseBody> {
     rec.status = status;
     let body = serde_json::json!({ "error": error, "detail": detail }).to_string();
     let end = Box::new(End {
@@ -590,8 +641,14 @@ fn gateway_error(mut rec: Record, status: u16, error: &str, detail: &str) -> Res
     let mut resp = Response::new(ResponseBody::full(Bytes::from(body), Some(end)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let h = resp.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     resp
 }
 

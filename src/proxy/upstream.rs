@@ -65,7 +65,11 @@ async fn connect(origin: &OriginEntry, pool: &OriginPool) -> Result<Sender, Conn
         Some(tls) => {
             let name = rustls::pki_types::ServerName::try_from(origin.sni.clone())
                 .map_err(|e| ConnectError::Tls(format!("sni `{}`: {e}", origin.sni)))?;
-            let config = if h2 { tls.h2.clone() } else { tls.client.clone() };
+            let config = if h2 {
+                tls.h2.clone()
+            } else {
+                tls.client.clone()
+            };
             let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
@@ -107,7 +111,13 @@ where
 pub async fn send(
     tx: Sender,
     req: http::Request<RequestBody>,
-) -> Result<(http::Response<Incoming>, Option<http1::SendRequest<RequestBody>>), hyper::Error> {
+) -> Result<
+    (
+        http::Response<Incoming>,
+        Option<http1::SendRequest<RequestBody>>,
+    ),
+    hyper::Error,
+> {
     match tx {
         Sender::H1(mut tx) => {
             let resp = tx.send_request(req).await?;

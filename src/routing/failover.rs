@@ -79,14 +79,16 @@ mod tests {
     use crate::routing::StaticHealth;
 
     fn snapshot() -> Snapshot {
+        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("meridian-failover-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("walk.yaml");
+        let path = dir.join(format!("walk-{n}.yaml"));
         std::fs::write(
             &path,
             "local_region: a\n\
              listeners: [{address: 127.0.0.1:0}]\n\
-             admin: {address: 127.0.0.1:0}\n\
+             admin: {address: 127.0.0.1:1}\n\
              regions:\n\
              \x20 a: {origins: [{address: 127.0.0.1:1001}, {address: 127.0.0.1:1002}]}\n\
              \x20 b: {origins: [{address: 127.0.0.1:2001}]}\n",

@@ -1,7 +1,7 @@
 //! Retry eligibility: whether a failed try may be repeated elsewhere. Pure;
 //! the budget (a rate) is checked by the caller after these say yes.
 
-use crate::config::{RetryMethods, RetryOn, Retries};
+use crate::config::{Retries, RetryMethods, RetryOn};
 
 /// How a try failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
