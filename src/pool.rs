@@ -4,8 +4,9 @@
 //! only: connecting lives in `proxy::upstream`.
 
 use std::pin::Pin;
-use std::sync::{Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,8 +22,10 @@ const MAX_IDLE_PER_ORIGIN: usize = 1024;
 pub enum RequestBody {
     /// Kept whole (none, or a small one buffered so a retry can resend it).
     Full(Option<Bytes>),
-    /// Streamed from the client as it comes: sent once, never resent.
-    Stream(Incoming),
+    /// Streamed from the client as it comes: sent once, never resent. Counts
+    /// the bytes it passed on, so a wait for the answer can tell a slow upload
+    /// from a silent origin.
+    Stream(Incoming, Arc<AtomicU64>),
 }
 
 impl Body for RequestBody {
@@ -35,21 +38,27 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             RequestBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            RequestBody::Stream(s) => Pin::new(s).poll_frame(cx),
+            RequestBody::Stream(s, sent) => {
+                let frame = ready!(Pin::new(s).poll_frame(cx));
+                if let Some(Ok(d)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+                    sent.fetch_add(d.map_or(0, |d| d.len() as u64), Relaxed);
+                }
+                Poll::Ready(frame)
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Full(b) => b.is_none(),
-            RequestBody::Stream(s) => s.is_end_stream(),
+            RequestBody::Stream(s, _) => s.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            RequestBody::Stream(s) => s.size_hint(),
+            RequestBody::Stream(s, _) => s.size_hint(),
         }
     }
 }

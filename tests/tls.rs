@@ -448,13 +448,26 @@ listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
 admin: {{ address: "{{{{ADMIN}}}}" }}
 regions:
 {regions}
-health: {{ interval: 100ms, timeout: 80ms, healthy_threshold: 1, unhealthy_threshold: 1 }}
+health: {{ interval: 300ms, timeout: 250ms, healthy_threshold: 1, unhealthy_threshold: 1 }}
 routing: {{ steering: geo, geo: {{ default: us-east-1 }} }}
 "#
     );
     let gw = Gateway::start(&yaml).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let st = gw.state().await;
+    // Until every origin's last probe came out as expected (a TLS handshake in a
+    // debug build on a busy machine can miss one probe's deadline).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let st = loop {
+        let st = gw.state().await;
+        let settled = cases.iter().all(|(region, _, _, fails)| {
+            let last = &st["regions"][region]["origins"][0]["last_probe"];
+            let want = if fails.is_some() { "fail" } else { "pass" };
+            last["result"] == want && (fails.is_none() || !last["detail"].is_null())
+        });
+        if settled || std::time::Instant::now() > deadline {
+            break st;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     for (region, _, _, fails) in &cases {
         let o = &st["regions"][region]["origins"][0];
         let last = &o["last_probe"];

@@ -52,8 +52,9 @@ impl Drop for End {
         if let (true, Some((pool, tx))) = (self.complete, self.reuse.take()) {
             pool.put(tx);
         }
-        if let Some(record) = self.record.take() {
-            record.finish(self.bytes, self.complete);
+        if let Some(mut record) = self.record.take() {
+            // Dropping it records it.
+            (record.bytes, record.complete) = (self.bytes, self.complete);
         }
     }
 }

@@ -14,7 +14,7 @@ mod upstream;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -82,11 +82,24 @@ pub struct Record {
     outstanding: bool,
     status: u16,
     tries: u32,
+    /// Body bytes the client was sent, and whether the answer went out whole
+    /// (set by the answer's body as it ends).
+    bytes: usize,
+    complete: bool,
+}
+
+/// Recorded when dropped: with the answer's body, or with the request's future
+/// when the client went away before an answer (status 0).
+impl Drop for Record {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 impl Record {
     /// Metrics, the region's rolling counts and the access log line.
-    fn finish(mut self, bytes: usize, complete: bool) {
+    fn finish(&mut self) {
+        let (bytes, complete) = (self.bytes, self.complete);
         self.release_outstanding();
         let snap = &*self.ctx.snap;
         // A body cut short is a failed answer whatever its status said.
@@ -209,11 +222,39 @@ impl Payload {
         matches!(self, Payload::Whole(_))
     }
 
-    /// The body for the next try; None once a streamed body was sent.
-    fn take(&mut self) -> Option<RequestBody> {
+    /// The body for the next try, and for a streamed one the count of bytes
+    /// it sent; None once a streamed body was sent.
+    fn take(&mut self) -> Option<(RequestBody, Option<Arc<AtomicU64>>)> {
         match self {
-            Payload::Whole(b) => Some(RequestBody::Full(b.clone())),
-            Payload::Once(b) => b.take().map(RequestBody::Stream),
+            Payload::Whole(b) => Some((RequestBody::Full(b.clone()), None)),
+            Payload::Once(b) => b.take().map(|b| {
+                let sent = Arc::new(AtomicU64::new(0));
+                (RequestBody::Stream(b, sent.clone()), Some(sent))
+            }),
+        }
+    }
+}
+
+/// Waits for `answer` while something moves: it times out after `read` with
+/// neither an answer nor a byte of the request body sent (a slow upload is not
+/// a silent origin). None on timeout.
+async fn within<F: std::future::Future>(
+    read: std::time::Duration,
+    sent: Option<&AtomicU64>,
+    answer: F,
+) -> Option<F::Output> {
+    let mut answer = std::pin::pin!(answer);
+    let mut seen = sent.map(|s| s.load(Relaxed));
+    loop {
+        match tokio::time::timeout(read, answer.as_mut()).await {
+            Ok(out) => return Some(out),
+            Err(_) => {
+                let now = sent.map(|s| s.load(Relaxed));
+                if now == seen {
+                    return None;
+                }
+                seen = now;
+            }
         }
     }
 }
@@ -369,7 +410,7 @@ impl Proxy {
                     return Ok(gateway_error(rec, status, error, &e.to_string()));
                 }
             };
-            let Some(body) = payload.take() else {
+            let Some((body, sent)) = payload.take() else {
                 return Ok(gateway_error(
                     rec,
                     502,
@@ -380,11 +421,11 @@ impl Proxy {
             let up =
                 headers::upstream_request(&parts, &rec.ctx, origin, &snap, upgrade.is_some(), body);
             let attempt_started = Instant::now();
-            let sent = tokio::time::timeout(t.read.get(), upstream::send(tx, up)).await;
-            let (mut resp, reuse) = match sent {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(_)) | Err(_) => {
-                    let timed_out = sent.is_err();
+            let answer = within(t.read.get(), sent.as_deref(), upstream::send(tx, up)).await;
+            let (mut resp, reuse) = match answer {
+                Some(Ok(answer)) => answer,
+                Some(Err(_)) | None => {
+                    let timed_out = answer.is_none();
                     self.observe(&snap, target, None, now_ms());
                     let replayable = payload.replayable();
                     if self.retry(
@@ -399,14 +440,9 @@ impl Proxy {
                     ) {
                         continue;
                     }
-                    let (status, error, detail) = match sent {
-                        Err(_) => (
-                            504,
-                            "upstream_timeout",
-                            "no answer within timeouts.read".to_string(),
-                        ),
-                        Ok(Err(e)) => (502, "upstream_unreachable", e.to_string()),
-                        Ok(Ok(_)) => unreachable!("handled above"),
+                    let (status, error, detail) = match answer {
+                        Some(Err(e)) => (502, "upstream_unreachable", e.to_string()),
+                        _ => (504, "upstream_timeout", "no answer within timeouts.read".to_string()),
                     };
                     return Ok(gateway_error(rec, status, error, &detail));
                 }
@@ -479,7 +515,7 @@ impl Proxy {
         };
         let (mut parts, body) = req.into_parts();
         headers::strip_for_origin(&mut parts);
-        let up = Request::from_parts(parts, RequestBody::Stream(body));
+        let up = Request::from_parts(parts, RequestBody::Stream(body, Arc::default()));
         match tokio::time::timeout(t.read.get(), upstream::send(tx, up)).await {
             Ok(Ok((resp, reuse))) => {
                 let (parts, body) = resp.into_parts();
@@ -505,6 +541,8 @@ impl Proxy {
             outstanding: false,
             status: 0,
             tries: 0,
+            bytes: 0,
+            complete: false,
         }
     }
 
