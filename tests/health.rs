@@ -582,3 +582,49 @@ async fn a_lone_slow_origin_gives_504_upstream_timeout() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "upstream_timeout");
 }
+
+#[tokio::test]
+async fn probes_speak_the_origins_protocol() {
+    use support::origin::{HttpOrigin, Speaks};
+    // Two origins that speak only cleartext HTTP/2: one configured as such, one
+    // (wrongly) as HTTP/1.1. The probe must see what traffic would.
+    let (right, wrong) = (
+        HttpOrigin::start(Speaks::H2c).await,
+        HttpOrigin::start(Speaks::H2c).await,
+    );
+    let yaml = format!(
+        r#"
+local_region: us-east-1
+listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
+admin: {{ address: "{{{{ADMIN}}}}" }}
+regions:
+  us-east-1:
+    origins:
+      - {{ address: "{}", protocol: h2c }}
+      - {{ address: "{}", protocol: http1 }}
+health: {{ interval: 100ms, timeout: 80ms, jitter: 0%, healthy_threshold: 1, unhealthy_threshold: 1 }}
+"#,
+        right.addr, wrong.addr
+    );
+    let gw = Gateway::start(&yaml).await;
+    let s = wait_state(&gw, "one origin healthy, the other unhealthy", |s| {
+        let o = &s["regions"]["us-east-1"]["origins"];
+        o[0]["probe_state"] == "healthy" && o[1]["probe_state"] == "unhealthy"
+    })
+    .await;
+    let o = &s["regions"]["us-east-1"]["origins"];
+    assert_eq!(o[0]["address"], right.addr.to_string());
+    assert_eq!(o[0]["last_probe"]["result"], "pass", "{s:#}");
+    // HTTP/1.1 bytes at an HTTP/2 server: the connection fails, never a status.
+    assert_eq!(o[1]["last_probe"]["error"], "error", "{s:#}");
+    assert!(right.record.probes.load(Relaxed) >= 1);
+    assert_eq!(
+        wrong.record.probes.load(Relaxed),
+        0,
+        "an HTTP/1.1 probe was answered by an h2c-only origin"
+    );
+    assert!(
+        wrong.record.accepts.load(Relaxed) >= 1,
+        "never probed at all"
+    );
+}

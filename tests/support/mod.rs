@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)] // not every test binary uses it
 pub use meridian::demo::SimOrigin;
 
+pub mod certs;
+pub mod origin;
+pub mod peers;
+
 /// A loopback port that was free a moment ago, for the gateway to bind right after.
 /// Taken from below the kernel's ephemeral range: a port from inside it (bind to 0,
 /// close) can be handed to any test's outgoing connection before the gateway binds
