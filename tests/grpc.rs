@@ -34,25 +34,25 @@ struct Setup {
     pki: Pki,
 }
 
-async fn setup(upstream: Upstream) -> Setup {
-    let dir = temp_dir("grpc");
-    let pki = Pki::new(&dir);
-    let listener = pki.issue("gateway", &["localhost", "127.0.0.1"]);
-    let origin_leaf = pki.issue("origin", &["grpc-origin.test"]);
-    let (origin, origin_yaml) = match upstream {
+/// A gRPC origin of the given kind: the process, its entry in `origins`, and the
+/// client arguments that reach it directly.
+fn grpc_origin(pki: &Pki, upstream: Upstream) -> (PeerServer, String, Vec<String>) {
+    match upstream {
         Upstream::H2c => {
             let o = PeerServer::start("grpc_origin.py", &[]);
             let yaml = format!(r#"{{ address: "{}", protocol: h2c }}"#, o.addr());
-            (o, yaml)
+            let direct = vec!["--target".into(), o.addr().to_string()];
+            (o, yaml, direct)
         }
         Upstream::H2Tls => {
+            let leaf = pki.issue("origin", &["grpc-origin.test"]);
             let o = PeerServer::start(
                 "grpc_origin.py",
                 &[
                     "--cert",
-                    origin_leaf.cert.to_str().unwrap(),
+                    leaf.cert.to_str().unwrap(),
                     "--key",
-                    origin_leaf.key.to_str().unwrap(),
+                    leaf.key.to_str().unwrap(),
                 ],
             );
             let yaml = format!(
@@ -60,9 +60,23 @@ async fn setup(upstream: Upstream) -> Setup {
                 o.addr(),
                 pki.ca().display()
             );
-            (o, yaml)
+            let direct = vec![
+                "--target".into(),
+                o.addr().to_string(),
+                "--ca".into(),
+                pki.ca().display().to_string(),
+                "--name".into(),
+                "grpc-origin.test".into(),
+            ];
+            (o, yaml, direct)
         }
-    };
+    }
+}
+
+async fn setup(upstream: Upstream) -> Setup {
+    let pki = Pki::new(&temp_dir("grpc"));
+    let listener = pki.issue("gateway", &["localhost", "127.0.0.1"]);
+    let (origin, origin_yaml, _) = grpc_origin(&pki, upstream);
     let yaml = format!(
         r#"
 local_region: us-east-1
@@ -80,6 +94,73 @@ timeouts: {{ connect: 1s }}
     );
     let gw = Gateway::start(&yaml).await;
     Setup { gw, origin, pki }
+}
+
+/// The calls every path is checked with, and what each must return.
+fn script() -> Value {
+    json!([
+        { "method": "Echo", "request": "hello over grpc" },
+        { "method": "Count", "request": "200" },
+        { "method": "Fail" },
+        { "method": "Echo", "request": "again, same channel" },
+    ])
+}
+
+/// Checks the results of `script()`; `xff` is the X-Forwarded-For the origin
+/// must have seen (None: no gateway in between, so none at all).
+fn check(out: &[Value], xff: Option<&str>, ctx: &dyn Fn(usize) -> String) {
+    assert_eq!(out.len(), 4, "{}", ctx(0));
+    assert_eq!(out[0]["code"], "OK", "{}", ctx(0));
+    assert_eq!(
+        out[0]["messages"],
+        json!(["echo:hello over grpc"]),
+        "{}",
+        ctx(0)
+    );
+    assert_eq!(out[0]["trailers"]["x-echo-trailer"], "done", "{}", ctx(0));
+    let seen = out[0]["initial"]["x-seen-forwarded-for"]
+        .as_str()
+        .unwrap_or_default();
+    match xff {
+        Some(client) => assert!(
+            seen.ends_with(client),
+            "x-forwarded-for `{seen}`: {}",
+            ctx(0)
+        ),
+        None => assert_eq!(seen, "", "{}", ctx(0)),
+    }
+
+    let want: Vec<String> = (0..200).map(|i| format!("item-{i}")).collect();
+    assert_eq!(out[1]["code"], "OK", "{}", ctx(1));
+    assert_eq!(out[1]["messages"], json!(want), "{}", ctx(1));
+    assert_eq!(out[1]["trailers"]["x-count"], "200", "{}", ctx(1));
+
+    assert_eq!(out[2]["code"], "PERMISSION_DENIED", "{}", ctx(2));
+    assert_eq!(out[2]["details"], "denied by origin", "{}", ctx(2));
+
+    assert_eq!(out[3]["code"], "OK", "{}", ctx(3));
+    assert_eq!(
+        out[3]["messages"],
+        json!(["echo:again, same channel"]),
+        "{}",
+        ctx(3)
+    );
+}
+
+#[tokio::test]
+async fn the_peers_agree_without_the_gateway() {
+    // What the tests below expect, checked with client and origin face to face:
+    // a failure through the gateway is the gateway's.
+    let pki = Pki::new(&temp_dir("grpc-direct"));
+    for upstream in [Upstream::H2c, Upstream::H2Tls] {
+        let (_origin, _, mut args) = grpc_origin(&pki, upstream);
+        args.push(script().to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_client("grpc_client.py", &args, Duration::from_secs(60)).await;
+        check(&out, None, &|i| {
+            format!("{upstream:?} direct: {:#}", out[i])
+        });
+    }
 }
 
 /// Runs `calls` with grpcio over TLS against the gateway; one result per call.
@@ -109,51 +190,10 @@ async fn calls(s: &Setup, calls: Value) -> Vec<Value> {
 
 async fn unary_streaming_and_errors(upstream: Upstream) {
     let s = setup(upstream).await;
-    let out = calls(
-        &s,
-        json!([
-            { "method": "Echo", "request": "hello over grpc" },
-            { "method": "Count", "request": "200" },
-            { "method": "Fail" },
-            { "method": "Echo", "request": "again, same channel" },
-        ]),
-    )
-    .await;
-    let ctx = |i: usize| format!("{upstream:?}: {:#}\n{}", out[i], s.gw.stderr());
-
-    assert_eq!(out[0]["code"], "OK", "{}", ctx(0));
-    assert_eq!(
-        out[0]["messages"],
-        json!(["echo:hello over grpc"]),
-        "{}",
-        ctx(0)
-    );
-    assert_eq!(out[0]["trailers"]["x-echo-trailer"], "done", "{}", ctx(0));
-    // The origin saw the gateway's X-Forwarded-For naming the client.
-    let xff = out[0]["initial"]["x-seen-forwarded-for"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(
-        xff.ends_with("127.0.0.1"),
-        "x-forwarded-for `{xff}`: {}",
-        ctx(0)
-    );
-
-    let want: Vec<String> = (0..200).map(|i| format!("item-{i}")).collect();
-    assert_eq!(out[1]["code"], "OK", "{}", ctx(1));
-    assert_eq!(out[1]["messages"], json!(want), "{}", ctx(1));
-    assert_eq!(out[1]["trailers"]["x-count"], "200", "{}", ctx(1));
-
-    assert_eq!(out[2]["code"], "PERMISSION_DENIED", "{}", ctx(2));
-    assert_eq!(out[2]["details"], "denied by origin", "{}", ctx(2));
-
-    assert_eq!(out[3]["code"], "OK", "{}", ctx(3));
-    assert_eq!(
-        out[3]["messages"],
-        json!(["echo:again, same channel"]),
-        "{}",
-        ctx(3)
-    );
+    let out = calls(&s, script()).await;
+    check(&out, Some("127.0.0.1"), &|i| {
+        format!("{upstream:?}: {:#}\n{}", out[i], s.gw.stderr())
+    });
 }
 
 #[tokio::test]
