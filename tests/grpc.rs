@@ -77,22 +77,8 @@ async fn setup(upstream: Upstream) -> Setup {
     let pki = Pki::new(&temp_dir("grpc"));
     let listener = pki.issue("gateway", &["localhost", "127.0.0.1"]);
     let (origin, origin_yaml, _) = grpc_origin(&pki, upstream);
-    let yaml = format!(
-        r#"
-local_region: us-east-1
-listeners:
-  - address: "{{{{LISTEN}}}}"
-    tls: {{ certificates: [ {{ cert: "{}", key: "{}" }} ] }}
-admin: {{ address: "{{{{ADMIN}}}}" }}
-regions:
-  us-east-1: {{ origins: [ {origin_yaml} ] }}
-health: {{ interval: 500ms, timeout: 400ms }}
-timeouts: {{ connect: 1s }}
-"#,
-        listener.cert.display(),
-        listener.key.display(),
-    );
-    let gw = Gateway::start(&yaml).await;
+    let rest = "health: { interval: 500ms, timeout: 400ms }\ntimeouts: { connect: 1s }";
+    let gw = tls_gateway(&listener, &origin_yaml, rest).await;
     Setup { gw, origin, pki }
 }
 

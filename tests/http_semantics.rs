@@ -3,7 +3,9 @@
 //! `Expect: 100-continue`, chunked bodies, trailers, bodiless answers (HEAD, 204,
 //! 304) and gigabyte bodies in bounded memory. Raw sockets only where a client
 //! library cannot say it (pipelining, a request without header lines, no Host,
-//! the byte-exact framing of bodiless answers, waiting for the 100 before the body).
+//! the byte-exact framing of bodiless answers, waiting for the 100 before the body);
+//! hyper's clients for trailers, httpx (`.venv-peers`, `scripts/peers`) for HTTP/2
+//! over TLS.
 
 mod support;
 
@@ -294,6 +296,71 @@ async fn head_204_and_304_arrive_without_bodies() {
         .collect();
     assert_eq!(seen.len(), 4, "{seen:?}");
     assert_eq!(seen[0], ("HEAD".to_string(), "/head".to_string()));
+}
+
+#[tokio::test]
+async fn an_http2_client_over_tls_gets_bodiless_and_unsized_answers_right() {
+    // httpx (h2 over TLS, ALPN) against a TLS listener; the origin speaks HTTP/1.1,
+    // so the gateway translates framing both ways.
+    let o = HttpOrigin::start(Speaks::Http1).await;
+    let pki = certs::Pki::new(&temp_dir("h2-semantics"));
+    let leaf = pki.issue("gateway", &["localhost", "127.0.0.1"]);
+    let gw = tls_gateway(
+        &leaf,
+        &format!(r#"{{ address: "{}" }}"#, o.addr),
+        "health: { interval: 500ms, timeout: 400ms }",
+    )
+    .await;
+    let requests = serde_json::json!([
+        { "method": "HEAD", "path": "/head" },
+        { "method": "GET", "path": "/status/204" },
+        { "method": "GET", "path": "/status/304" },
+        { "method": "GET", "path": "/chunked" },
+        { "method": "GET", "path": "/after" },
+    ]);
+    let out = peers::run_client(
+        "h2_client.py",
+        &[
+            &format!("https://127.0.0.1:{}", gw.addr.port()),
+            "--ca",
+            pki.ca().to_str().unwrap(),
+            &requests.to_string(),
+        ],
+        Duration::from_secs(60),
+    )
+    .await;
+    let got: Vec<(String, u64, String, String)> = out
+        .iter()
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap().to_string(),
+                r["status"].as_u64().unwrap(),
+                r["http_version"].as_str().unwrap().to_string(),
+                r["body"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let h2 = |path: &str, status: u64, body: &str| {
+        (
+            path.to_string(),
+            status,
+            "HTTP/2".to_string(),
+            body.to_string(),
+        )
+    };
+    assert_eq!(
+        got[..4],
+        [
+            h2("/head", 200, ""),
+            h2("/status/204", 204, ""),
+            h2("/status/304", 304, ""),
+            h2("/chunked", 200, "one,two,three"),
+        ],
+        "{out:#?}\n{}",
+        gw.stderr()
+    );
+    assert_eq!((got[4].1, got[4].2.as_str()), (200, "HTTP/2"), "{out:#?}");
+    assert_eq!(o.record.seen().len(), 5);
 }
 
 #[tokio::test]

@@ -311,6 +311,27 @@ regions:
     Gateway::start(&yaml).await
 }
 
+/// A gateway with one TLS listener serving `leaf`, and one region, us-east-1,
+/// whose one origin is `origin` (its YAML entry, `{ address: ..., ... }`); `rest`
+/// is added to the config.
+pub async fn tls_gateway(leaf: &certs::Leaf, origin: &str, rest: &str) -> Gateway {
+    let yaml = format!(
+        r#"
+local_region: us-east-1
+listeners:
+  - address: "{{{{LISTEN}}}}"
+    tls: {{ certificates: [ {{ cert: "{}", key: "{}" }} ] }}
+admin: {{ address: "{{{{ADMIN}}}}" }}
+regions:
+  us-east-1: {{ origins: [ {origin} ] }}
+{rest}
+"#,
+        leaf.cert.display(),
+        leaf.key.display(),
+    );
+    Gateway::start(&yaml).await
+}
+
 /// Background load: `clients` keep-alive clients sending GETs to `url` until stopped.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
