@@ -1,5 +1,5 @@
 //! A scripted hyper origin for protocol tests, speaking exactly one protocol
-//! (HTTP/1.1 only, or cleartext HTTP/2 only), with the answers `SimOrigin` does
+//! (HTTP/1.1 only, cleartext HTTP/2 only, or HTTP/2 over TLS only), with the answers `SimOrigin` does
 //! not give: trailers, chosen statuses, unknown-length bodies. It records every
 //! request but the health probes.
 //!
@@ -25,6 +25,14 @@ pub enum Speaks {
     Http1,
     /// HTTP/2 with prior knowledge, no TLS.
     H2c,
+}
+
+/// How connections are taken: `Speaks` in the clear, or HTTP/2 after a TLS
+/// handshake that offers only ALPN `h2`.
+#[derive(Clone)]
+enum Mode {
+    Clear(Speaks),
+    H2Tls(tokio_rustls::TlsAcceptor),
 }
 
 /// One request the origin answered.
@@ -69,6 +77,33 @@ type Body = BoxBody<Bytes, Infallible>;
 impl HttpOrigin {
     /// Listens on an ephemeral loopback port.
     pub async fn start(speaks: Speaks) -> HttpOrigin {
+        Self::run(Mode::Clear(speaks)).await
+    }
+
+    /// HTTP/2 over TLS with `leaf`'s certificate, ALPN `h2` only.
+    pub async fn start_h2_tls(leaf: &super::certs::Leaf) -> HttpOrigin {
+        let pem = |p: &std::path::Path| std::io::BufReader::new(std::fs::File::open(p).unwrap());
+        let chain = rustls_pemfile::certs(&mut pem(&leaf.cert))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut pem(&leaf.key))
+            .unwrap()
+            .expect("a private key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Self::run(Mode::H2Tls(tokio_rustls::TlsAcceptor::from(Arc::new(
+            config,
+        ))))
+        .await
+    }
+
+    async fn run(mode: Mode) -> HttpOrigin {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let record = Arc::new(Record::default());
@@ -79,23 +114,27 @@ impl HttpOrigin {
                     continue;
                 };
                 rec.accepts.fetch_add(1, Relaxed);
-                let rec = rec.clone();
+                let (rec, mode) = (rec.clone(), mode.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let rec = rec.clone();
                         async move { Ok::<_, Infallible>(answer(&rec, req).await) }
                     });
-                    let io = TokioIo::new(stream);
-                    let _ = match speaks {
-                        Speaks::Http1 => {
+                    let h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                    let _ = match mode {
+                        Mode::Clear(Speaks::Http1) => {
                             hyper::server::conn::http1::Builder::new()
-                                .serve_connection(io, svc)
+                                .serve_connection(TokioIo::new(stream), svc)
                                 .await
                         }
-                        Speaks::H2c => {
-                            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                                .serve_connection(io, svc)
-                                .await
+                        Mode::Clear(Speaks::H2c) => {
+                            h2.serve_connection(TokioIo::new(stream), svc).await
+                        }
+                        Mode::H2Tls(acceptor) => {
+                            let Ok(tls) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            h2.serve_connection(TokioIo::new(tls), svc).await
                         }
                     };
                 });
