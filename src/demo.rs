@@ -253,8 +253,9 @@ async fn answer(ctl: &Control, region: &str, req: Request<Incoming>) -> Response
         .unwrap_or_default()
 }
 
-/// Yields an iterator's items one poll at a time, so a large body really streams.
-struct IterStream<I>(I);
+/// Yields an iterator's items one poll at a time, so a large body really streams
+/// (public for the test origins in `tests/support`).
+pub struct IterStream<I>(pub I);
 
 impl<I: Iterator + Unpin> futures_core::Stream for IterStream<I> {
     type Item = I::Item;

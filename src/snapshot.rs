@@ -55,6 +55,8 @@ pub struct OriginEntry {
     pub tls: Option<crate::tls::OriginTls>,
     pub sni: String,
     pub host_header: Option<String>,
+    /// HTTP/1.1, HTTP/2 over TLS (ALPN `h2`) or cleartext HTTP/2 with prior
+    /// knowledge; validation guarantees `H2` has `tls` and `H2c` has none.
     pub protocol: crate::config::OriginProtocol,
     pub health: Arc<OriginHealth>,
     /// Its kept connections (shared with the snapshots that keep this origin).

@@ -263,15 +263,63 @@ fn warnings_do_not_fail_the_check() {
 }
 
 #[test]
-fn unsupported_parts_are_refused_not_ignored() {
-    broken(
-        "tls",
-        &BASE.replace(
+fn proxy_protocol_listeners_are_accepted() {
+    let dir = temp_dir("check");
+    let path = dir.join("proxy-protocol.yaml");
+    std::fs::write(
+        &path,
+        BASE.replace(
             "  - address: 127.0.0.1:8080\n",
             "  - address: 127.0.0.1:8080\n    proxy_protocol: true\n",
         ),
-        &["4:21: listeners[0].proxy_protocol: is not supported by this build yet"],
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check(&path);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(": ok (sha256 "), "{stdout}");
+}
+
+#[test]
+fn origin_protocol_must_match_its_tls() {
+    let origins = |us: &str, eu: &str| {
+        BASE.replace(
+            "      - address: 127.0.0.1:18081\n",
+            &format!("      - address: 127.0.0.1:18081\n{us}"),
+        )
+        .replace(
+            "      - address: 127.0.0.1:18082\n",
+            &format!("      - address: 127.0.0.1:18082\n{eu}"),
+        )
+    };
+    broken(
+        "protocol-tls",
+        &origins(
+            "        protocol: h2\n",
+            "        protocol: h2c\n        tls: { sni: eu.example.test }\n",
+        ),
+        &[
+            "10:19: regions.us-east-1.origins[0].protocol: `h2` is HTTP/2 over TLS and needs the origin's `tls` (use `h2c` for cleartext HTTP/2)",
+            "14:19: regions.eu-west-1.origins[0].protocol: `h2c` is cleartext HTTP/2 and cannot have `tls` (use `h2` for HTTP/2 over TLS)",
+        ],
     );
+    broken(
+        "protocol-name",
+        &origins("        protocol: http2\n", ""),
+        &["10:19: regions.us-east-1.origins[0].protocol: unknown variant `http2`, expected one of `http1`, `h2`, `h2c`"],
+    );
+    // Each protocol with the transport it needs passes.
+    let dir = temp_dir("check");
+    let path = dir.join("protocols.yaml");
+    std::fs::write(
+        &path,
+        origins(
+            "        protocol: h2c\n      - address: 127.0.0.1:18083\n        protocol: http1\n",
+            "        protocol: h2\n        tls: { sni: eu.example.test }\n",
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = check(&path);
+    assert_eq!(code, 0, "{stderr}");
 }
 
 /// Every field of the schema is in the annotated reference, so it documents them all.

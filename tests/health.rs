@@ -582,3 +582,86 @@ async fn a_lone_slow_origin_gives_504_upstream_timeout() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "upstream_timeout");
 }
+
+/// A gateway whose region has two origins, `right` and `wrong` (their YAML
+/// entries), probed every 100 ms with thresholds of 1; waits until the first is
+/// healthy and the second unhealthy and returns `/admin/state`.
+async fn first_healthy_second_not(right: &str, wrong: &str) -> (Gateway, serde_json::Value) {
+    let yaml = format!(
+        r#"
+local_region: us-east-1
+listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
+admin: {{ address: "{{{{ADMIN}}}}" }}
+regions:
+  us-east-1:
+    origins:
+      - {right}
+      - {wrong}
+health: {{ interval: 100ms, timeout: 80ms, jitter: 0%, healthy_threshold: 1, unhealthy_threshold: 1 }}
+"#
+    );
+    let gw = Gateway::start(&yaml).await;
+    let s = wait_state(&gw, "the first origin healthy, the second unhealthy", |s| {
+        let o = &s["regions"]["us-east-1"]["origins"];
+        o[0]["probe_state"] == "healthy" && o[1]["probe_state"] == "unhealthy"
+    })
+    .await;
+    assert_eq!(
+        s["regions"]["us-east-1"]["origins"][0]["last_probe"]["result"], "pass",
+        "{s:#}"
+    );
+    (gw, s)
+}
+
+#[tokio::test]
+async fn probes_speak_the_origins_protocol() {
+    use support::origin::{HttpOrigin, Speaks};
+    // Two origins that speak only cleartext HTTP/2: one configured as such, one
+    // (wrongly) as HTTP/1.1. The probe must see what traffic would.
+    let (right, wrong) = (
+        HttpOrigin::start(Speaks::H2c).await,
+        HttpOrigin::start(Speaks::H2c).await,
+    );
+    let (_gw, s) = first_healthy_second_not(
+        &format!(r#"{{ address: "{}", protocol: h2c }}"#, right.addr),
+        &format!(r#"{{ address: "{}", protocol: http1 }}"#, wrong.addr),
+    )
+    .await;
+    // HTTP/1.1 bytes at an HTTP/2 server: the connection fails, never a status.
+    let o = &s["regions"]["us-east-1"]["origins"];
+    assert_eq!(o[1]["last_probe"]["error"], "error", "{s:#}");
+    assert!(right.record.probes.load(Relaxed) >= 1);
+    assert_eq!(
+        wrong.record.probes.load(Relaxed),
+        0,
+        "an HTTP/1.1 probe was answered by an h2c-only origin"
+    );
+    assert!(
+        wrong.record.accepts.load(Relaxed) >= 1,
+        "never probed at all"
+    );
+}
+
+#[tokio::test]
+async fn h2_probes_use_tls_with_alpn_h2() {
+    use support::origin::HttpOrigin;
+    // Two HTTP/2-over-TLS origins (ALPN `h2` only): one configured `h2`, one
+    // `http1` with TLS, whose probe offers no ALPN and then speaks HTTP/1.1.
+    let pki = support::certs::Pki::new(&temp_dir("h2-probe"));
+    let leaf = pki.issue("origin", &["h2-origin.test"]);
+    let (right, wrong) = (
+        HttpOrigin::start_h2_tls(&leaf).await,
+        HttpOrigin::start_h2_tls(&leaf).await,
+    );
+    let tls = format!(
+        r#"tls: {{ sni: h2-origin.test, ca_file: "{}" }}"#,
+        pki.ca().display()
+    );
+    first_healthy_second_not(
+        &format!(r#"{{ address: "{}", protocol: h2, {tls} }}"#, right.addr),
+        &format!(r#"{{ address: "{}", protocol: http1, {tls} }}"#, wrong.addr),
+    )
+    .await;
+    assert!(right.record.probes.load(Relaxed) >= 1);
+    assert_eq!(wrong.record.probes.load(Relaxed), 0);
+}

@@ -323,69 +323,10 @@ async fn admin_paths_do_not_traverse_and_writes_need_the_token() {
     still_serves(&gw).await;
 }
 
-/// A stream of `n` chunks of 64 KiB, made as it is polled.
-struct Chunks(usize);
-
-impl futures_core::Stream for Chunks {
-    type Item = Result<bytes::Bytes, std::io::Error>;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        if self.0 == 0 {
-            return std::task::Poll::Ready(None);
-        }
-        self.0 -= 1;
-        std::task::Poll::Ready(Some(Ok(bytes::Bytes::from(vec![b'u'; 64 << 10]))))
-    }
-}
-
-fn rss_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
-}
-
 #[tokio::test]
 async fn huge_bodies_stream_both_ways_in_bounded_memory() {
     let (gw, o) = gateway().await;
-    let pid = gw.pid();
-    let before = rss_mib(pid);
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
-    let watch = {
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            loop {
-                peak.fetch_max(rss_mib(pid), std::sync::atomic::Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
-    const MIB: usize = 1 << 20;
-    // 256 MiB up: streamed through to the origin, which counts it.
-    let r = reqwest::Client::new()
-        .post(gw.url("/upload"))
-        .body(reqwest::Body::wrap_stream(Chunks(256 * MIB / (64 << 10))))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let answer: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(answer["received_bytes"], 256 * MIB);
-    // 256 MiB down, read as it comes.
-    let mut r = reqwest::get(gw.url(&format!("/bytes/{}", 256 * MIB)))
-        .await
-        .unwrap();
-    let mut got = 0usize;
-    while let Some(chunk) = r.chunk().await.unwrap() {
-        got += chunk.len();
-    }
-    assert_eq!(got, 256 * MIB);
-    watch.abort();
-    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    let (before, peak) = stream_both_ways(&gw, 256).await;
     // Buffers, not bodies: the peak stays far below either body's size.
     assert!(
         peak < before + 64,

@@ -167,19 +167,36 @@ pub struct Origin {
     /// Host header sent upstream; absent = the client's Host.
     #[serde(default)]
     pub host_header: Option<String>,
-    /// What the origin speaks: HTTP/1.1, HTTP/2 over TLS, or cleartext HTTP/2.
+    /// What the origin speaks: traffic and probes both use it.
     #[serde(default)]
     pub protocol: OriginProtocol,
 }
 
-/// An origin's HTTP version (`http1`, `h2` with TLS, `h2c` without).
+/// The HTTP version spoken to an origin. The gateway does not negotiate it: an
+/// origin behind an ALB or a gRPC server knows what it serves, and guessing (ALPN
+/// fallback, upgrade dances) would hide a misconfiguration until traffic meets it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum OriginProtocol {
+    /// HTTP/1.1, over TLS when the origin has `tls` (the default).
     #[default]
     Http1,
+    /// HTTP/2 over TLS, ALPN `h2`; needs the origin's `tls`.
     H2,
+    /// HTTP/2 over cleartext TCP with prior knowledge (gRPC servers without TLS);
+    /// must not have `tls`.
     H2c,
+}
+
+impl OriginProtocol {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OriginProtocol::Http1 => "http1",
+            OriginProtocol::H2 => "h2",
+            OriginProtocol::H2c => "h2c",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

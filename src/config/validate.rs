@@ -16,9 +16,6 @@ pub struct Problem {
     pub warning: bool,
 }
 
-/// For parts of the contract this build does not serve yet: refusing beats pretending.
-const NOT_YET: &str = "is not supported by this build yet";
-
 struct Check<'c> {
     regions: &'c BTreeMap<String, Region>,
     problems: Vec<Problem>,
@@ -97,9 +94,6 @@ pub fn validate(c: &Config) -> Vec<Problem> {
                 );
             }
         }
-        if l.proxy_protocol {
-            k.error(format!("listeners[{i}].proxy_protocol"), NOT_YET);
-        }
     }
 
     if c.regions.is_empty() {
@@ -141,6 +135,20 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         for (i, o) in r.origins.iter().enumerate() {
             if let Err(e) = check_host_port(&o.address) {
                 k.error(format!("{at}.origins[{i}].address"), e);
+            }
+            // HTTP/2 over TLS is chosen by ALPN, so it needs TLS; h2c is the
+            // cleartext form and TLS would make the origin see a handshake it
+            // does not expect.
+            match (o.protocol, o.tls.is_some()) {
+                (OriginProtocol::H2, false) => k.error(
+                    format!("{at}.origins[{i}].protocol"),
+                    "`h2` is HTTP/2 over TLS and needs the origin's `tls` (use `h2c` for cleartext HTTP/2)",
+                ),
+                (OriginProtocol::H2c, true) => k.error(
+                    format!("{at}.origins[{i}].protocol"),
+                    "`h2c` is cleartext HTTP/2 and cannot have `tls` (use `h2` for HTTP/2 over TLS)",
+                ),
+                _ => {}
             }
             let Some(tls) = &o.tls else { continue };
             let tls_at = format!("{at}.origins[{i}].tls");

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::judge::{judge, next_state, FailReason, Judgement, Streak, Verdict};
 use super::ProbeState;
+use crate::config::OriginProtocol;
 use crate::routing::{HealthView, LiveHealth, RegionHealth};
 use crate::snapshot::{OriginEntry, Snapshot};
 use crate::state::{now_ms, Shared};
@@ -191,8 +192,8 @@ fn jittered(interval: Duration, percent: f64) -> Duration {
 /// Why a probe failed, with the detail worth showing an operator (TLS causes).
 type ProbeError = (FailReason, Option<String>);
 
-/// One GET of the health path over a fresh connection (TLS with the origin's own
-/// settings for HTTPS origins): status and (capped) body.
+/// One GET of the health path over a fresh connection, in the origin's protocol
+/// (TLS with the origin's own settings for HTTPS origins): status and (capped) body.
 async fn probe_once(origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), ProbeError> {
     let stream = TcpStream::connect(origin.socket)
         .await
@@ -201,42 +202,82 @@ async fn probe_once(origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), Pr
             std::io::ErrorKind::TimedOut => (FailReason::Timeout, None),
             _ => (FailReason::Error, Some(e.to_string())),
         })?;
+    let h2 = match origin.protocol {
+        OriginProtocol::Http1 => false,
+        OriginProtocol::H2 | OriginProtocol::H2c => true,
+    };
     match &origin.tls {
-        None => get(stream, origin, path).await,
+        None => get(stream, origin, path, h2).await,
         Some(tls) => {
             let name = rustls::pki_types::ServerName::try_from(origin.sni.clone())
                 .map_err(|e| (FailReason::Tls, Some(format!("sni `{}`: {e}", origin.sni))))?;
-            let stream = tokio_rustls::TlsConnector::from(tls.client.clone())
+            let config = if h2 { tls.h2.clone() } else { tls.client.clone() };
+            let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, stream)
                 .await
                 .map_err(|e| (FailReason::Tls, Some(crate::tls::describe(&e))))?;
-            get(stream, origin, path).await
+            if h2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                return Err((
+                    FailReason::Tls,
+                    Some("the origin did not select ALPN `h2` (protocol: h2)".into()),
+                ));
+            }
+            get(stream, origin, path, h2).await
         }
     }
 }
 
-async fn get<S>(stream: S, origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), ProbeError>
+/// GETs `path` over `stream`, HTTP/2 (prior knowledge, or after ALPN) when `h2`.
+async fn get<S>(
+    stream: S,
+    origin: &OriginEntry,
+    path: &str,
+    h2: bool,
+) -> Result<(u16, Bytes), ProbeError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let fail = |e: &dyn std::error::Error| (FailReason::Error, Some(with_causes(e)));
     let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io)
-        .await
-        .map_err(|e| fail(&e))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
     let host = origin
         .host_header
         .clone()
         .unwrap_or_else(|| origin.address.clone());
-    let req = http::Request::get(path)
-        .header(http::header::HOST, host)
-        .header(http::header::USER_AGENT, "meridian-health/1")
-        .body(Empty::new())
-        .map_err(|e| fail(&e))?;
-    let resp = sender.send_request(req).await.map_err(|e| fail(&e))?;
+    let resp = if h2 {
+        // HTTP/2 carries the host as `:authority`, which needs an absolute URI
+        // (hyper's h2 client refuses a bare path); the scheme is what the
+        // connection is.
+        let scheme = if origin.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let req = http::Request::get(format!("{scheme}://{host}{path}"))
+            .header(http::header::USER_AGENT, "meridian-health/1")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| fail(&e))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .map_err(|e| fail(&e))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        sender.send_request(req).await.map_err(|e| fail(&e))?
+    } else {
+        let req = http::Request::get(path)
+            .header(http::header::HOST, host)
+            .header(http::header::USER_AGENT, "meridian-health/1")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| fail(&e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| fail(&e))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        sender.send_request(req).await.map_err(|e| fail(&e))?
+    };
     let status = resp.status().as_u16();
     let body = Limited::new(resp.into_body(), MAX_BODY)
         .collect()

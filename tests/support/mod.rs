@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)] // not every test binary uses it
 pub use meridian::demo::SimOrigin;
 
+pub mod certs;
+pub mod origin;
+pub mod peers;
+
 /// A loopback port that was free a moment ago, for the gateway to bind right after.
 /// Taken from below the kernel's ephemeral range: a port from inside it (bind to 0,
 /// close) can be handed to any test's outgoing connection before the gateway binds
@@ -288,18 +292,44 @@ pub async fn origin(region: &str) -> SimOrigin {
 /// config (health, timeouts, shutdown, ...).
 pub async fn one_origin_gateway(rest: &str) -> (Gateway, SimOrigin) {
     let o = origin("us-east-1").await;
+    (gateway_in_front_of(o.addr, rest).await, o)
+}
+
+/// A gateway with one region, us-east-1, whose one origin is `origin`; `rest` is
+/// added to the config.
+pub async fn gateway_in_front_of(origin: SocketAddr, rest: &str) -> Gateway {
     let yaml = format!(
         r#"
 local_region: us-east-1
 listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
 admin: {{ address: "{{{{ADMIN}}}}" }}
 regions:
-  us-east-1: {{ origins: [ {{ address: "{}" }} ] }}
+  us-east-1: {{ origins: [ {{ address: "{origin}" }} ] }}
+{rest}
+"#
+    );
+    Gateway::start(&yaml).await
+}
+
+/// A gateway with one TLS listener serving `leaf`, and one region, us-east-1,
+/// whose one origin is `origin` (its YAML entry, `{ address: ..., ... }`); `rest`
+/// is added to the config.
+pub async fn tls_gateway(leaf: &certs::Leaf, origin: &str, rest: &str) -> Gateway {
+    let yaml = format!(
+        r#"
+local_region: us-east-1
+listeners:
+  - address: "{{{{LISTEN}}}}"
+    tls: {{ certificates: [ {{ cert: "{}", key: "{}" }} ] }}
+admin: {{ address: "{{{{ADMIN}}}}" }}
+regions:
+  us-east-1: {{ origins: [ {origin} ] }}
 {rest}
 "#,
-        o.addr
+        leaf.cert.display(),
+        leaf.key.display(),
     );
-    (Gateway::start(&yaml).await, o)
+    Gateway::start(&yaml).await
 }
 
 /// Background load: `clients` keep-alive clients sending GETs to `url` until stopped.
@@ -372,4 +402,91 @@ pub async fn read_response(s: &mut tokio::net::TcpStream) -> String {
         assert!(n > 0, "closed mid-response: {text}");
         got.extend_from_slice(&buf[..n]);
     }
+}
+
+/// A request body of `n` chunks of 64 KiB, made as it is polled (no length, so
+/// it is sent chunked, and never held whole by the test).
+pub struct Chunks(pub usize);
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<bytes::Bytes, std::io::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.0 -= 1;
+        std::task::Poll::Ready(Some(Ok(bytes::Bytes::from(vec![b'u'; 64 << 10]))))
+    }
+}
+
+/// Resident memory of process `pid` in MiB (`VmRSS`), 0 when it is gone.
+pub fn rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// The highest `rss_mib(pid)` seen, sampled every 20 ms until dropped.
+pub struct PeakRss {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PeakRss {
+    pub fn watch(pid: u32) -> PeakRss {
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_mib(pid)));
+        let p = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                p.fetch_max(rss_mib(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        PeakRss { peak, task }
+    }
+
+    pub fn peak(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for PeakRss {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Through a gateway in front of a `SimOrigin`: `mib` MiB up (`POST /upload`,
+/// chunked, counted by the origin) and `mib` MiB down (`GET /bytes/N`, read as it
+/// comes), checking both arrived whole. Returns the gateway's RSS before and its
+/// peak during, in MiB.
+pub async fn stream_both_ways(gw: &Gateway, mib: usize) -> (u64, u64) {
+    const MIB: usize = 1 << 20;
+    let before = rss_mib(gw.pid());
+    let watch = PeakRss::watch(gw.pid());
+    let r = reqwest::Client::new()
+        .post(gw.url("/upload"))
+        .body(reqwest::Body::wrap_stream(Chunks(mib * MIB / (64 << 10))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(answer["received_bytes"], mib * MIB, "upload");
+    let mut r = reqwest::get(gw.url(&format!("/bytes/{}", mib * MIB)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut got = 0usize;
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        got += chunk.len();
+    }
+    assert_eq!(got, mib * MIB, "download");
+    (before, watch.peak())
 }
