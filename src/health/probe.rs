@@ -211,7 +211,11 @@ async fn probe_once(origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), Pr
         Some(tls) => {
             let name = rustls::pki_types::ServerName::try_from(origin.sni.clone())
                 .map_err(|e| (FailReason::Tls, Some(format!("sni `{}`: {e}", origin.sni))))?;
-            let config = if h2 { tls.h2.clone() } else { tls.client.clone() };
+            let config = if h2 {
+                tls.h2.clone()
+            } else {
+                tls.client.clone()
+            };
             let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, stream)
                 .await

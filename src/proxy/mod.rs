@@ -442,7 +442,11 @@ impl Proxy {
                     }
                     let (status, error, detail) = match answer {
                         Some(Err(e)) => (502, "upstream_unreachable", e.to_string()),
-                        _ => (504, "upstream_timeout", "no answer within timeouts.read".to_string()),
+                        _ => (
+                            504,
+                            "upstream_timeout",
+                            "no answer within timeouts.read".to_string(),
+                        ),
                     };
                     return Ok(gateway_error(rec, status, error, &detail));
                 }
