@@ -197,44 +197,19 @@ async fn serve_http<I>(
         Box::pin(proxy.clone().handle(req, info))
     });
     let io = TokioIo::new(io);
-    if h2 {
+    let ended = if h2 {
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .serve_connection(io, service);
-        let mut conn = pin!(conn);
-        let ended = tokio::select! {
-            r = conn.as_mut() => Some(r),
-            _ = shutdown.wait_for(|stop| *stop) => None,
-        };
-        let ended = match ended {
-            Some(r) => r,
-            None => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        };
-        if let Err(e) = ended {
-            tracing::debug!(peer = %info.peer, "HTTP/2 connection ended: {e}");
-        }
-        return;
-    }
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header)
-        .idle_timeout(limits.idle)
-        .serve_connection(io, service)
-        .with_upgrades();
-    let mut conn = pin!(conn);
-    let ended = tokio::select! {
-        r = conn.as_mut() => Some(r),
-        _ = shutdown.wait_for(|stop| *stop) => None,
-    };
-    let ended = match ended {
-        Some(r) => r,
-        None => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+        until_drained(conn, &mut shutdown, |c| c.graceful_shutdown()).await
+    } else {
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header)
+            .idle_timeout(limits.idle)
+            .serve_connection(io, service)
+            .with_upgrades();
+        until_drained(conn, &mut shutdown, |c| c.graceful_shutdown()).await
     };
     if let Err(e) = ended {
         if e.is_timeout() {
@@ -244,6 +219,25 @@ async fn serve_http<I>(
         }
         tracing::debug!(peer = %info.peer, "connection ended: {e}");
     }
+}
+
+/// Runs a connection to its end; once a shutdown starts, asks it to finish
+/// (`graceful`: an idle one closes at once, a busy one after its answer).
+async fn until_drained<C, E>(
+    conn: C,
+    shutdown: &mut ShutdownWatch,
+    graceful: impl FnOnce(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    let mut conn = pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        _ = shutdown.wait_for(|stop| *stop) => {}
+    }
+    graceful(conn.as_mut());
+    conn.await
 }
 
 /// Whether a cleartext connection opens with the HTTP/2 preface (prior
