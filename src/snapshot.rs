@@ -186,6 +186,73 @@ pub struct Snapshot {
     pub keys: Arc<KeyRing>,
     /// Per listener (config order): its certificates, if it terminates TLS.
     pub listener_certs: Vec<Option<crate::tls::CertSet>>,
+    pub data_path: DataPath,
+}
+
+/// What the data path reads per request, compiled from the file's settings:
+/// plain durations and numbers, nothing to parse or look up per request.
+#[derive(Debug, Clone)]
+pub struct DataPath {
+    pub retries: RetryPolicy,
+    /// Upstream: connect, time to the answer's header (then between its body's
+    /// frames), how long a pooled connection may sit unused.
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub pool_idle: Duration,
+    /// Clients: a request header from its first byte; silence between requests.
+    pub request_header_timeout: Duration,
+    pub client_idle_timeout: Duration,
+    /// Fraction of requests logged (0 = the access log is off).
+    pub access_log_sample: f64,
+    /// `X-Meridian-Decision` on answers.
+    pub debug_headers: bool,
+}
+
+/// `routing.retries`, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included.
+    pub attempts: u32,
+    /// Answers with these statuses may be retried.
+    pub statuses: Vec<u16>,
+    /// Any method may be retried, not only idempotent ones.
+    pub all_methods: bool,
+    pub budget_ratio: f64,
+    pub budget_min_per_second: u32,
+}
+
+impl DataPath {
+    fn compile(c: &config::Config) -> DataPath {
+        let r = &c.routing.retries;
+        let t = &c.timeouts;
+        DataPath {
+            retries: RetryPolicy {
+                attempts: r.attempts,
+                statuses: r
+                    .on
+                    .iter()
+                    .filter_map(|o| match o {
+                        config::RetryOn::Status(s) => Some(*s),
+                        config::RetryOn::ConnectFailure => None,
+                    })
+                    .collect(),
+                all_methods: r.methods == config::RetryMethods::All,
+                budget_ratio: r.budget.ratio,
+                budget_min_per_second: r.budget.min_per_second,
+            },
+            connect_timeout: t.connect.get(),
+            read_timeout: t.read.get(),
+            pool_idle: t.idle.get(),
+            request_header_timeout: t.request_header.get(),
+            client_idle_timeout: t.client_idle.get(),
+            access_log_sample: if c.access_log.enabled {
+                c.access_log.sample.clamp(0.0, 1.0)
+            } else {
+                0.0
+            },
+            debug_headers: c.debug_headers,
+        }
+    }
 }
 
 /// A snapshot that could not be built (a name that does not resolve, ...).
@@ -437,6 +504,7 @@ impl Snapshot {
             geo,
             keys: keys.expect("set unless errors"),
             listener_certs,
+            data_path: DataPath::compile(c),
         })
     }
 

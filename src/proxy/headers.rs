@@ -206,7 +206,7 @@ pub fn downstream_response<B>(
     if let Ok(v) = HeaderValue::from_str(&snap.regions[region].name) {
         headers.insert(X_REGION.clone(), v);
     }
-    if snap.config.debug_headers {
+    if snap.data_path.debug_headers {
         if let Ok(v) = HeaderValue::from_str(&decision.reasons.to_string()) {
             headers.insert(X_DECISION.clone(), v);
         }

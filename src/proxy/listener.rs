@@ -102,8 +102,8 @@ async fn connection(
 ) {
     let (header_limit, idle_limit) = {
         let snap = proxy.shared.snapshot.load();
-        let t = &snap.config.timeouts;
-        (t.request_header.get(), t.client_idle.get())
+        let t = &snap.data_path;
+        (t.request_header_timeout, t.client_idle_timeout)
     };
     let mut stream = stream;
     if listener.proxy_protocol {

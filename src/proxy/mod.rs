@@ -27,7 +27,6 @@ use hyper::body::Incoming;
 use body::End;
 pub use body::ResponseBody;
 
-use crate::config::RetryMethods;
 use crate::facts::{self, RawRequest};
 use crate::geo::Country;
 use crate::pool::RequestBody;
@@ -124,10 +123,10 @@ impl Record {
         m.request_duration
             .with_label_values(&[region])
             .observe(elapsed.as_secs_f64());
-        let log = &snap.config.access_log;
-        if log.enabled
+        let sample = snap.data_path.access_log_sample;
+        if sample > 0.0
             && tracing::enabled!(target: "meridian::access", tracing::Level::INFO)
-            && (log.sample >= 1.0 || rand::random::<f64>() < log.sample)
+            && (sample >= 1.0 || rand::random::<f64>() < sample)
         {
             let entry = crate::access_log::Entry {
                 request_id: self.ctx.request_id.to_str().unwrap_or(""),
@@ -336,10 +335,10 @@ impl Proxy {
         }
         let upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
-        let retries = &snap.config.routing.retries;
+        let retries = &snap.data_path.retries;
         let mut payload = if body.is_end_stream() {
             Payload::Whole(None)
-        } else if retries.methods == RetryMethods::All
+        } else if retries.all_methods
             && body
                 .size_hint()
                 .upper()
@@ -356,7 +355,7 @@ impl Proxy {
             Payload::Once(Some(body))
         };
         let idempotent = parts.method.is_idempotent();
-        let t = &snap.config.timeouts;
+        let t = &snap.data_path;
         let mut walk = Walk::default();
         loop {
             let health = LiveHealth {
@@ -380,7 +379,7 @@ impl Proxy {
             rec.begin(target);
             let (r, o) = target;
             let origin = &snap.regions[r].origins[o];
-            let tx = match upstream::connection(origin, t.connect.get(), t.idle.get()).await {
+            let tx = match upstream::connection(origin, t.connect_timeout, t.pool_idle).await {
                 Ok(tx) => tx,
                 Err(e) => {
                     self.shared
@@ -421,7 +420,7 @@ impl Proxy {
             let up =
                 headers::upstream_request(&parts, &rec.ctx, origin, &snap, upgrade.is_some(), body);
             let attempt_started = Instant::now();
-            let answer = within(t.read.get(), sent.as_deref(), upstream::send(tx, up)).await;
+            let answer = within(t.read_timeout, sent.as_deref(), upstream::send(tx, up)).await;
             let (mut resp, reuse) = match answer {
                 Some(Ok(answer)) => answer,
                 Some(Err(_)) | None => {
@@ -501,7 +500,7 @@ impl Proxy {
                 bytes: 0,
                 complete: false,
             });
-            let body = ResponseBody::origin(body, t.read.get(), Some(end));
+            let body = ResponseBody::origin(body, t.read_timeout, Some(end));
             return Ok(Response::from_parts(parts, body));
         }
     }
@@ -510,17 +509,17 @@ impl Proxy {
     /// region's first origin over a pooled connection; its answer back.
     async fn pass_through(&self, req: Request<Incoming>) -> Response<ResponseBody> {
         let snap = self.shared.snapshot.load_full();
-        let t = &snap.config.timeouts;
+        let t = &snap.data_path;
         let Some(origin) = snap.regions[snap.local_region].origins.first() else {
             return bare_error(502);
         };
-        let Ok(tx) = upstream::connection(origin, t.connect.get(), t.idle.get()).await else {
+        let Ok(tx) = upstream::connection(origin, t.connect_timeout, t.pool_idle).await else {
             return bare_error(502);
         };
         let (mut parts, body) = req.into_parts();
         headers::strip_for_origin(&mut parts);
         let up = Request::from_parts(parts, RequestBody::Stream(body, Arc::default()));
-        match tokio::time::timeout(t.read.get(), upstream::send(tx, up)).await {
+        match tokio::time::timeout(t.read_timeout, upstream::send(tx, up)).await {
             Ok(Ok((resp, reuse))) => {
                 let (parts, body) = resp.into_parts();
                 let end = Box::new(End {
@@ -529,7 +528,7 @@ impl Proxy {
                     bytes: 0,
                     complete: false,
                 });
-                Response::from_parts(parts, ResponseBody::origin(body, t.read.get(), Some(end)))
+                Response::from_parts(parts, ResponseBody::origin(body, t.read_timeout, Some(end)))
             }
             _ => bare_error(502),
         }
@@ -572,7 +571,7 @@ impl Proxy {
         idempotent: bool,
         replayable: bool,
     ) -> bool {
-        let policy = &snap.config.routing.retries;
+        let policy = &snap.data_path.retries;
         if !retry::may_retry(policy, failure, idempotent, replayable) {
             return false;
         }
@@ -590,12 +589,11 @@ impl Proxy {
             return false;
         };
         let m = &self.shared.metrics;
-        let b = &policy.budget;
-        if !self
-            .shared
-            .retry_budget
-            .try_retry(now_ms() / 1000, b.ratio, b.min_per_second)
-        {
+        if !self.shared.retry_budget.try_retry(
+            now_ms() / 1000,
+            policy.budget_ratio,
+            policy.budget_min_per_second,
+        ) {
             m.retries_denied.with_label_values(&["budget"]).inc();
             return false;
         }

@@ -1,7 +1,7 @@
 //! Retry eligibility: whether a failed try may be repeated elsewhere. Pure;
 //! the budget (a rate) is checked by the caller after these say yes.
 
-use crate::config::{Retries, RetryMethods, RetryOn};
+use crate::snapshot::RetryPolicy;
 
 /// How a try failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,12 +17,17 @@ pub enum Failure {
 /// True when a try that failed this way may be repeated. `idempotent`: the
 /// request's method may be repeated (RFC 9110 §9.2.2); `replayable`: its body
 /// can be sent again (none, or kept whole).
-pub fn may_retry(policy: &Retries, failure: Failure, idempotent: bool, replayable: bool) -> bool {
-    let method_ok = idempotent || policy.methods == RetryMethods::All;
+pub fn may_retry(
+    policy: &RetryPolicy,
+    failure: Failure,
+    idempotent: bool,
+    replayable: bool,
+) -> bool {
+    let method_ok = idempotent || policy.all_methods;
     match failure {
         // Nothing reached the origin: any request may go elsewhere.
         Failure::Connect => true,
-        Failure::Status(s) => method_ok && replayable && policy.on.contains(&RetryOn::Status(s)),
+        Failure::Status(s) => method_ok && replayable && policy.statuses.contains(&s),
         Failure::AfterSend => method_ok && replayable,
     }
 }
@@ -45,37 +50,37 @@ pub fn reason(failure: Failure, timed_out: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RetryBudgetConfig;
 
-    fn policy(methods: RetryMethods) -> Retries {
-        Retries {
+    fn policy(all_methods: bool) -> RetryPolicy {
+        RetryPolicy {
             attempts: 2,
-            on: vec![RetryOn::ConnectFailure, RetryOn::Status(503)],
-            methods,
-            budget: RetryBudgetConfig::default(),
+            statuses: vec![503],
+            all_methods,
+            budget_ratio: 0.2,
+            budget_min_per_second: 10,
         }
     }
 
     #[test]
     fn a_connect_failure_may_always_go_elsewhere() {
-        let p = policy(RetryMethods::Idempotent);
+        let p = policy(false);
         assert!(may_retry(&p, Failure::Connect, false, false));
     }
 
     #[test]
     fn statuses_retry_only_when_listed_for_repeatable_requests() {
-        let p = policy(RetryMethods::Idempotent);
+        let p = policy(false);
         assert!(may_retry(&p, Failure::Status(503), true, true));
         assert!(!may_retry(&p, Failure::Status(502), true, true));
         assert!(!may_retry(&p, Failure::Status(503), false, true));
         assert!(!may_retry(&p, Failure::Status(503), true, false));
-        let all = policy(RetryMethods::All);
+        let all = policy(true);
         assert!(may_retry(&all, Failure::Status(503), false, true));
     }
 
     #[test]
     fn a_failure_after_sending_needs_a_repeatable_method_and_body() {
-        let p = policy(RetryMethods::Idempotent);
+        let p = policy(false);
         assert!(may_retry(&p, Failure::AfterSend, true, true));
         assert!(!may_retry(&p, Failure::AfterSend, false, true));
         assert!(!may_retry(&p, Failure::AfterSend, true, false));
