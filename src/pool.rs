@@ -79,17 +79,15 @@ pub struct OriginPool {
 }
 
 impl OriginPool {
-    /// A kept connection still open and used within `max_idle`, if any.
-    pub fn take(&self, max_idle: Duration) -> Option<Sender> {
-        if let Some(h2) = self
-            .h2
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
-            if !h2.is_closed() {
-                return Some(Sender::H2(h2.clone()));
-            }
+    /// A kept connection still open and used within `max_idle`, if any: the
+    /// shared one for an HTTP/2 origin (`h2`), else an idle HTTP/1 one.
+    pub fn take(&self, h2: bool, max_idle: Duration) -> Option<Sender> {
+        if h2 {
+            let shared = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+            return shared
+                .as_ref()
+                .filter(|tx| !tx.is_closed())
+                .map(|tx| Sender::H2(tx.clone()));
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some((tx, since)) = idle.pop() {

@@ -73,6 +73,9 @@ impl AsRef<OriginHealth> for OriginEntry {
 #[derive(Debug)]
 pub struct RegionEntry {
     pub name: String,
+    /// The name as a header value (`X-Meridian-Region`, `X-Meridian-Edge-Region`),
+    /// made once rather than per request.
+    pub name_header: http::HeaderValue,
     pub location: Option<(f64, f64)>,
     pub weight: u32,
     /// Percent kept, 0..=100.
@@ -332,8 +335,13 @@ impl Snapshot {
                     host_header: o.host_header.clone(),
                 });
             }
+            let name_header = http::HeaderValue::from_str(name).unwrap_or_else(|_| {
+                // Validation allows only names that are valid header values.
+                http::HeaderValue::from_static("invalid-region-name")
+            });
             regions.push(RegionEntry {
                 name: name.clone(),
+                name_header,
                 location: r.location.map(|l| (l.lat, l.lon)),
                 weight: r.weight,
                 dial: r.traffic_dial.min(100),

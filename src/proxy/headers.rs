@@ -134,9 +134,10 @@ pub fn upstream_request(
         HeaderValue::from_str(ctx.country.as_ref().map_or("XX", |c| c.as_str()))
             .unwrap_or(HeaderValue::from_static("XX")),
     );
-    if let Ok(v) = HeaderValue::from_str(&snap.regions[snap.local_region].name) {
-        headers.insert(X_EDGE_REGION.clone(), v);
-    }
+    headers.insert(
+        X_EDGE_REGION.clone(),
+        snap.regions[snap.local_region].name_header.clone(),
+    );
     let host = match &origin.host_header {
         Some(h) => HeaderValue::from_str(h).ok(),
         None => client_host,
@@ -203,9 +204,7 @@ pub fn downstream_response<B>(
     let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     let headers = resp.headers_mut();
     strip_hop_by_hop(headers, upgrade);
-    if let Ok(v) = HeaderValue::from_str(&snap.regions[region].name) {
-        headers.insert(X_REGION.clone(), v);
-    }
+    headers.insert(X_REGION.clone(), snap.regions[region].name_header.clone());
     if snap.data_path.debug_headers {
         if let Ok(v) = HeaderValue::from_str(&decision.reasons.to_string()) {
             headers.insert(X_DECISION.clone(), v);

@@ -38,7 +38,8 @@ pub async fn connection(
     connect_timeout: Duration,
     max_idle: Duration,
 ) -> Result<Sender, ConnectError> {
-    while let Some(tx) = origin.pool.take(max_idle) {
+    let h2 = origin.protocol != OriginProtocol::Http1;
+    while let Some(tx) = origin.pool.take(h2, max_idle) {
         match tx {
             Sender::H2(tx) => return Ok(Sender::H2(tx)),
             // Put back before its last answer's end was seen by its connection
