@@ -146,7 +146,7 @@ async fn connection(
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let info = ConnInfo { peer, tls: true };
-            serve_http(tls, h2, info, proxy, shutdown, limits, cuts).await;
+            Box::pin(serve_http(tls, h2, info, proxy, shutdown, limits, cuts)).await;
         }
         None => {
             // Time the wait for the first bytes like a header's.
@@ -162,7 +162,7 @@ async fn connection(
                 }
             };
             let info = ConnInfo { peer, tls: false };
-            serve_http(stream, h2, info, proxy, shutdown, limits, cuts).await;
+            Box::pin(serve_http(stream, h2, info, proxy, shutdown, limits, cuts)).await;
         }
     }
 }
@@ -192,7 +192,10 @@ async fn serve_http<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // Boxed per request: hyper keeps room for one service future per
-    // connection, so an unboxed one would cost every idle client its size.
+    // connection, so an unboxed one would cost every idle client its size. The
+    // connections below are boxed too, each only as large as its own protocol
+    // needs: inline, every connection's task would be sized for the largest
+    // (HTTP/2 over TLS), 16 KiB each while idle.
     let service = service_fn(move |req: http::Request<Incoming>| -> BoxedAnswer {
         Box::pin(proxy.clone().handle(req, info))
     });
@@ -201,7 +204,10 @@ async fn serve_http<I>(
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .serve_connection(io, service);
-        until_drained(conn, &mut shutdown, |c| c.graceful_shutdown()).await
+        Box::pin(until_drained(conn, &mut shutdown, |c| {
+            c.graceful_shutdown()
+        }))
+        .await
     } else {
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -209,7 +215,10 @@ async fn serve_http<I>(
             .idle_timeout(limits.idle)
             .serve_connection(io, service)
             .with_upgrades();
-        until_drained(conn, &mut shutdown, |c| c.graceful_shutdown()).await
+        Box::pin(until_drained(conn, &mut shutdown, |c| {
+            c.graceful_shutdown()
+        }))
+        .await
     };
     if let Err(e) = ended {
         if e.is_timeout() {
