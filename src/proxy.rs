@@ -701,6 +701,7 @@ impl ProxyHttp for Proxy {
             .with_label_values(&[region, decision, class, status_class(status)])
             .inc();
         let elapsed = ctx.started.elapsed();
+        crate::rates::record(snap, ctx.current, status == 0 || status >= 500, elapsed);
         m.request_duration
             .with_label_values(&[region])
             .observe(elapsed.as_secs_f64());
