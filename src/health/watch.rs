@@ -96,9 +96,10 @@ impl Watch {
                         o.key.as_str(),
                         Some("in"),
                         Some("ejected"),
+                        // Ejection happens only at the threshold (the live streak
+                        // itself is reset by then), so the policy says how many.
                         format!(
-                            "{} live failures in a row (outlier_detection.consecutive_failures {}); ejection #{} for {} ms",
-                            h.consecutive_failures.load(Relaxed),
+                            "{} live failures in a row (outlier_detection.consecutive_failures); ejection #{}, {} ms left",
                             od.consecutive_failures,
                             h.times_ejected.load(Relaxed),
                             until.saturating_sub(now),
