@@ -188,6 +188,14 @@ pub fn render(state: &Value, events: &[Value], color: bool, now: u64) -> String 
             "P99"
         ))
     );
+    let _ = writeln!(
+        out,
+        "{}",
+        p.bold(&format!(
+            "  {:<24} {:<9} {:<7} {:>8} {:>7} {:>8} {:>8}  {}",
+            "ORIGIN", "PROBE", "EJECTED", "REQ/S", "ERRORS", "P50", "P99", "LAST PROBE ERROR"
+        ))
+    );
     let empty = serde_json::Map::new();
     let regions = state["regions"].as_object().unwrap_or(&empty);
     for (name, r) in regions {
@@ -213,7 +221,8 @@ pub fn render(state: &Value, events: &[Value], color: bool, now: u64) -> String 
                 },
                 7
             ),
-            ms(&r["latency_ms"]),
+            // 0 = no latency measured yet.
+            ms(&r["latency_ms"].as_f64().filter(|l| *l > 0.0).into()),
             ms(&r["replication_lag_ms"]),
             rps(&lm["rps"]),
             ratio(&lm["error_ratio"]),
@@ -228,17 +237,13 @@ pub fn render(state: &Value, events: &[Value], color: bool, now: u64) -> String 
                 _ => String::new(),
             };
             let ejected = if o["ejected"] == Value::Bool(true) {
-                format!(
-                    "{} {}s",
-                    p.word("ejected", 0),
-                    o["ejected_for_ms"].as_u64().unwrap_or(0) / 1000
-                )
+                let left = format!("{}s", o["ejected_for_ms"].as_u64().unwrap_or(0) / 1000);
+                format!("{} {left:<4}", p.word("yes", 0))
             } else {
-                p.word("in", 0)
+                p.word("no", 7)
             };
             let olm = &o["last_minute"];
-            let _ = writeln!(
-                out,
+            let row = format!(
                 "  {:<24} {} {} {:>8} {:>7} {:>8} {:>8}  {}",
                 o["address"].as_str().unwrap_or("?"),
                 p.word(o["probe_state"].as_str().unwrap_or("?"), 9),
@@ -249,6 +254,7 @@ pub fn render(state: &Value, events: &[Value], color: bool, now: u64) -> String 
                 ms(&olm["p99_ms"]),
                 why
             );
+            let _ = writeln!(out, "{}", row.trim_end());
         }
     }
 
@@ -519,7 +525,7 @@ mod tests {
         );
         assert_eq!(
             line("10.0.0.9:443"),
-            "10.0.0.9:443 unhealthy ejected 29s 2.5 25.0% 3.2ms 1.5s refused: Connection refused (os error 111)"
+            "10.0.0.9:443 unhealthy yes 29s 2.5 25.0% 3.2ms 1.5s refused: Connection refused (os error 111)"
         );
         assert_eq!(
             line("move"),

@@ -159,6 +159,7 @@ async fn a_killed_origin_is_journaled_with_its_region_and_status_says_so() {
     assert_eq!(bad.status(), 400);
 
     let (code, out, err) = status(&gw, &["--check"]);
+    eprintln!("meridian status after the kill:\n{out}");
     assert_eq!(code, 1, "{out}");
     assert!(err.contains("region eu-west-1 unhealthy"), "{err}");
     let line = out.lines().find(|l| l.starts_with("eu-west-1")).unwrap();
