@@ -54,6 +54,8 @@ impl std::error::Error for LoadFailure {}
 impl Shared {
     /// Loads the config at `path` and builds the first snapshot.
     pub fn load(path: PathBuf) -> Result<Arc<Shared>, LoadFailure> {
+        // Rolling windows count from process start, not from the first request.
+        crate::rates::now_ms();
         let health = HealthRegistry::default();
         let metrics = Metrics::new();
         let snap = build_snapshot(&path, &health)?;

@@ -25,7 +25,7 @@ regions:
   eu-west-1: {{ origins: [ {{ address: "{}" }} ] }}
   ap-southeast-1: {{ origins: [ {{ address: "{}" }} ] }}
 health: {{ interval: 300ms, timeout: 200ms, unhealthy_threshold: 3, healthy_threshold: 1 }}
-routing: {{ steering: geo, geo: {{ default: us-east-1 }} }}
+routing: {{ steering: geo, geo: {{ default: us-east-1 }}, retries: {{ attempts: 1 }} }}
 {extra}
 "#,
         a.addr, b.addr, c.addr
@@ -119,6 +119,16 @@ async fn a_killed_origin_is_journaled_with_its_region_and_status_says_so() {
         assert!(line.contains("healthy"), "{line}");
     }
 
+    // Some traffic, all to us-east-1 (geo default), one answer in ten a 503.
+    let client = reqwest::Client::new();
+    for i in 0..30 {
+        a.control
+            .status
+            .store(if i % 10 == 0 { 503 } else { 0 }, Relaxed);
+        client.get(gw.url("/")).send().await.unwrap();
+    }
+    a.control.status.store(0, Relaxed);
+
     // Kill eu-west-1's origin: its port refuses from now on.
     let eu_key = format!("eu-west-1/{}", b.addr);
     drop(b);
@@ -174,6 +184,14 @@ async fn a_killed_origin_is_journaled_with_its_region_and_status_says_so() {
     assert_eq!(code, 0);
     let doc: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(doc["regions"]["eu-west-1"]["health"], "unhealthy");
+    let use1 = &doc["regions"]["us-east-1"]["last_minute"];
+    assert_eq!(
+        (&use1["requests"], &use1["errors"]),
+        (&30.into(), &3.into()),
+        "{use1}"
+    );
+    let line = out.lines().find(|l| l.starts_with("us-east-1")).unwrap();
+    assert!(line.contains("10.0%"), "the error ratio: {line}");
     // Nobody listening: --check cannot vouch for anything.
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
         .args(["status", "--check", "--admin"])
