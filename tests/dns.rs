@@ -571,7 +571,10 @@ async fn gateways_drain_a_dead_region_in_route53_and_restore_it() {
         changes.iter().any(|e| {
             e["to"].as_str().unwrap_or("").contains("apse1=0")
                 && e["cause"].as_str().unwrap_or("").starts_with("change ")
-                && e["cause"].as_str().unwrap_or("").contains("apse1")
+                && e["cause"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("ap-southeast-1 weight 20 -> 0")
         }),
         "{changes:?}"
     );
