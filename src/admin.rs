@@ -1,6 +1,8 @@
-//! The admin listener (hyper, its own port): health, readiness, metrics and state.
+//! The admin listener (hyper, its own port): health, readiness, metrics, state, the
+//! event journal, the series behind the status page, and the page itself.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -30,9 +32,39 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
         .unwrap_or_default()
 }
 
-/// Answers one admin request.
-pub async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+/// The status page: one self-contained file (no external scripts, styles or fonts)
+/// that draws itself from the endpoints below.
+const STATUS_PAGE: &str = include_str!("status_page.html");
+
+/// Answers one admin request from `peer`.
+pub async fn handle(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     match (req.method(), req.uri().path()) {
+        (&Method::GET, "/" | "/ui") => Response::builder()
+            .header("content-type", "text/html; charset=utf-8")
+            .header("cache-control", "no-store")
+            // The page may talk to this listener only: a stray reference to anything
+            // else is refused by the browser too.
+            .header(
+                "content-security-policy",
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'",
+            )
+            .body(Full::new(Bytes::from_static(STATUS_PAGE.as_bytes())))
+            .unwrap_or_default(),
+        (&Method::GET, "/admin/events") => match crate::events::parse_query(req.uri().query()) {
+            Ok(q) => {
+                let events = shared
+                    .events
+                    .query(q.since, q.kind, q.limit.unwrap_or(usize::MAX));
+                json(StatusCode::OK, &serde_json::json!({ "events": events }))
+            }
+            Err(e) => error(StatusCode::BAD_REQUEST, &e),
+        },
+        (&Method::GET, "/admin/series") => json(StatusCode::OK, &shared.series.doc()),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => {
             if shared.ready() {
@@ -52,11 +84,13 @@ pub async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Bo
             if let Err(denied) = authorize(shared, &req) {
                 return denied;
             }
-            write_endpoint(shared, path).await
+            write_endpoint(shared, path, peer).await
         }
-        (_, "/healthz" | "/readyz" | "/metrics" | "/admin/state" | "/admin/reload") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
-        }
+        (
+            _,
+            "/" | "/ui" | "/healthz" | "/readyz" | "/metrics" | "/admin/state" | "/admin/reload"
+            | "/admin/events" | "/admin/series",
+        ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -114,15 +148,18 @@ fn error(status: StatusCode, detail: &str) -> Response<Body> {
     )
 }
 
-async fn write_endpoint(shared: &Arc<Shared>, path: &str) -> Response<Body> {
+async fn write_endpoint(shared: &Arc<Shared>, path: &str, peer: SocketAddr) -> Response<Body> {
     if path == "/admin/reload" {
         // Reading and compiling a config is blocking work.
         let s = shared.clone();
-        let outcome =
-            match tokio::task::spawn_blocking(move || crate::reload::reload(&s, "admin")).await {
-                Ok(o) => o,
-                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-            };
+        let outcome = match tokio::task::spawn_blocking(move || {
+            crate::reload::reload(&s, &format!("admin request from {peer}"))
+        })
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
         return match outcome {
             crate::reload::Outcome::Swapped { sha256 } => json(
                 StatusCode::OK,
@@ -144,11 +181,20 @@ async fn write_endpoint(shared: &Arc<Shared>, path: &str) -> Response<Body> {
         return error(StatusCode::NOT_FOUND, &format!("unknown region `{region}`"));
     };
     let drained = action == "drain";
-    snap.regions[r]
+    let was = snap.regions[r]
         .state
         .drained
-        .store(drained, std::sync::atomic::Ordering::Relaxed);
-    tracing::warn!(region, drained, "operator override");
+        .swap(drained, std::sync::atomic::Ordering::Relaxed);
+    if was != drained {
+        let word = |d: bool| if d { "drained" } else { "serving" };
+        shared.events.record(
+            crate::events::Kind::Drain,
+            region,
+            Some(word(was)),
+            Some(word(drained)),
+            format!("{action} by admin request from {peer}"),
+        );
+    }
     json(
         StatusCode::OK,
         &serde_json::json!({ "region": region, "drained": drained }),
@@ -157,8 +203,11 @@ async fn write_endpoint(shared: &Arc<Shared>, path: &str) -> Response<Body> {
 
 /// Serves the admin API on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    // The status page's chart samples here: the admin server lives as long as the
+    // process, and nothing else needs the series.
+    tokio::spawn(crate::series::run(shared.clone()));
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("admin accept: {e}");
@@ -169,7 +218,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+                async move { Ok::<_, Infallible>(handle(&shared, req, peer).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)

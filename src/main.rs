@@ -1,4 +1,4 @@
-//! The `meridian` command line: run | check | explain | demo.
+//! The `meridian` command line: run | check | explain | status | demo.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +61,24 @@ enum Command {
         /// Regions to treat as drained, comma-separated.
         #[arg(long, value_delimiter = ',')]
         drained: Vec<String>,
+    },
+    /// The live view of a running gateway: regions, origins, shifts, DNS, last events.
+    Status {
+        /// The admin listener, `http://HOST:PORT` (default: the config's admin address).
+        #[arg(long)]
+        admin: Option<String>,
+        /// Config file whose admin address to ask.
+        #[arg(short, long, env = "MERIDIAN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Redraw every second.
+        #[arg(long)]
+        watch: bool,
+        /// Print the raw `/admin/state` JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when the gateway is not ready or a region is unhealthy (2: unreachable).
+        #[arg(long)]
+        check: bool,
     },
     /// Simulated regional origins on loopback with the gateway in front of them.
     Demo {
@@ -139,6 +157,40 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("meridian explain: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Status {
+            admin,
+            config,
+            watch,
+            json,
+            check,
+        } => {
+            let admin = match meridian::status::admin_url(admin.as_deref(), config.as_deref()) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("meridian status: {e}");
+                    return ExitCode::from(meridian::status::UNREACHABLE);
+                }
+            };
+            let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
+                && std::env::var_os("NO_COLOR").is_none();
+            let opts = meridian::status::Options {
+                admin,
+                watch,
+                json,
+                check,
+                color,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            return match rt {
+                Ok(rt) => ExitCode::from(rt.block_on(meridian::status::run(&opts))),
+                Err(e) => {
+                    eprintln!("meridian status: {e}");
                     ExitCode::FAILURE
                 }
             };

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub dns_syncs: IntCounterVec,
     pub dns_record_weight: IntGaugeVec,
     pub build_info: IntGaugeVec,
+    pub events: IntCounterVec,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -226,6 +227,12 @@ impl Metrics {
                 "Always 1; the version label names the build.",
                 &["version"],
             ),
+            events: counter(
+                &r,
+                "events_total",
+                "State changes recorded in the event journal, by kind.",
+                &["kind"],
+            ),
             registry: r,
         };
         m.build_info
@@ -239,7 +246,7 @@ impl Metrics {
     /// `_sum` and `_count` for histograms.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 23] = [
+        let collectors: [&dyn Collector; 24] = [
             &self.requests,
             &self.request_duration,
             &self.upstream_connect_failures,
@@ -263,6 +270,7 @@ impl Metrics {
             &self.dns_syncs,
             &self.dns_record_weight,
             &self.build_info,
+            &self.events,
         ];
         let mut names = Vec::new();
         for c in collectors {

@@ -3,12 +3,14 @@
 //! snapshot is swapped in, in one `ArcSwap::store`. A bad file changes nothing
 //! but the error report: the old snapshot keeps serving.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::shutdown::ShutdownWatch;
 
+use crate::events::Kind;
 use crate::state::{build_snapshot, Shared};
 
 /// How often the config file is checked for changes.
@@ -56,21 +58,90 @@ pub fn reload(shared: &Shared, why: &str) -> Outcome {
         .last_reload_error
         .lock()
         .unwrap_or_else(|p| p.into_inner());
+    // The journal logs each outcome once (target `meridian::events`).
     match &outcome {
         Outcome::Swapped { sha256 } => {
             m.config_reloads.with_label_values(&["ok"]).inc();
             *last = None;
-            tracing::info!(trigger = why, sha256 = %sha256, "config reloaded");
+            let snap = shared.snapshot.load();
+            shared
+                .events
+                .set_capacity(snap.config.admin.event_journal_size);
+            shared.events.record(
+                Kind::ConfigApplied,
+                shared.config_path.display().to_string(),
+                Some(&old.sha256),
+                Some(sha256),
+                format!("reload ({why})"),
+            );
+            journal_certificates(shared, &snap.config);
         }
         Outcome::Rejected(errors) => {
             m.config_reloads.with_label_values(&["error"]).inc();
             *last = Some(errors.join("\n"));
-            for e in errors {
-                tracing::error!(trigger = why, "config rejected, old one keeps serving: {e}");
-            }
+            shared.events.record(
+                Kind::ConfigRefused,
+                shared.config_path.display().to_string(),
+                Some(&old.sha256),
+                Some("refused"),
+                format!(
+                    "reload ({why}) refused, the old config keeps serving: {}",
+                    errors.join("; ")
+                ),
+            );
         }
     }
     outcome
+}
+
+/// sha256 of every listener certificate file the config names, by resolved path.
+pub fn certificate_digests(
+    config_path: &std::path::Path,
+    c: &crate::config::Config,
+) -> BTreeMap<String, String> {
+    use sha2::Digest;
+    c.listeners
+        .iter()
+        .filter_map(|l| l.tls.as_ref())
+        .flat_map(|t| &t.certificates)
+        .map(|pair| crate::config::resolve_against(config_path, &pair.cert))
+        .map(|path| {
+            let digest = std::fs::read(&path)
+                .map(|b| {
+                    sha2::Sha256::digest(b)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (path.display().to_string(), digest)
+        })
+        .collect()
+}
+
+/// Journals each listener certificate a reload replaced (or added). The snapshot
+/// just built read these files; reading them again may see a newer write, which the
+/// next reload (the file's change triggers one) then reports as well.
+fn journal_certificates(shared: &Shared, c: &crate::config::Config) {
+    let now = certificate_digests(&shared.config_path, c);
+    let mut seen = shared
+        .certificates
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    for (path, digest) in &now {
+        let before = seen.get(path);
+        if before != Some(digest) {
+            let short = |d: &str| format!("sha256:{}", &d[..d.len().min(16)]);
+            shared.events.record(
+                Kind::CertificateReload,
+                path.as_str(),
+                before.map(|d| short(d)).as_deref(),
+                Some(&short(digest)),
+                "certificate file changed; new handshakes get the new certificate",
+            );
+        }
+    }
+    *seen = now;
 }
 
 fn listeners_of(c: &crate::config::Config) -> Vec<std::net::SocketAddr> {

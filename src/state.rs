@@ -30,6 +30,13 @@ pub struct Shared {
     pub last_reload_error: Mutex<Option<String>>,
     /// The Route 53 reconciler's last sync, for `/admin/state`.
     pub dns: Mutex<crate::dns::Status>,
+    /// Recent state changes (`GET /admin/events`).
+    pub events: crate::events::Journal,
+    /// Requests per second by decision over the last minutes (`GET /admin/series`).
+    pub series: crate::series::Series,
+    /// sha256 of each listener certificate file in service, by path: a reload that
+    /// changes one records a `certificate_reload` event.
+    pub certificates: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 /// Why a config could not be loaded, every problem as one line.
@@ -47,6 +54,8 @@ impl std::error::Error for LoadFailure {}
 impl Shared {
     /// Loads the config at `path` and builds the first snapshot.
     pub fn load(path: PathBuf) -> Result<Arc<Shared>, LoadFailure> {
+        // Rolling windows count from process start, not from the first request.
+        crate::rates::now_ms();
         let health = HealthRegistry::default();
         let metrics = Metrics::new();
         let snap = build_snapshot(&path, &health)?;
@@ -55,7 +64,15 @@ impl Shared {
             .config_info
             .with_label_values(&[&snap.sha256])
             .set(1);
+        let events = crate::events::Journal::new(
+            snap.config.admin.event_journal_size,
+            metrics.events.clone(),
+        );
+        let certificates = Mutex::new(crate::reload::certificate_digests(&path, &snap.config));
         Ok(Arc::new(Shared {
+            events,
+            series: Default::default(),
+            certificates,
             snapshot: ArcSwap::from_pointee(snap),
             health,
             metrics,

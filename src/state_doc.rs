@@ -11,6 +11,7 @@ use crate::state::{now_ms, Shared};
 pub fn state(shared: &Shared) -> Value {
     let snap = shared.snapshot.load();
     let now = now_ms();
+    let rates_now = crate::rates::now_ms();
     let view = LiveHealth {
         snap: &snap,
         now_ms: now,
@@ -48,6 +49,7 @@ pub fn state(shared: &Shared) -> Value {
                             u32::MAX => Value::Null,
                             l => json!(l),
                         },
+                        "last_minute": o.health.rates.summary(rates_now),
                     })
                 })
                 .collect();
@@ -72,6 +74,7 @@ pub fn state(shared: &Shared) -> Value {
                         .map(|o| o.health.replication_lag_ms.load(std::sync::atomic::Ordering::Relaxed))
                         .filter(|l| *l != u32::MAX)
                         .max(),
+                    "last_minute": r.state.rates.summary(rates_now),
                     "origins": origins,
                 }),
             )

@@ -548,6 +548,36 @@ async fn gateways_drain_a_dead_region_in_route53_and_restore_it() {
         metric_sum(&m, "meridian_dns_syncs_total", &[]) >= 3.0,
         "{m}"
     );
+    // Whichever gateway sent a change journaled it, with the change id and the
+    // comment; each journaled change is counted once.
+    let mut changes = Vec::new();
+    for gw in [&a, &b] {
+        let doc: serde_json::Value = reqwest::get(gw.admin_url("/admin/events?kind=dns_change"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events = doc["events"].as_array().unwrap().clone();
+        let counted = metric_sum(
+            &gw.metrics().await,
+            "meridian_events_total",
+            &[("kind", "dns_change")],
+        );
+        assert_eq!(counted, events.len() as f64, "{doc}");
+        changes.extend(events);
+    }
+    assert!(
+        changes.iter().any(|e| {
+            e["to"].as_str().unwrap_or("").contains("apse1=0")
+                && e["cause"].as_str().unwrap_or("").starts_with("change ")
+                && e["cause"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("ap-southeast-1 weight 20 -> 0")
+        }),
+        "{changes:?}"
+    );
 }
 
 #[tokio::test]

@@ -148,4 +148,22 @@ async fn a_shift_whose_target_fails_aborts_and_gives_the_traffic_back() {
         metric_sum(&m, "meridian_shift_progress_ratio", &[("shift", "risky")]),
         0.0
     );
+    // The journal says so, with the error ratio that caused it.
+    let doc: serde_json::Value = reqwest::get(gw.admin_url("/admin/events?kind=shift"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let aborted: Vec<_> = doc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["to"] == "aborted")
+        .collect();
+    assert_eq!(aborted.len(), 1, "{doc}");
+    assert_eq!(aborted[0]["subject"], "risky");
+    let cause = aborted[0]["cause"].as_str().unwrap();
+    assert!(cause.contains("error ratio of eu-west-1 was"), "{cause}");
+    assert!(cause.contains("above abort_if 0.2"), "{cause}");
 }

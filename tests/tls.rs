@@ -274,6 +274,36 @@ async fn a_certificate_swapped_on_disk_is_served_and_a_broken_pair_is_refused() 
         .control
         .delay_ms
         .store(0, std::sync::atomic::Ordering::Relaxed);
+    // The journal names the replaced certificate file with its new digest.
+    let a_crt = dir.join("a.crt").display().to_string();
+    let doc: serde_json::Value =
+        reqwest::get(gw.admin_url("/admin/events?kind=certificate_reload"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let digest: String = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(std::fs::read(&a_crt).unwrap());
+        d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    };
+    assert!(
+        doc["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["subject"] == a_crt.as_str()
+                && e["to"] == format!("sha256:{digest}").as_str()),
+        "{doc}"
+    );
+    assert!(
+        metric_sum(
+            &gw.metrics().await,
+            "meridian_events_total",
+            &[("kind", "certificate_reload")]
+        ) >= 1.0
+    );
     let (status, cert) = in_flight.await.unwrap();
     assert_eq!(status, 200, "the in-flight request survived the swap");
     assert_eq!(cert, a1, "it finished on the connection it started on");

@@ -112,6 +112,13 @@ pub struct Admin {
     /// File holding the bearer token for write endpoints; absent = writes disabled.
     #[serde(default)]
     pub token_file: Option<String>,
+    /// How many events the journal (`GET /admin/events`) keeps; the oldest go first.
+    #[serde(default = "default_event_journal_size")]
+    pub event_journal_size: usize,
+}
+
+fn default_event_journal_size() -> usize {
+    crate::events::DEFAULT_CAPACITY
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -74,6 +74,13 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     if c.listeners.is_empty() {
         k.error("listeners", "at least one listener is needed");
     }
+    // Each event is a few hundred bytes: a million is already a few hundred MiB.
+    k.range(
+        "admin.event_journal_size",
+        c.admin.event_journal_size as f64,
+        1.0,
+        1_000_000.0,
+    );
     let mut seen = HashSet::new();
     seen.insert(c.admin.address);
     for (i, l) in c.listeners.iter().enumerate() {

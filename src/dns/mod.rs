@@ -359,6 +359,30 @@ fn record(shared: &Shared, s: &Settings, result: Result<Outcome, ApiError>, fail
                     .with_label_values(&[&p.region])
                     .set(i64::from(w));
             }
+            if o.result == SyncResult::Changed {
+                let weights = |pick: &dyn Fn(&Planned) -> Option<u32>| {
+                    o.plan
+                        .records
+                        .iter()
+                        .map(|p| {
+                            let w = pick(p).map_or("none".into(), |w| w.to_string());
+                            format!("{}={w}", p.set_identifier)
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                shared.events.record(
+                    crate::events::Kind::DnsChange,
+                    s.record_name.as_str(),
+                    Some(&weights(&|p| p.current_weight)),
+                    Some(&weights(&|p| Some(p.desired_weight))),
+                    format!(
+                        "change {}: {}",
+                        o.change_id.as_deref().unwrap_or("?"),
+                        o.comment
+                    ),
+                );
+            }
             st.last_result = Some(o.result);
             st.last_error = None;
             st.consecutive_errors = 0;

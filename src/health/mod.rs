@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 pub mod judge;
 pub mod outlier;
 pub mod probe;
+pub mod watch;
 
 /// Probe verdict of one origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,8 @@ pub struct OriginHealth {
     /// Current streaks of passing and failing probes.
     pub probe_passes: AtomicU32,
     pub probe_fails: AtomicU32,
+    /// Requests, errors and latency of the last minute (see `crate::rates`).
+    pub rates: crate::rates::Window,
 }
 
 /// What the last probe of an origin found.
@@ -130,6 +133,11 @@ pub struct RegionState {
     /// (5xx or no answer): shift guards compute error ratios from these.
     pub responses: AtomicU64,
     pub errors: AtomicU64,
+    /// Requests, errors and latency of the last minute (see `crate::rates`).
+    pub rates: crate::rates::Window,
+    /// The health roll-up last recorded in the event journal (`watch::region_health`);
+    /// 0 = none yet.
+    pub journaled_health: AtomicU8,
 }
 
 /// Runtime state of one shift: aborted by its guard, until the shift is edited.

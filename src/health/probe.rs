@@ -31,6 +31,7 @@ const RESYNC: Duration = Duration::from_millis(250);
 pub async fn supervise(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
     let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut guards = ShiftGuards::default();
+    let mut watch = super::watch::Watch::default();
     loop {
         let snap = shared.snapshot.load_full();
         for o in snap.regions.iter().flat_map(|r| &r.origins) {
@@ -56,6 +57,7 @@ pub async fn supervise(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
         }
         export_regions(&shared, &snap);
         guards.tick(&shared, &snap, now_ms());
+        watch.tick(&shared, &snap, now_ms());
         drop(snap);
         tokio::select! {
             _ = tokio::time::sleep(RESYNC) => {}
@@ -96,7 +98,20 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
                 detail = why;
                 failed(reason)
             }
-            Ok(Ok((status, body))) => judge(status, &body, &h.expect_status, h.deep),
+            Ok(Ok((status, body))) => {
+                let j = judge(status, &body, &h.expect_status, h.deep);
+                detail = match j.verdict {
+                    Verdict::Fail(FailReason::Status) => Some(format!(
+                        "HTTP {status}, expected one of {:?}",
+                        h.expect_status
+                    )),
+                    Verdict::Fail(FailReason::Unhealthy) => {
+                        Some("the deep health body says unhealthy".into())
+                    }
+                    _ => None,
+                };
+                j
+            }
         };
         let labels = [region.name.as_str(), origin.address.as_str()];
         let m = &shared.metrics;
@@ -126,20 +141,24 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
             h.healthy_threshold,
             h.unhealthy_threshold,
         );
-        if after != before {
-            tracing::info!(
-                region = %region.name,
-                origin = %origin.address,
-                from = before.as_str(),
-                to = after.as_str(),
-                verdict = ?judged.verdict,
-                "origin health changed"
-            );
+        let flipped = after != before;
+        if flipped {
             origin.health.set_state(after);
             if before == ProbeState::Unhealthy {
                 // Back from a failure the probes saw: whatever live traffic saw
                 // during it is stale (Envoy's successful_active_health_check_uneject_host).
                 super::outlier::lift(&origin.health);
+            }
+            // A new origin's first pass is what start-up expects, not news.
+            if before != ProbeState::Unknown || after == ProbeState::Unhealthy {
+                let cause = flip_cause(&judged.verdict, detail.as_deref(), &streak, h);
+                shared.events.record(
+                    crate::events::Kind::OriginHealth,
+                    origin.key.as_str(),
+                    Some(before.as_str()),
+                    Some(after.as_str()),
+                    cause,
+                );
             }
         }
         origin.health.probed.store(true, Relaxed);
@@ -168,6 +187,10 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
                 after,
                 ProbeState::Healthy | ProbeState::Degraded
             )));
+        if flipped {
+            let why = format!("{} is {}", origin.address, after.as_str());
+            super::watch::region_health(&shared, &snap, r, now_ms(), Some(&why));
+        }
         let pause = jittered(h.interval.get(), h.jitter.0);
         drop(snap);
         tokio::time::sleep(pause).await;
@@ -198,8 +221,8 @@ async fn probe_once(origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), Pr
     let stream = TcpStream::connect(origin.socket)
         .await
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => (FailReason::Refused, None),
-            std::io::ErrorKind::TimedOut => (FailReason::Timeout, None),
+            std::io::ErrorKind::ConnectionRefused => (FailReason::Refused, Some(e.to_string())),
+            std::io::ErrorKind::TimedOut => (FailReason::Timeout, Some(e.to_string())),
             _ => (FailReason::Error, Some(e.to_string())),
         })?;
     let h2 = match origin.protocol {
@@ -291,6 +314,29 @@ where
     Ok((status, body))
 }
 
+/// Why an origin's probe state flipped, as the journal tells it.
+fn flip_cause(
+    verdict: &Verdict,
+    detail: Option<&str>,
+    streak: &Streak,
+    h: &crate::config::Health,
+) -> String {
+    match verdict {
+        Verdict::Fail(reason) => format!(
+            "probe failed: {}{}; {} failure(s) in a row (unhealthy_threshold {})",
+            reason.as_str(),
+            detail.map(|d| format!(" ({d})")).unwrap_or_default(),
+            streak.fails,
+            h.unhealthy_threshold
+        ),
+        Verdict::Degraded => "probe passed, degraded".into(),
+        Verdict::Pass => format!(
+            "probe passed; {} pass(es) in a row (healthy_threshold {})",
+            streak.passes, h.healthy_threshold
+        ),
+    }
+}
+
 /// An error and its causes, `outer: inner: ...` (hyper's own words are terse).
 fn with_causes(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -380,12 +426,18 @@ impl ShiftGuards {
                     .shift_aborts
                     .with_label_values(&[s.name.as_str()])
                     .inc();
-                tracing::warn!(
-                    shift = %s.name,
-                    to = %snap.regions[s.to].name,
-                    errors,
-                    responses,
-                    "shift aborted: error ratio above {limit}"
+                let progress = s.fraction_at(now) / s.fraction.max(f64::MIN_POSITIVE);
+                shared.events.record(
+                    crate::events::Kind::Shift,
+                    s.name.as_str(),
+                    Some(&format!("{:.0}%", progress * 100.0)),
+                    Some("aborted"),
+                    format!(
+                        "error ratio of {} was {:.3} ({errors} of {responses}) over {} ms, above abort_if {limit}",
+                        snap.regions[s.to].name,
+                        errors as f64 / responses as f64,
+                        now.saturating_sub(t0),
+                    ),
                 );
             }
         }

@@ -120,6 +120,7 @@ impl Record {
             .with_label_values(&[region, decision, class, status_class(self.status)])
             .inc();
         let elapsed = self.ctx.started.elapsed();
+        crate::rates::record(snap, self.target, status == 0 || status >= 500, elapsed);
         m.request_duration
             .with_label_values(&[region])
             .observe(elapsed.as_secs_f64());
