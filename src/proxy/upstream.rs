@@ -51,7 +51,11 @@ pub async fn connection(
             }
         }
     }
-    match tokio::time::timeout(connect_timeout, connect(origin, &origin.pool)).await {
+    // Boxed: making a connection (TCP, then a rustls handshake) is rare next to
+    // reusing one, and inline its state would enlarge every request's future,
+    // which is moved into its box once per request.
+    let connect = Box::pin(connect(origin, &origin.pool));
+    match tokio::time::timeout(connect_timeout, connect).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout),
     }
