@@ -25,6 +25,11 @@ use super::{ConnInfo, Proxy, ResponseBody};
 use crate::proxy_protocol;
 use crate::shutdown::ShutdownWatch;
 
+/// hyper's HTTP/1 buffer cap per connection (its default is ~400 KiB): bounds
+/// what one streaming body holds in flight, and is the largest request header
+/// accepted (431 above it).
+pub const MAX_BUF: usize = 64 * 1024;
+
 /// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -213,6 +218,7 @@ async fn serve_http<I>(
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header)
             .idle_timeout(limits.idle)
+            .max_buf_size(MAX_BUF)
             .serve_connection(io, service)
             .with_upgrades();
         Box::pin(until_drained(conn, &mut shutdown, |c| {

@@ -102,7 +102,10 @@ where
         pool.share(&tx);
         return Ok(Sender::H2(tx));
     }
-    let (tx, conn) = http1::Builder::new().handshake(io).await?;
+    let (tx, conn) = http1::Builder::new()
+        .max_buf_size(super::listener::MAX_BUF)
+        .handshake(io)
+        .await?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!("origin connection ended: {e}");
