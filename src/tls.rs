@@ -231,6 +231,31 @@ pub fn origin_tls(
     })
 }
 
+/// The TLS handshake with an origin, as traffic and probes both make it: SNI
+/// `sni`, the origin's own trust settings, and for an HTTP/2 origin (`h2`) ALPN
+/// `h2`, which the origin must select. The error is worded for an operator.
+pub async fn connect_origin(
+    tls: &OriginTls,
+    sni: &str,
+    h2: bool,
+    tcp: tokio::net::TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let name = ServerName::try_from(sni.to_string()).map_err(|e| format!("sni `{sni}`: {e}"))?;
+    let config = if h2 {
+        tls.h2.clone()
+    } else {
+        tls.client.clone()
+    };
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| describe(&e))?;
+    if h2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err("the origin did not select ALPN `h2` (protocol: h2)".into());
+    }
+    Ok(stream)
+}
+
 /// `verify: false`: accepts any certificate (the config check warns loudly).
 #[derive(Debug)]
 struct AcceptAny(Arc<CryptoProvider>);

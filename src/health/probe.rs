@@ -232,23 +232,9 @@ async fn probe_once(origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), Pr
     match &origin.tls {
         None => get(stream, origin, path, h2).await,
         Some(tls) => {
-            let name = rustls::pki_types::ServerName::try_from(origin.sni.clone())
-                .map_err(|e| (FailReason::Tls, Some(format!("sni `{}`: {e}", origin.sni))))?;
-            let config = if h2 {
-                tls.h2.clone()
-            } else {
-                tls.client.clone()
-            };
-            let stream = tokio_rustls::TlsConnector::from(config)
-                .connect(name, stream)
+            let stream = crate::tls::connect_origin(tls, &origin.sni, h2, stream)
                 .await
-                .map_err(|e| (FailReason::Tls, Some(crate::tls::describe(&e))))?;
-            if h2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-                return Err((
-                    FailReason::Tls,
-                    Some("the origin did not select ALPN `h2` (protocol: h2)".into()),
-                ));
-            }
+                .map_err(|e| (FailReason::Tls, Some(e)))?;
             get(stream, origin, path, h2).await
         }
     }

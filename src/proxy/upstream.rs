@@ -68,17 +68,9 @@ async fn connect(origin: &OriginEntry, pool: &OriginPool) -> Result<Sender, Conn
     match &origin.tls {
         None => handshake(tcp, h2, pool).await,
         Some(tls) => {
-            let name = rustls::pki_types::ServerName::try_from(origin.sni.clone())
-                .map_err(|e| ConnectError::Tls(format!("sni `{}`: {e}", origin.sni)))?;
-            let config = if h2 {
-                tls.h2.clone()
-            } else {
-                tls.client.clone()
-            };
-            let stream = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
+            let stream = crate::tls::connect_origin(tls, &origin.sni, h2, tcp)
                 .await
-                .map_err(|e| ConnectError::Tls(crate::tls::describe(&e)))?;
+                .map_err(ConnectError::Tls)?;
             handshake(stream, h2, pool).await
         }
     }
