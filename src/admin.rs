@@ -100,14 +100,13 @@ pub async fn handle(
 #[allow(clippy::result_large_err)]
 fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<(), Response<Body>> {
     let snap = shared.snapshot.load();
-    let Some(file) = &snap.config.admin.token_file else {
+    let Some(path) = &snap.admin.token_file else {
         return Err(error(
             StatusCode::FORBIDDEN,
             "write endpoints are disabled: no admin.token_file",
         ));
     };
-    let path = crate::config::resolve_against(&shared.config_path, file);
-    let expected = match std::fs::read_to_string(&path) {
+    let expected = match std::fs::read_to_string(path) {
         Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
         _ => {
             tracing::error!("admin token file {} unreadable or empty", path.display());
@@ -205,7 +204,12 @@ async fn write_endpoint(shared: &Arc<Shared>, path: &str, peer: SocketAddr) -> R
 pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
     // The status page's chart samples here: the admin server lives as long as the
     // process, and nothing else needs the series.
-    tokio::spawn(crate::series::run(shared.clone()));
+    let sampled = shared.clone();
+    tokio::spawn(crate::series::every_step(move || {
+        sampled
+            .series
+            .sample(&sampled.metrics, crate::clock::now_ms())
+    }));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,

@@ -13,10 +13,10 @@ use std::sync::Mutex;
 use prometheus::IntCounterVec;
 use serde::Serialize;
 
-use crate::state::now_ms;
+use crate::clock::now_ms;
 
 /// Default number of events kept.
-pub const DEFAULT_CAPACITY: usize = 1_000;
+pub const DEFAULT_CAPACITY: usize = crate::config::DEFAULT_EVENT_JOURNAL_SIZE;
 
 /// What kind of change an event records (the `kind` label and `?kind=` filter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

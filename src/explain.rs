@@ -7,8 +7,8 @@ use std::net::IpAddr;
 
 use crate::config::Loaded;
 use crate::facts::{self, RawRequest, WRITE_HEADER};
-use crate::health::HealthRegistry;
-use crate::routing::{self, RegionHealth, StaticHealth, Trace};
+use crate::health::{HealthRegistry, HealthView, RegionHealth};
+use crate::routing::{self, Trace};
 use crate::snapshot::{RegionIdx, Snapshot};
 
 /// One request to explain, as given on the command line.
@@ -49,16 +49,16 @@ pub fn explain(loaded: &Loaded, req: &Request) -> Result<String, String> {
             .collect::<Vec<_>>()
             .join("\n")
     })?;
-    let mut health = StaticHealth::all_healthy(snap.regions.len());
+    let mut health = HealthView::all_healthy(snap.regions.len());
     for (names, drained) in [(&req.unhealthy, false), (&req.drained, true)] {
         for name in names {
             let r = snap
                 .region_idx(name)
                 .ok_or_else(|| format!("unknown region `{name}` (have {})", region_list(&snap)))?;
             if drained {
-                health.regions[r].drained = true;
+                health.region_mut(r).drained = true;
             } else {
-                health.regions[r].health = RegionHealth::Unhealthy;
+                health.region_mut(r).health = RegionHealth::Unhealthy;
             }
         }
     }
@@ -94,7 +94,7 @@ impl Trace for Steps {
     }
 }
 
-fn render(snap: &Snapshot, health: &StaticHealth, req: &Request) -> String {
+fn render(snap: &Snapshot, health: &HealthView, req: &Request) -> String {
     let cookie_line = req.cookies.join("; ");
     let mut cookies: Vec<&str> = header(req, "cookie").collect();
     if !cookie_line.is_empty() {
@@ -146,7 +146,7 @@ fn render(snap: &Snapshot, health: &StaticHealth, req: &Request) -> String {
             .geo_result
             .map_or("no geoip database configured", |r| r.as_str()),
     );
-    let route_idx = routing::match_route(snap, facts.host, facts.path);
+    let route_idx = facts.route;
     let route = &snap.routes[route_idx];
     let _ = writeln!(
         out,
@@ -187,7 +187,7 @@ fn render(snap: &Snapshot, health: &StaticHealth, req: &Request) -> String {
         let _ = writeln!(out, "affinity    cookie ignored: does not verify");
     }
     let down: Vec<RegionIdx> = (0..snap.regions.len())
-        .filter(|r| !routing::HealthView::region(health, *r).eligible())
+        .filter(|r| !health.region(*r).eligible())
         .collect();
     let _ = writeln!(
         out,

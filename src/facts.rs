@@ -56,7 +56,7 @@ pub fn is_write_method(method: &str) -> bool {
 }
 
 /// Turns a raw request into `decide`'s facts.
-pub fn gather<'a, X>(snap: &Snapshot, req: RawRequest<'a, X>) -> (RequestFacts<'a>, Findings)
+pub fn gather<'a, X>(snap: &Snapshot, req: RawRequest<'a, X>) -> (RequestFacts, Findings)
 where
     X: Iterator<Item = &'a str>,
 {
@@ -69,7 +69,8 @@ where
         None => (GeoInfo::default(), None),
     };
     let is_write = is_write_method(req.method);
-    let route = &snap.routes[crate::routing::match_route(snap, req.host, req.path)];
+    let route_idx = crate::routing::match_route(snap, req.host, req.path);
+    let route = &snap.routes[route_idx];
 
     // Tokens are only worth verifying where the route would use them.
     let mut token_outcome = None;
@@ -116,8 +117,7 @@ where
         country: geo.country,
         continent: geo.continent,
         location: geo.location,
-        host: req.host,
-        path: req.path,
+        route: route_idx,
         is_write,
         write_token,
         affinity,

@@ -324,7 +324,7 @@ impl GeoDb {
     pub fn open_shared(path: &Path) -> Result<Arc<GeoDb>, GeoError> {
         // Weak: a database no snapshot uses any more is not kept alive by this.
         static LAST: Mutex<Vec<Opened>> = Mutex::new(Vec::new());
-        let stamp = crate::config::file_stamp(path);
+        let stamp = crate::files::stamp(path);
         let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((t, len)) = stamp {
             let same = last

@@ -148,7 +148,7 @@ fn main() -> ExitCode {
                 cookies,
                 unhealthy,
                 drained,
-                now_ms: meridian::state::now_ms(),
+                now_ms: meridian::clock::now_ms(),
             };
             return match meridian::explain::explain(&loaded, &req) {
                 Ok(text) => {

@@ -13,12 +13,11 @@
 //! Data paths call [`record`] once per finished request.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::snapshot::{RegionIdx, Snapshot};
+use crate::clock::monotonic_ms as now_ms;
 
 const SLOT_MS: u64 = 5_000;
 /// Slots summed: the current (partial) one and the 11 before it, 55–60 s in all.
@@ -28,39 +27,19 @@ const SLOTS: usize = IN_WINDOW as usize + 1;
 /// Two buckets per doubling from 1 µs; the last holds everything from ~67 s.
 const BUCKETS: usize = 54;
 
-/// Records one finished request in the rolling rates of the region and origin that
-/// served it (`served_by` = (region index, origin index) in `snap`; `None` when no
-/// origin was tried, which counts nowhere). `is_error`: a 5xx answer, a
-/// gateway-made error, or no answer at all. `latency`: from request received to
-/// response finished.
+/// Records one finished request in the rolling rates of the region and the origin
+/// that served it. `is_error`: a 5xx answer, a gateway-made error, or no answer at
+/// all. `latency`: from request received to response finished.
 ///
 /// Never inlined, so profiles (`loadtest/callgrind`) show its cost on its own line.
 #[inline(never)]
-pub fn record(
-    snap: &Snapshot,
-    served_by: Option<(RegionIdx, usize)>,
-    is_error: bool,
-    latency: Duration,
-) {
-    let Some((r, o)) = served_by else {
-        return;
-    };
-    let Some(region) = snap.regions.get(r) else {
-        return;
-    };
+pub fn record(region: &Window, origin: Option<&Window>, is_error: bool, latency: Duration) {
     let now = now_ms();
     let us = latency.as_micros().min(u128::from(u64::MAX)) as u64;
-    region.state.rates.add(now, is_error, us);
-    if let Some(origin) = region.origins.get(o) {
-        origin.health.rates.add(now, is_error, us);
+    region.add(now, is_error, us);
+    if let Some(origin) = origin {
+        origin.add(now, is_error, us);
     }
-}
-
-/// Milliseconds since the first use in this process (monotonic: a wall-clock step
-/// must not empty or double a window).
-pub fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 struct Slot {

@@ -3,7 +3,6 @@
 //! snapshot is swapped in, in one `ArcSwap::store`. A bad file changes nothing
 //! but the error report: the old snapshot keeps serving.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use crate::shutdown::ShutdownWatch;
 
 use crate::events::Kind;
+use crate::snapshot::Snapshot;
 use crate::state::{build_snapshot, Shared};
 
 /// How often the config file is checked for changes.
@@ -31,9 +31,11 @@ pub fn reload(shared: &Shared, why: &str) -> Outcome {
     let old = shared.snapshot.load();
     let outcome = match build_snapshot(&shared.config_path, &shared.health) {
         Ok(snap) => {
-            if listeners_of(&snap.config) != listeners_of(&old.config)
-                || snap.config.admin.address != old.config.admin.address
-            {
+            let addresses = |s: &Snapshot| {
+                let listeners = s.listeners.iter().map(|l| l.address);
+                listeners.chain([s.admin.address]).collect::<Vec<_>>()
+            };
+            if addresses(&snap) != addresses(&old) {
                 tracing::warn!("listener or admin addresses changed: they take effect on restart");
             }
             let sha256 = snap.sha256.clone();
@@ -64,9 +66,7 @@ pub fn reload(shared: &Shared, why: &str) -> Outcome {
             m.config_reloads.with_label_values(&["ok"]).inc();
             *last = None;
             let snap = shared.snapshot.load();
-            shared
-                .events
-                .set_capacity(snap.config.admin.event_journal_size);
+            shared.events.set_capacity(snap.admin.event_journal_size);
             shared.events.record(
                 Kind::ConfigApplied,
                 shared.config_path.display().to_string(),
@@ -74,7 +74,7 @@ pub fn reload(shared: &Shared, why: &str) -> Outcome {
                 Some(sha256),
                 format!("reload ({why})"),
             );
-            journal_certificates(shared, &snap.config);
+            journal_certificates(shared, &snap);
         }
         Outcome::Rejected(errors) => {
             m.config_reloads.with_label_values(&["error"]).inc();
@@ -94,36 +94,11 @@ pub fn reload(shared: &Shared, why: &str) -> Outcome {
     outcome
 }
 
-/// sha256 of every listener certificate file the config names, by resolved path.
-pub fn certificate_digests(
-    config_path: &std::path::Path,
-    c: &crate::config::Config,
-) -> BTreeMap<String, String> {
-    use sha2::Digest;
-    c.listeners
-        .iter()
-        .filter_map(|l| l.tls.as_ref())
-        .flat_map(|t| &t.certificates)
-        .map(|pair| crate::config::resolve_against(config_path, &pair.cert))
-        .map(|path| {
-            let digest = std::fs::read(&path)
-                .map(|b| {
-                    sha2::Sha256::digest(b)
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            (path.display().to_string(), digest)
-        })
-        .collect()
-}
-
 /// Journals each listener certificate a reload replaced (or added). The snapshot
 /// just built read these files; reading them again may see a newer write, which the
 /// next reload (the file's change triggers one) then reports as well.
-fn journal_certificates(shared: &Shared, c: &crate::config::Config) {
-    let now = certificate_digests(&shared.config_path, c);
+fn journal_certificates(shared: &Shared, snap: &Snapshot) {
+    let now = snap.certificate_digests();
     let mut seen = shared
         .certificates
         .lock()
@@ -144,34 +119,11 @@ fn journal_certificates(shared: &Shared, c: &crate::config::Config) {
     *seen = now;
 }
 
-fn listeners_of(c: &crate::config::Config) -> Vec<std::net::SocketAddr> {
-    c.listeners.iter().map(|l| l.address).collect()
-}
-
 /// The config file and the TLS files it names: a change to any of them reloads.
 fn watched(shared: &Shared) -> Vec<PathBuf> {
     let snap = shared.snapshot.load();
-    let c = &snap.config;
-    let resolve = |p: &str| crate::config::resolve_against(&shared.config_path, p);
     let mut files = vec![shared.config_path.clone()];
-    for t in c.listeners.iter().filter_map(|l| l.tls.as_ref()) {
-        for pair in &t.certificates {
-            files.extend([resolve(&pair.cert), resolve(&pair.key)]);
-        }
-    }
-    for t in c
-        .regions
-        .values()
-        .flat_map(|r| &r.origins)
-        .filter_map(|o| o.tls.as_ref())
-    {
-        for p in [&t.ca_file, &t.client_cert, &t.client_key]
-            .into_iter()
-            .flatten()
-        {
-            files.push(resolve(p));
-        }
-    }
+    files.extend(snap.tls_files.iter().cloned());
     files
 }
 
@@ -179,7 +131,7 @@ fn watched(shared: &Shared) -> Vec<PathBuf> {
 fn stamps(shared: &Shared) -> Vec<Option<(SystemTime, u64)>> {
     watched(shared)
         .iter()
-        .map(|f| crate::config::file_stamp(f))
+        .map(|f| crate::files::stamp(f))
         .collect()
 }
 

@@ -4,14 +4,13 @@
 //! path pays nothing for it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::core::Collector;
 use serde_json::{json, Value};
 
 use crate::metrics::Metrics;
-use crate::state::{now_ms, Shared};
 
 /// How often a point is taken.
 pub const STEP: Duration = Duration::from_secs(1);
@@ -96,13 +95,14 @@ impl Series {
     }
 }
 
-/// Samples every `STEP` for as long as the process runs (started by the admin server).
-pub async fn run(shared: Arc<Shared>) {
+/// Calls `sample` every `STEP` for as long as the process runs (started by the
+/// admin server with the series and metrics to sample).
+pub async fn every_step(mut sample: impl FnMut()) {
     let mut tick = tokio::time::interval(STEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        shared.series.sample(&shared.metrics, now_ms());
+        sample();
     }
 }
 

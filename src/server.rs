@@ -44,18 +44,18 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
 
 async fn serve(shared: Arc<Shared>) -> anyhow::Result<()> {
     let snap = shared.snapshot.load_full();
-    let cfg = &snap.config;
-    let admin = TcpListener::bind(cfg.admin.address)
+    let admin = TcpListener::bind(snap.admin.address)
         .await
-        .with_context(|| format!("admin.address {}", cfg.admin.address))?;
-    let mut listeners = Vec::with_capacity(cfg.listeners.len());
-    for (index, l) in cfg.listeners.iter().enumerate() {
+        .with_context(|| format!("admin.address {}", snap.admin.address))?;
+    let mut listeners = Vec::with_capacity(snap.listeners.len());
+    for (index, l) in snap.listeners.iter().enumerate() {
         let tcp = TcpListener::bind(l.address)
             .await
             .with_context(|| format!("listeners: cannot bind {}", l.address))?;
-        let tls = match &l.tls {
-            Some(_) => Some(tls_acceptor(&shared, index)?),
-            None => None,
+        let tls = if l.tls() {
+            Some(tls_acceptor(&shared, index)?)
+        } else {
+            None
         };
         listeners.push(Listener {
             tcp,
@@ -63,11 +63,11 @@ async fn serve(shared: Arc<Shared>) -> anyhow::Result<()> {
             proxy_protocol: l.proxy_protocol,
         });
     }
-    let grace = cfg.shutdown.grace_period.get();
+    let grace = snap.shutdown_grace;
     tracing::info!(
         sha256 = %snap.sha256,
-        listeners = ?cfg.listeners.iter().map(|l| l.address).collect::<Vec<_>>(),
-        admin = %cfg.admin.address,
+        listeners = ?snap.listeners.iter().map(|l| l.address).collect::<Vec<_>>(),
+        admin = %snap.admin.address,
         "meridian serving"
     );
     drop(snap);
@@ -77,10 +77,7 @@ async fn serve(shared: Arc<Shared>) -> anyhow::Result<()> {
     // requests finish; it ends with the process.
     tokio::spawn(crate::admin::serve(admin, shared.clone()));
     tokio::spawn(crate::reload::watch(shared.clone(), shutdown.clone()));
-    tokio::spawn(crate::health::probe::supervise(
-        shared.clone(),
-        shutdown.clone(),
-    ));
+    tokio::spawn(crate::probes::supervise(shared.clone(), shutdown.clone()));
     tokio::spawn(crate::dns::run(shared.clone(), shutdown.clone()));
 
     let proxy = Arc::new(Proxy {
@@ -120,8 +117,8 @@ async fn serve(shared: Arc<Shared>) -> anyhow::Result<()> {
 /// rustls for one TLS listener: certificates from the snapshot by SNI at each
 /// handshake (so a reload swaps them), ALPN offering HTTP/2 then HTTP/1.1.
 fn tls_acceptor(shared: &Arc<Shared>, index: usize) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
-    let resolver = Arc::new(crate::tls::SniResolver {
-        shared: shared.clone(),
+    let resolver = Arc::new(crate::proxy::sni::SniResolver {
+        snapshot: shared.snapshot.clone(),
         index,
     });
     let mut config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())

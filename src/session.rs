@@ -14,6 +14,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+pub use crate::config::is_valid_region;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Tokens longer than this are rejected before any parsing or crypto.
@@ -84,13 +86,6 @@ impl fmt::Debug for KeyRing {
         let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
         f.debug_struct("KeyRing").field("ids", &ids).finish()
     }
-}
-
-/// Region names travel in tokens, cookies and metric labels: `[a-z0-9-]{1,64}`.
-pub fn is_valid_region(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn is_valid_key_id(s: &str) -> bool {

@@ -3,20 +3,25 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::units::Cidr;
 use crate::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
 use crate::geo::{Continent, Country, GeoDb};
-use crate::health::{HealthRegistry, OriginHealth, RegionState, ShiftState};
+use crate::health::outlier::OutlierPolicy;
+use crate::health::{roll_up, HealthRegistry, HealthView, OriginHealth, RegionState, ShiftState};
 use crate::session::KeyRing;
 
 /// Index of a region in [`Snapshot::regions`] (sorted by name).
 pub type RegionIdx = usize;
 
 /// At most this many regions, so a set of regions fits in one `u64`.
-pub const MAX_REGIONS: usize = 64;
+pub const MAX_REGIONS: usize = crate::health::view::MAX;
+/// At most this many shifts, so a health view holds their abort flags in one `u64`.
+pub const MAX_SHIFTS: usize = crate::health::view::MAX;
 
 /// A set of regions as a bitmask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -168,7 +173,6 @@ impl Shift {
 pub struct Snapshot {
     pub sha256: String,
     pub loaded_at: SystemTime,
-    pub config: config::Config,
     pub local_region: RegionIdx,
     pub regions: Vec<RegionEntry>,
     pub write_region: Option<RegionIdx>,
@@ -190,6 +194,48 @@ pub struct Snapshot {
     /// Per listener (config order): its certificates, if it terminates TLS.
     pub listener_certs: Vec<Option<crate::tls::CertSet>>,
     pub data_path: DataPath,
+    /// Passive outlier detection, compiled.
+    pub outlier: OutlierPolicy,
+    /// The listeners (config order) and the admin listener; a change to them
+    /// takes a restart.
+    pub listeners: Vec<ListenerSpec>,
+    pub admin: AdminSpec,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Active probes' settings (read by the probers, not by requests).
+    pub probes: config::Health,
+    /// Route 53 reconciliation, when configured (read by the reconciler).
+    pub dns: Option<config::Dns>,
+    /// Every TLS file the config names (listeners' and origins'), resolved: a
+    /// change to one reloads.
+    pub tls_files: Vec<PathBuf>,
+}
+
+/// One proxy listener, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerSpec {
+    pub address: SocketAddr,
+    /// Accepts a PROXY protocol header first.
+    pub proxy_protocol: bool,
+    /// Certificate and key files, resolved against the config file; empty when
+    /// the listener speaks plain HTTP.
+    pub certificates: Vec<(PathBuf, PathBuf)>,
+}
+
+impl ListenerSpec {
+    pub fn tls(&self) -> bool {
+        !self.certificates.is_empty()
+    }
+}
+
+/// The admin listener, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminSpec {
+    pub address: SocketAddr,
+    /// Bearer token file for write endpoints, resolved; None = writes disabled.
+    pub token_file: Option<PathBuf>,
+    /// How many events the journal keeps.
+    pub event_journal_size: usize,
 }
 
 /// What the data path reads per request, compiled from the file's settings:
@@ -267,6 +313,25 @@ pub struct BuildError {
 }
 
 impl Snapshot {
+    /// Every region's health rolled up from its origins' atomics, and every
+    /// shift's abort flag, read once at `now_ms`: a request decides from this one
+    /// consistent reading.
+    pub fn health_view(&self, now_ms: u64) -> HealthView {
+        let mut view = HealthView::new(self.regions.iter().map(|r| {
+            roll_up(
+                r.origins.iter().map(|o| o.health.reading(now_ms)),
+                self.min_healthy_origins,
+                r.state.drained.load(Relaxed),
+            )
+        }));
+        for (i, s) in self.shifts.iter().enumerate() {
+            if s.state.aborted.load(Relaxed) {
+                view.abort_shift(i);
+            }
+        }
+        view
+    }
+
     /// Compiles a validated config. Health entries come from `registry`, so
     /// origins that stay across a reload keep their state.
     pub fn build(loaded: &Loaded, registry: &HealthRegistry) -> Result<Snapshot, Vec<BuildError>> {
@@ -277,6 +342,13 @@ impl Snapshot {
             errors.push(BuildError {
                 path: "regions".into(),
                 message: format!("at most {MAX_REGIONS} regions are supported"),
+            });
+            return Err(errors);
+        }
+        if c.shifts.len() > MAX_SHIFTS {
+            errors.push(BuildError {
+                path: "shifts".into(),
+                message: format!("at most {MAX_SHIFTS} shifts are supported"),
             });
             return Err(errors);
         }
@@ -407,27 +479,32 @@ impl Snapshot {
         }
         let mut shifts = Vec::new();
         for (i, s) in c.shifts.iter().enumerate() {
+            let fraction = (s.percent / 100.0).clamp(0.0, 1.0);
+            let start_ms = shift_start_ms(s);
+            let ramp_ms = s.ramp.map_or(0, |r| r.get().as_millis() as u64);
+            let abort_if = s
+                .abort_if
+                .as_ref()
+                .map(|a| (a.error_ratio_above, a.over.get().as_millis() as u64));
+            // Its identity is its whole definition, by region name (indexes move
+            // when regions are added): an edited shift starts afresh, an untouched
+            // one keeps its abort across reloads.
+            let identity = format!(
+                "{}/{}/{}/{fraction}/{start_ms}/{ramp_ms}/{}",
+                s.name,
+                s.from,
+                s.to,
+                abort_if.map_or("-".into(), |(ratio, over)| format!("{ratio}:{over}"))
+            );
             shifts.push(Shift {
                 name: s.name.clone(),
                 from: need(&format!("shifts[{i}].from"), &s.from),
                 to: need(&format!("shifts[{i}].to"), &s.to),
-                fraction: (s.percent / 100.0).clamp(0.0, 1.0),
-                start_ms: shift_start_ms(s),
-                ramp_ms: s.ramp.map_or(0, |r| r.get().as_millis() as u64),
-                abort_if: s
-                    .abort_if
-                    .as_ref()
-                    .map(|a| (a.error_ratio_above, a.over.get().as_millis() as u64)),
-                state: registry.shift(&format!(
-                    "{}/{}/{}/{}/{}/{:?}/{:?}",
-                    s.name,
-                    s.from,
-                    s.to,
-                    s.percent,
-                    s.start.unix_millis(),
-                    s.ramp,
-                    s.abort_if.as_ref().map(|a| (a.error_ratio_above, a.over))
-                )),
+                fraction,
+                start_ms,
+                ramp_ms,
+                abort_if,
+                state: registry.shift(&identity),
             });
         }
         let mut routes: Vec<Route> = c
@@ -464,18 +541,29 @@ impl Snapshot {
                 .ok(),
             None => Some(process_key()),
         };
-        let listener_certs = c
+        let listeners: Vec<ListenerSpec> = c
             .listeners
+            .iter()
+            .map(|l| ListenerSpec {
+                address: l.address,
+                proxy_protocol: l.proxy_protocol,
+                certificates: l.tls.as_ref().map_or_else(Vec::new, |t| {
+                    t.certificates
+                        .iter()
+                        .map(|p| (loaded.resolve(&p.cert), loaded.resolve(&p.key)))
+                        .collect()
+                }),
+            })
+            .collect();
+        let listener_certs = listeners
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let tls = l.tls.as_ref()?;
-                let files: Vec<_> = tls
+                if !l.tls() {
+                    return None;
+                }
+                let pairs: Vec<_> = l
                     .certificates
-                    .iter()
-                    .map(|p| (loaded.resolve(&p.cert), loaded.resolve(&p.key)))
-                    .collect();
-                let pairs: Vec<_> = files
                     .iter()
                     .map(|(c, k)| (c.as_path(), k.as_path()))
                     .collect();
@@ -495,7 +583,6 @@ impl Snapshot {
         Ok(Snapshot {
             sha256: loaded.sha256.clone(),
             loaded_at: SystemTime::now(),
-            config: c.clone(),
             local_region,
             regions,
             write_region,
@@ -513,7 +600,38 @@ impl Snapshot {
             keys: keys.expect("set unless errors"),
             listener_certs,
             data_path: DataPath::compile(c),
+            outlier: OutlierPolicy::compile(&c.outlier_detection),
+            admin: AdminSpec {
+                address: c.admin.address,
+                token_file: c.admin.token_file.as_deref().map(|f| loaded.resolve(f)),
+                event_journal_size: c.admin.event_journal_size,
+            },
+            shutdown_grace: c.shutdown.grace_period.get(),
+            probes: c.health.clone(),
+            dns: c.dns.clone(),
+            tls_files: tls_files(loaded, &listeners),
+            listeners,
         })
+    }
+
+    /// sha256 of each listener certificate file, by path, as the files are now.
+    pub fn certificate_digests(&self) -> std::collections::BTreeMap<String, String> {
+        use sha2::Digest;
+        self.listeners
+            .iter()
+            .flat_map(|l| &l.certificates)
+            .map(|(cert, _key)| {
+                let digest = std::fs::read(cert)
+                    .map(|b| {
+                        sha2::Sha256::digest(b)
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (cert.display().to_string(), digest)
+            })
+            .collect()
     }
 
     /// Index of the region called `name`.
@@ -525,6 +643,26 @@ impl Snapshot {
     pub fn all_regions(&self) -> RegionSet {
         RegionSet::all(self.regions.len())
     }
+}
+
+/// The listeners' certificate files and the origins' CA and client files.
+fn tls_files(loaded: &Loaded, listeners: &[ListenerSpec]) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = listeners
+        .iter()
+        .flat_map(|l| &l.certificates)
+        .flat_map(|(cert, key)| [cert.clone(), key.clone()])
+        .collect();
+    let origin_tls = loaded
+        .config
+        .regions
+        .values()
+        .flat_map(|r| &r.origins)
+        .filter_map(|o| o.tls.as_ref());
+    for t in origin_tls {
+        let named = [&t.ca_file, &t.client_cert, &t.client_key];
+        files.extend(named.into_iter().flatten().map(|p| loaded.resolve(p)));
+    }
+    files
 }
 
 /// Without `sessions`, tokens are signed with one random key per process: they

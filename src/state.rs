@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
@@ -13,10 +12,13 @@ use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
+/// Re-exported for the tests and tools that stamp times the way the gateway does.
+pub use crate::clock::now_ms;
+
 /// Shared state of one gateway process.
 pub struct Shared {
     /// The one swap point for everything the config defines.
-    pub snapshot: ArcSwap<Snapshot>,
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub health: HealthRegistry,
     pub metrics: Metrics,
     pub config_path: PathBuf,
@@ -28,8 +30,9 @@ pub struct Shared {
     shutting_down: AtomicBool,
     /// Last reload error, cleared by a good reload.
     pub last_reload_error: Mutex<Option<String>>,
-    /// The Route 53 reconciler's last sync, for `/admin/state`.
-    pub dns: Mutex<crate::dns::Status>,
+    /// What the Route 53 reconciler published of its last sync (it owns its
+    /// status; this is the copy `/admin/state` shows). Null before the first.
+    dns_status: Mutex<serde_json::Value>,
     /// Recent state changes (`GET /admin/events`).
     pub events: crate::events::Journal,
     /// Requests per second by decision over the last minutes (`GET /admin/series`).
@@ -55,7 +58,7 @@ impl Shared {
     /// Loads the config at `path` and builds the first snapshot.
     pub fn load(path: PathBuf) -> Result<Arc<Shared>, LoadFailure> {
         // Rolling windows count from process start, not from the first request.
-        crate::rates::now_ms();
+        crate::clock::monotonic_ms();
         let health = HealthRegistry::default();
         let metrics = Metrics::new();
         let snap = build_snapshot(&path, &health)?;
@@ -64,16 +67,14 @@ impl Shared {
             .config_info
             .with_label_values(&[&snap.sha256])
             .set(1);
-        let events = crate::events::Journal::new(
-            snap.config.admin.event_journal_size,
-            metrics.events.clone(),
-        );
-        let certificates = Mutex::new(crate::reload::certificate_digests(&path, &snap.config));
+        let events =
+            crate::events::Journal::new(snap.admin.event_journal_size, metrics.events.clone());
+        let certificates = Mutex::new(snap.certificate_digests());
         Ok(Arc::new(Shared {
             events,
             series: Default::default(),
             certificates,
-            snapshot: ArcSwap::from_pointee(snap),
+            snapshot: Arc::new(ArcSwap::from_pointee(snap)),
             health,
             metrics,
             config_path: path,
@@ -81,7 +82,7 @@ impl Shared {
             probed: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             last_reload_error: Mutex::new(None),
-            dns: Mutex::default(),
+            dns_status: Mutex::default(),
         }))
     }
 
@@ -94,6 +95,15 @@ impl Shared {
     }
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
+    }
+    pub fn publish_dns_status(&self, status: serde_json::Value) {
+        *self.dns_status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+    }
+    pub fn dns_status(&self) -> serde_json::Value {
+        self.dns_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
@@ -117,11 +127,4 @@ pub fn build_snapshot(
                 .collect(),
         )
     })
-}
-
-/// Wall-clock time in unix milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -4,18 +4,15 @@ use std::time::UNIX_EPOCH;
 
 use serde_json::{json, Value};
 
-use crate::routing::{HealthView, LiveHealth, RegionHealth};
-use crate::state::{now_ms, Shared};
+use crate::clock::now_ms;
+use crate::state::Shared;
 
 /// Builds the state document from the snapshot in service and live health.
 pub fn state(shared: &Shared) -> Value {
     let snap = shared.snapshot.load();
     let now = now_ms();
-    let rates_now = crate::rates::now_ms();
-    let view = LiveHealth {
-        snap: &snap,
-        now_ms: now,
-    };
+    let rates_now = crate::clock::monotonic_ms();
+    let view = snap.health_view(now);
     let regions: serde_json::Map<String, Value> = snap
         .regions
         .iter()
@@ -53,22 +50,15 @@ pub fn state(shared: &Shared) -> Value {
                     })
                 })
                 .collect();
-            let health = match s.health {
-                RegionHealth::Healthy => "healthy",
-                RegionHealth::Degraded => "degraded",
-                RegionHealth::Unhealthy => "unhealthy",
-            };
             (
                 r.name.clone(),
                 json!({
                     "weight": r.weight,
-                    "effective_weight": if !s.eligible() { 0.0 } else {
-                        f64::from(r.weight) * f64::from(r.dial) / 100.0
-                            * if s.health == RegionHealth::Degraded { snap.degraded_factor } else { 1.0 }
-                    },
+                    "effective_weight": f64::from(r.weight) * f64::from(r.dial) / 100.0
+                        * s.share_factor(snap.degraded_factor),
                     "traffic_dial": r.dial,
                     "drained": s.drained,
-                    "health": health,
+                    "health": s.health.as_str(),
                     "latency_ms": f64::from(s.latency_us) / 1000.0,
                     "replication_lag_ms": r.origins.iter()
                         .map(|o| o.health.replication_lag_ms.load(std::sync::atomic::Ordering::Relaxed))
@@ -90,13 +80,9 @@ pub fn state(shared: &Shared) -> Value {
         .map(|e| e.clone())
         .unwrap_or_default();
     // Enabled-ness follows the live config; the rest is the reconciler's last sync.
-    let mut dns = shared
-        .dns
-        .lock()
-        .map(|d| serde_json::to_value(&*d).unwrap_or_default())
-        .unwrap_or_default();
-    dns["enabled"] = json!(snap.config.dns.as_ref().is_some_and(|d| d.enabled));
-    dns["configured"] = json!(snap.config.dns.is_some());
+    let mut dns = shared.dns_status();
+    dns["enabled"] = json!(snap.dns.as_ref().is_some_and(|d| d.enabled));
+    dns["configured"] = json!(snap.dns.is_some());
     json!({
         "config": {
             "path": shared.config_path.display().to_string(),

@@ -442,7 +442,7 @@ pub async fn run(o: &Options) -> u8 {
                 .ok()
                 .and_then(|v| v["events"].as_array().cloned())
                 .unwrap_or_default();
-            let table = render(&state, &events, o.color, crate::state::now_ms());
+            let table = render(&state, &events, o.color, crate::clock::now_ms());
             if o.watch && o.color {
                 // Home and clear: the table redraws in place.
                 print!("\x1b[H\x1b[2J{table}");

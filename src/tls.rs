@@ -18,14 +18,11 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, Error as RusTlsError, RootCertStore,
     SignatureScheme,
 };
-
-use crate::state::Shared;
 
 /// The process's rustls provider: ring, installed once as the default.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -138,26 +135,6 @@ impl CertSet {
             })
             .unwrap_or(0);
         self.keys[i].clone()
-    }
-}
-
-/// rustls asks this for a certificate at every handshake of listener `index`.
-pub struct SniResolver {
-    pub shared: Arc<Shared>,
-    pub index: usize,
-}
-
-impl std::fmt::Debug for SniResolver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SniResolver(listener {})", self.index)
-    }
-}
-
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let snap = self.shared.snapshot.load();
-        let set = snap.listener_certs.get(self.index)?.as_ref()?;
-        Some(set.pick(hello.server_name()))
     }
 }
 

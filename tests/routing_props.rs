@@ -8,7 +8,8 @@ mod support;
 use meridian::config;
 use meridian::geo::{Continent, Country};
 use meridian::health::HealthRegistry;
-use meridian::routing::{decide, Reason, RegionHealth, RegionStatus, RequestFacts, StaticHealth};
+use meridian::health::HealthView;
+use meridian::routing::{decide, match_route, Reason, RegionHealth, RegionStatus, RequestFacts};
 use meridian::snapshot::{RegionIdx, Snapshot};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -144,7 +145,7 @@ fn case() -> impl Strategy<Value = Case> {
         )
 }
 
-fn facts(c: &Case) -> RequestFacts<'static> {
+fn facts(c: &Case) -> RequestFacts {
     let (country, continent) = match c.country {
         Some(i) => (Country::parse(COUNTRIES[i].0), Some(COUNTRIES[i].1)),
         None => (None, None),
@@ -153,8 +154,7 @@ fn facts(c: &Case) -> RequestFacts<'static> {
         country,
         continent,
         location: None,
-        host: "api.example.com",
-        path: PATHS[c.path],
+        route: match_route(snapshot_once(), "api.example.com", PATHS[c.path]),
         is_write: c.is_write,
         write_token: c.token,
         affinity: c.affinity,
@@ -168,7 +168,7 @@ proptest! {
     #[test]
     fn residency_is_never_violated(c in case()) {
         let snap = snapshot_once();
-        let health = StaticHealth { regions: c.health.clone() };
+        let health = HealthView::new(c.health.iter().copied());
         let d = decide(snap, &health, &facts(&c), &mut StdRng::seed_from_u64(c.seed));
         if let Some(g) = d.residency {
             let group = &snap.residency[g];
@@ -192,7 +192,7 @@ proptest! {
     #[test]
     fn ineligible_regions_come_only_in_panic(c in case()) {
         let snap = snapshot_once();
-        let health = StaticHealth { regions: c.health.clone() };
+        let health = HealthView::new(c.health.iter().copied());
         let d = decide(snap, &health, &facts(&c), &mut StdRng::seed_from_u64(c.seed));
         if d.reasons.contains(Reason::Panic) {
             return Ok(());
@@ -208,7 +208,7 @@ proptest! {
     #[test]
     fn panic_only_when_no_candidate_is_eligible(c in case()) {
         let snap = snapshot_once();
-        let health = StaticHealth { regions: c.health.clone() };
+        let health = HealthView::new(c.health.iter().copied());
         let f = facts(&c);
         let d = decide(snap, &health, &f, &mut StdRng::seed_from_u64(c.seed));
         if d.reasons.contains(Reason::Panic) && !d.reasons.contains(Reason::Write) {
@@ -220,7 +220,7 @@ proptest! {
     #[test]
     fn same_seed_same_decision(c in case()) {
         let snap = snapshot_once();
-        let health = StaticHealth { regions: c.health.clone() };
+        let health = HealthView::new(c.health.iter().copied());
         let f = facts(&c);
         let a = decide(snap, &health, &f, &mut StdRng::seed_from_u64(c.seed));
         let b = decide(snap, &health, &f, &mut StdRng::seed_from_u64(c.seed));
@@ -239,7 +239,7 @@ fn idx(snap: &Snapshot, name: &str) -> RegionIdx {
 
 /// Share of first choices per region over `n` decisions.
 fn first_choice_shares(snap: &Snapshot, f: &RequestFacts, n: usize) -> Vec<f64> {
-    let health = StaticHealth::all_healthy(snap.regions.len());
+    let health = HealthView::all_healthy(snap.regions.len());
     let mut rng = StdRng::seed_from_u64(7);
     let mut counts = vec![0usize; snap.regions.len()];
     for _ in 0..n {
@@ -252,7 +252,7 @@ fn first_choice_shares(snap: &Snapshot, f: &RequestFacts, n: usize) -> Vec<f64> 
 fn weighted_shares_match_weights_within_one_and_a_half_points() {
     let snap = snapshot_once();
     let f = RequestFacts {
-        path: "/w",
+        route: match_route(snapshot_once(), "", "/w"),
         // Before the shift starts, so only weights (and the dial) act.
         now_ms: SHIFT_START_MS - 1,
         ..Default::default()
@@ -287,7 +287,7 @@ fn shift_moves_its_ramped_fraction() {
     let us = |now_ms| RequestFacts {
         country: Country::parse("US"),
         continent: Some(Continent::NA),
-        path: "/other",
+        route: match_route(snapshot_once(), "", "/other"),
         now_ms,
         ..Default::default()
     };
@@ -309,15 +309,15 @@ fn eu_writes_go_to_the_groups_write_region_and_reject_when_it_is_down() {
     let f = RequestFacts {
         country: Country::parse("DE"),
         continent: Some(Continent::EU),
-        path: "/api/orders",
+        route: match_route(snapshot_once(), "", "/api/orders"),
         is_write: true,
         ..Default::default()
     };
-    let mut health = StaticHealth::all_healthy(snap.regions.len());
+    let mut health = HealthView::all_healthy(snap.regions.len());
     let d = decide(snap, &health, &f, &mut StdRng::seed_from_u64(1));
     assert_eq!(d.order, vec![euw1]);
     assert_eq!(d.reasons.label(), "write");
-    health.regions[euw1].health = RegionHealth::Unhealthy;
+    health.region_mut(euw1).health = RegionHealth::Unhealthy;
     let d = decide(snap, &health, &f, &mut StdRng::seed_from_u64(1));
     assert!(d.rejected());
     assert_eq!(d.reasons.label(), "residency_reject");
@@ -331,21 +331,21 @@ fn read_your_writes_pins_while_the_region_is_healthy() {
     let mut f = RequestFacts {
         country: Country::parse("JP"),
         continent: Some(Continent::AS),
-        path: "/api/orders",
+        route: match_route(snapshot_once(), "", "/api/orders"),
         write_token: Some(use1),
         ..Default::default()
     };
-    let mut health = StaticHealth::all_healthy(snap.regions.len());
+    let mut health = HealthView::all_healthy(snap.regions.len());
     let d = decide(snap, &health, &f, &mut StdRng::seed_from_u64(1));
     assert_eq!(d.order[0], use1);
     assert_eq!(d.reasons.label(), "read_your_writes");
-    health.regions[use1].health = RegionHealth::Unhealthy;
+    health.region_mut(use1).health = RegionHealth::Unhealthy;
     let d = decide(snap, &health, &f, &mut StdRng::seed_from_u64(1));
     assert_eq!(d.order[0], apse1);
     // A token for a region outside the client's residency group is never honoured.
     f.country = Country::parse("DE");
     f.continent = Some(Continent::EU);
-    let health = StaticHealth::all_healthy(snap.regions.len());
+    let health = HealthView::all_healthy(snap.regions.len());
     let d = decide(snap, &health, &f, &mut StdRng::seed_from_u64(1));
     assert_ne!(d.order[0], use1);
 }

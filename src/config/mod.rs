@@ -7,6 +7,7 @@ pub mod units;
 pub mod validate;
 
 pub use types::*;
+pub use validate::is_valid_region;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -55,29 +56,7 @@ pub struct Loaded {
 impl Loaded {
     /// Resolves a path written in the config relative to the config file's folder.
     pub fn resolve(&self, p: &str) -> PathBuf {
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.path.parent().unwrap_or(Path::new(".")).join(p)
-        }
-    }
-}
-
-/// A file's (mtime, size): how the reload watcher and the GeoIP cache tell that a
-/// file changed. None when it cannot be read.
-pub fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
-}
-
-/// Resolves `p` relative to the folder of the config file at `config_path`.
-pub fn resolve_against(config_path: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        config_path.parent().unwrap_or(Path::new(".")).join(p)
+        crate::files::resolve_against(&self.path, p)
     }
 }
 

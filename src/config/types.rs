@@ -117,8 +117,11 @@ pub struct Admin {
     pub event_journal_size: usize,
 }
 
+/// Events the journal keeps unless `admin.event_journal_size` says otherwise.
+pub const DEFAULT_EVENT_JOURNAL_SIZE: usize = 1_000;
+
 fn default_event_journal_size() -> usize {
-    crate::events::DEFAULT_CAPACITY
+    DEFAULT_EVENT_JOURNAL_SIZE
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

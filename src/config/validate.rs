@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashSet};
 use super::types::*;
 use super::units::Duration;
 use crate::geo::{Continent, Country};
-use crate::session::is_valid_region;
 
 /// One problem: field path and message. `warning` ones do not stop the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -513,4 +512,11 @@ fn check_host_port(s: &str) -> Result<(), String> {
         return Err(bad("bad host name"));
     }
     Ok(())
+}
+
+/// Region names travel in tokens, cookies and metric labels: `[a-z0-9-]{1,64}`.
+pub fn is_valid_region(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }

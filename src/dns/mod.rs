@@ -18,9 +18,10 @@ use crate::shutdown::ShutdownWatch;
 use rand::Rng;
 use serde::Serialize;
 
+use crate::clock::now_ms;
 use crate::config::Dns;
-use crate::routing::{HealthView, LiveHealth, RegionHealth};
-use crate::state::{now_ms, Shared};
+use crate::health::RegionHealth;
+use crate::state::Shared;
 use plan::{Plan, Planned};
 use record::{fqdn, votes_name, RecordSet, RecordSpec, Target};
 use route53::{ApiError, Route53Api};
@@ -279,21 +280,21 @@ pub fn backoff(interval: Duration, failures: u32) -> Duration {
 /// with backoff; they never touch serving.
 pub async fn run(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
     let mut tracker = Tracker::default();
+    // This reconciler's own status; each sync publishes a copy for `/admin/state`.
+    let mut status = Status::default();
+    shared.publish_dns_status(serde_json::to_value(&status).unwrap_or_default());
     let mut client: Option<(Option<String>, Arc<dyn Route53Api>)> = None;
     let mut next_sync = tokio::time::Instant::now();
     let mut failures = 0u32;
     loop {
         let snap = shared.snapshot.load_full();
-        let dns = snap.config.dns.as_ref().filter(|d| d.enabled);
+        let dns = snap.dns.as_ref().filter(|d| d.enabled);
         let sample_every = dns.map_or(Duration::from_secs(1), |d| {
             d.interval.get().min(Duration::from_secs(1))
         });
         if let Some(dns) = dns {
             let now = now_ms();
-            let live = LiveHealth {
-                snap: &snap,
-                now_ms: now,
-            };
+            let live = snap.health_view(now);
             for (i, r) in snap.regions.iter().enumerate() {
                 tracker.observe(
                     &r.name,
@@ -319,7 +320,8 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
                 let settings = Settings::new(dns, &snap.regions[snap.local_region].name);
                 let view = tracker.view(&settings.publisher, now);
                 let result = sync(api.as_ref(), &settings, &view).await;
-                record(&shared, &settings, result, &mut failures);
+                record(&shared, &settings, result, &mut failures, &mut status);
+                shared.publish_dns_status(serde_json::to_value(&status).unwrap_or_default());
                 next_sync = tokio::time::Instant::now()
                     + if failures == 0 {
                         dns.interval.get()
@@ -337,11 +339,14 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
 }
 
 /// Folds one sync's result into the metrics, the status and the failure count.
-fn record(shared: &Shared, s: &Settings, result: Result<Outcome, ApiError>, failures: &mut u32) {
+fn record(
+    shared: &Shared,
+    s: &Settings,
+    result: Result<Outcome, ApiError>,
+    failures: &mut u32,
+    st: &mut Status,
+) {
     let m = &shared.metrics;
-    let Ok(mut st) = shared.dns.lock() else {
-        return;
-    };
     st.dry_run = s.dry_run;
     st.last_sync_unix_ms = Some(now_ms());
     match result {

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 
 pub mod judge;
 pub mod outlier;
-pub mod probe;
-pub mod watch;
+pub mod view;
+
+pub use view::{roll_up, HealthView, OriginReading, RegionHealth, RegionStatus};
 
 /// Probe verdict of one origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +102,14 @@ impl OriginHealth {
         matches!(self.state(), ProbeState::Healthy | ProbeState::Degraded)
             && self.ejected_until_ms.load(Relaxed) <= now_ms
     }
+    /// What the region roll-up needs of this origin at `now_ms`.
+    pub fn reading(&self, now_ms: u64) -> OriginReading {
+        OriginReading {
+            eligible: self.eligible(now_ms),
+            degraded: self.state() == ProbeState::Degraded,
+            ewma_us: self.ewma_us.load(Relaxed),
+        }
+    }
     /// Not ejected by outlier detection at `now_ms` (probe state aside).
     pub fn eligible_passive(&self, now_ms: u64) -> bool {
         self.ejected_until_ms.load(Relaxed) <= now_ms
@@ -135,7 +144,7 @@ pub struct RegionState {
     pub errors: AtomicU64,
     /// Requests, errors and latency of the last minute (see `crate::rates`).
     pub rates: crate::rates::Window,
-    /// The health roll-up last recorded in the event journal (`watch::region_health`);
+    /// The health roll-up last recorded in the event journal (`probes::watch::region_health`);
     /// 0 = none yet.
     pub journaled_health: AtomicU8,
 }

@@ -10,6 +10,28 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::OriginHealth;
 use crate::config::OutlierDetection;
 
+/// `outlier_detection`, compiled: plain numbers for the request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierPolicy {
+    /// Live failures in a row that eject an origin.
+    pub consecutive_failures: u32,
+    pub base_ejection_ms: u64,
+    pub max_ejection_ms: u64,
+    /// At most this percentage of a region's origins out at once (one always may).
+    pub max_ejected_percent: u32,
+}
+
+impl OutlierPolicy {
+    pub fn compile(c: &OutlierDetection) -> OutlierPolicy {
+        OutlierPolicy {
+            consecutive_failures: c.consecutive_failures.max(1),
+            base_ejection_ms: c.base_ejection.get().as_millis() as u64,
+            max_ejection_ms: c.max_ejection.get().as_millis() as u64,
+            max_ejected_percent: c.max_ejected_percent,
+        }
+    }
+}
+
 /// Records one live result for `origin`, one of `region` (all its origins,
 /// `origin` included). Returns the ejection's length in ms when this result ejected it.
 pub fn record<T: AsRef<OriginHealth>>(
@@ -17,9 +39,9 @@ pub fn record<T: AsRef<OriginHealth>>(
     region: &[T],
     failed: bool,
     now_ms: u64,
-    policy: &OutlierDetection,
+    policy: &OutlierPolicy,
 ) -> Option<u64> {
-    let max_ms = policy.max_ejection.get().as_millis() as u64;
+    let max_ms = policy.max_ejection_ms;
     if !failed {
         origin.consecutive_failures.store(0, Relaxed);
         // A calm period as long as the longest ejection forgives past ejections.
@@ -30,7 +52,7 @@ pub fn record<T: AsRef<OriginHealth>>(
         return None;
     }
     let n = origin.consecutive_failures.fetch_add(1, Relaxed) + 1;
-    if n < policy.consecutive_failures.max(1) || origin.ejected_until_ms.load(Relaxed) > now_ms {
+    if n < policy.consecutive_failures || origin.ejected_until_ms.load(Relaxed) > now_ms {
         return None;
     }
     let out = region
@@ -42,7 +64,7 @@ pub fn record<T: AsRef<OriginHealth>>(
         return None;
     }
     let times = origin.times_ejected.fetch_add(1, Relaxed) + 1;
-    let base = policy.base_ejection.get().as_millis() as u64;
+    let base = policy.base_ejection_ms;
     let len = base
         .saturating_mul(1u64 << (times - 1).min(20))
         .min(max_ms.max(base));
@@ -65,13 +87,13 @@ mod tests {
     use super::*;
     use crate::config::units::Duration;
 
-    fn policy() -> OutlierDetection {
-        OutlierDetection {
+    fn policy() -> OutlierPolicy {
+        OutlierPolicy::compile(&OutlierDetection {
             consecutive_failures: 3,
             base_ejection: Duration::from_secs(10),
             max_ejection: Duration::from_secs(30),
             max_ejected_percent: 50,
-        }
+        })
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod body;
 mod headers;
 pub mod host;
 pub mod listener;
+pub mod sni;
 mod upstream;
 
 use std::convert::Infallible;
@@ -27,13 +28,14 @@ use hyper::body::Incoming;
 use body::End;
 pub use body::ResponseBody;
 
+use crate::clock::now_ms;
 use crate::facts::{self, RawRequest};
 use crate::geo::Country;
 use crate::pool::RequestBody;
 use crate::routing::retry::{self, Failure};
-use crate::routing::{self, Decision, LiveHealth, Reasons, TokenUse, Walk};
+use crate::routing::{self, Decision, LiveOrigins, Reasons, TokenUse, Walk};
 use crate::snapshot::{RegionIdx, Snapshot};
-use crate::state::{now_ms, Shared};
+use crate::state::Shared;
 
 /// Request bodies up to this size are kept whole when `retries.methods: all`, so
 /// a retry can send them again; larger ones stream and are sent once.
@@ -120,7 +122,12 @@ impl Record {
             .with_label_values(&[region, decision, class, status_class(self.status)])
             .inc();
         let elapsed = self.ctx.started.elapsed();
-        crate::rates::record(snap, self.target, status == 0 || status >= 500, elapsed);
+        if let Some((r, o)) = self.target {
+            let region = &snap.regions[r];
+            let origin = region.origins.get(o).map(|o| &o.health.rates);
+            let failed = status == 0 || status >= 500;
+            crate::rates::record(&region.state.rates, origin, failed, elapsed);
+        }
         m.request_duration
             .with_label_values(&[region])
             .observe(elapsed.as_secs_f64());
@@ -317,10 +324,8 @@ impl Proxy {
             ctx.is_write = facts.is_write;
             ctx.country = facts.country;
             ctx.client_ip = found.client;
-            let health = LiveHealth {
-                snap: &snap,
-                now_ms: now,
-            };
+            // One reading of every region's health: the decision sees one state.
+            let health = snap.health_view(now);
             let decision = routing::decide(&snap, &health, &facts, &mut rand::thread_rng());
             self.record_facts(&found, &decision);
             decision
@@ -359,13 +364,13 @@ impl Proxy {
         let t = &snap.data_path;
         let mut walk = Walk::default();
         loop {
-            let health = LiveHealth {
+            let origins = LiveOrigins {
                 snap: &snap,
                 now_ms: now_ms(),
             };
             let Some(target) = walk.next(
                 &snap,
-                &health,
+                &origins,
                 &decision.order,
                 retries.attempts,
                 &mut rand::thread_rng(),
@@ -576,13 +581,13 @@ impl Proxy {
         if !retry::may_retry(policy, failure, idempotent, replayable) {
             return false;
         }
-        let health = LiveHealth {
+        let origins = LiveOrigins {
             snap,
             now_ms: now_ms(),
         };
         let Some(to) = walk.peek_retry(
             snap,
-            &health,
+            &origins,
             &decision.order,
             policy.attempts,
             &mut rand::thread_rng(),
@@ -628,7 +633,7 @@ impl Proxy {
                 .observe_latency_us(us.min(u128::from(u32::MAX)) as u32);
         }
         let failed = answered_since.is_none();
-        let policy = &snap.config.outlier_detection;
+        let policy = &snap.outlier;
         if let Some(ms) =
             crate::health::outlier::record(&origin.health, &region.origins, failed, now, policy)
         {

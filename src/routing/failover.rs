@@ -1,10 +1,10 @@
 //! The failover walk: which (region, origin) each try of a request goes to,
-//! along the decision's region order. Pure: the health view and the random
+//! along the decision's region order. Pure: the origin view and the random
 //! source come in, so tests replay any walk exactly.
 
 use rand::Rng;
 
-use super::{pick_origin, HealthView};
+use super::{pick_origin, OriginView};
 use crate::snapshot::{RegionIdx, Snapshot};
 
 /// Where a request's tries stand.
@@ -28,10 +28,10 @@ impl Walk {
     /// allowed try (`max_attempts`) goes to the next region when there is one: a
     /// region that just failed a try may be going down, and only another region
     /// is known to be apart.
-    pub fn next<H: HealthView, R: Rng + ?Sized>(
+    pub fn next<O: OriginView, R: Rng + ?Sized>(
         &mut self,
         snap: &Snapshot,
-        health: &H,
+        origins: &O,
         order: &[RegionIdx],
         max_attempts: u32,
         rng: &mut R,
@@ -42,7 +42,7 @@ impl Walk {
             self.tried = 0;
         }
         while let Some(&r) = order.get(self.region_pos) {
-            if let Some(o) = pick_origin(snap, health, r, self.tried, rng) {
+            if let Some(o) = pick_origin(snap, origins, r, self.tried, rng) {
                 self.tried |= 1 << o;
                 self.attempts += 1;
                 return Some((r, o));
@@ -55,10 +55,10 @@ impl Walk {
 
     /// Where a retry would go, without taking it: None when the tries are used
     /// up or no origin is left.
-    pub fn peek_retry<H: HealthView, R: Rng + ?Sized>(
+    pub fn peek_retry<O: OriginView, R: Rng + ?Sized>(
         &self,
         snap: &Snapshot,
-        health: &H,
+        origins: &O,
         order: &[RegionIdx],
         max_attempts: u32,
         rng: &mut R,
@@ -68,7 +68,7 @@ impl Walk {
         }
         let mut ahead = *self;
         ahead
-            .next(snap, health, order, max_attempts, rng)
+            .next(snap, origins, order, max_attempts, rng)
             .map(|(r, _)| r)
     }
 }
@@ -76,7 +76,7 @@ impl Walk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::StaticHealth;
+    use crate::health::HealthView;
 
     fn snapshot() -> Snapshot {
         static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -100,7 +100,7 @@ mod tests {
 
     fn walk(max_attempts: u32) -> Vec<(RegionIdx, usize)> {
         let snap = snapshot();
-        let health = StaticHealth::all_healthy(2);
+        let health = HealthView::all_healthy(2);
         let mut w = Walk::default();
         let mut rng = rand::thread_rng();
         std::iter::from_fn(|| w.next(&snap, &health, &[0, 1], max_attempts, &mut rng))
@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn the_walk_ends_when_every_origin_was_tried() {
         let snap = snapshot();
-        let health = StaticHealth::all_healthy(2);
+        let health = HealthView::all_healthy(2);
         let mut w = Walk::default();
         let mut rng = rand::thread_rng();
         let all: Vec<_> =
@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn peeking_takes_nothing_and_respects_the_budget_of_tries() {
         let snap = snapshot();
-        let health = StaticHealth::all_healthy(2);
+        let health = HealthView::all_healthy(2);
         let mut rng = rand::thread_rng();
         let mut w = Walk::default();
         w.next(&snap, &health, &[0, 1], 2, &mut rng).unwrap();

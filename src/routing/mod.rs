@@ -14,10 +14,11 @@ pub mod retry;
 mod steer;
 mod view;
 
+pub use crate::health::{HealthView, RegionHealth, RegionStatus};
 pub use failover::Walk;
 pub use origin::pick_origin;
 pub use reason::{Reason, Reasons};
-pub use view::{HealthView, LiveHealth, OriginStatus, RegionHealth, RegionStatus, StaticHealth};
+pub use view::{LiveOrigins, OriginStatus, OriginView};
 
 use rand::Rng;
 
@@ -26,13 +27,13 @@ use crate::snapshot::{RegionIdx, Snapshot};
 
 /// What the gateway knows about one request before routing it.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RequestFacts<'a> {
+pub struct RequestFacts {
     pub country: Option<Country>,
     pub continent: Option<Continent>,
     /// (latitude, longitude) when the GeoIP database has coordinates.
     pub location: Option<(f64, f64)>,
-    pub host: &'a str,
-    pub path: &'a str,
+    /// Index of the route the request matched ([`match_route`]).
+    pub route: usize,
     /// POST, PUT, PATCH or DELETE.
     pub is_write: bool,
     /// Region of a verified, unexpired write token.
@@ -98,9 +99,9 @@ pub fn match_route(snap: &Snapshot, host: &str, path: &str) -> usize {
 }
 
 /// Decides where a request goes. See the module docs for the order of steps.
-pub fn decide<H: HealthView, R: Rng + ?Sized>(
+pub fn decide<R: Rng + ?Sized>(
     snap: &Snapshot,
-    health: &H,
+    health: &HealthView,
     facts: &RequestFacts,
     rng: &mut R,
 ) -> Decision {
@@ -108,14 +109,14 @@ pub fn decide<H: HealthView, R: Rng + ?Sized>(
 }
 
 /// [`decide`], reporting each step to `trace`.
-pub fn decide_traced<H: HealthView, R: Rng + ?Sized, T: Trace>(
+pub fn decide_traced<R: Rng + ?Sized, T: Trace>(
     snap: &Snapshot,
-    health: &H,
+    health: &HealthView,
     facts: &RequestFacts,
     rng: &mut R,
     trace: &mut T,
 ) -> Decision {
-    let route_idx = match_route(snap, facts.host, facts.path);
+    let route_idx = facts.route;
     let route = &snap.routes[route_idx];
 
     // 2. Residency narrows the candidates.
@@ -188,22 +189,27 @@ pub fn decide_traced<H: HealthView, R: Rng + ?Sized, T: Trace>(
     let first_choice = order[0];
 
     // 8. Health: drop unhealthy and drained regions; panic or reject when too few are left.
+    // Counted first and filtered in place last: panic mode keeps the whole steered order.
     let total = order.len();
-    let steered = order.clone();
-    order.retain(|r| health.region(*r).eligible());
-    trace.step(snap, "healthy", &order);
-    if order.is_empty() && group.is_some_and(|g| !g.reject) {
-        // `allow_outside`: the group's regions are all down, so any healthy region may serve.
-        let (all, _) = steer::order(snap, health, facts, route.steering, snap.all_regions(), rng);
-        order = all
-            .into_iter()
-            .filter(|r| health.region(*r).eligible())
-            .collect();
-        trace.step(snap, "residency group down: allowed outside", &order);
+    let eligible = |r: &RegionIdx| health.region(*r).eligible();
+    let mut healthy = order.iter().filter(|r| eligible(r)).count();
+    if trace_enabled::<T>() {
+        let kept: Vec<_> = order.iter().copied().filter(eligible).collect();
+        trace.step(snap, "healthy", &kept);
     }
-    let too_few = (order.len() as f64) < snap.panic_threshold * total as f64;
-    if order.is_empty() || too_few {
-        if order.is_empty() && reject_when_empty {
+    let mut outside = None;
+    if healthy == 0 && group.is_some_and(|g| !g.reject) {
+        // `allow_outside`: the group's regions are all down, so any healthy region may serve.
+        let (mut all, _) =
+            steer::order(snap, health, facts, route.steering, snap.all_regions(), rng);
+        all.retain(eligible);
+        trace.step(snap, "residency group down: allowed outside", &all);
+        healthy = all.len();
+        outside = Some(all);
+    }
+    let too_few = (healthy as f64) < snap.panic_threshold * total as f64;
+    if healthy == 0 || too_few {
+        if healthy == 0 && reject_when_empty {
             decision.reasons = Reasons::only(Reason::ResidencyReject);
             trace.step(
                 snap,
@@ -214,9 +220,13 @@ pub fn decide_traced<H: HealthView, R: Rng + ?Sized, T: Trace>(
         }
         decision.reasons = Reasons::only(steer_reason);
         decision.reasons.add(Reason::Panic);
-        decision.order = steered;
+        decision.order = order;
         trace.step(snap, "panic: all candidates", &decision.order);
         return decision;
+    }
+    match outside {
+        Some(all) => order = all,
+        None => order.retain(eligible),
     }
 
     if let Some((r, why)) = pinned {

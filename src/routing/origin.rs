@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use super::HealthView;
+use super::OriginView;
 use crate::snapshot::{RegionIdx, Snapshot};
 
 /// Picks an origin of region `r` not in `tried` (bit i = origin i): two random
@@ -10,9 +10,9 @@ use crate::snapshot::{RegionIdx, Snapshot};
 /// latency EWMA). Falls back to ineligible untried origins when no eligible one
 /// is left, so a region chosen in panic mode still gets tried. None when every
 /// origin was tried.
-pub fn pick_origin<H: HealthView, R: Rng + ?Sized>(
+pub fn pick_origin<O: OriginView, R: Rng + ?Sized>(
     snap: &Snapshot,
-    health: &H,
+    origins: &O,
     r: RegionIdx,
     tried: u64,
     rng: &mut R,
@@ -21,7 +21,7 @@ pub fn pick_origin<H: HealthView, R: Rng + ?Sized>(
     let untried = |o: &usize| tried & (1u64 << o) == 0;
     let eligible = (0..n)
         .filter(untried)
-        .filter(|o| health.origin(r, *o).eligible)
+        .filter(|o| origins.origin(r, *o).eligible)
         .count();
     let pool_eligible = eligible > 0;
     let pool: usize = if pool_eligible {
@@ -32,7 +32,7 @@ pub fn pick_origin<H: HealthView, R: Rng + ?Sized>(
     let nth = |k: usize| {
         (0..n)
             .filter(untried)
-            .filter(|o| !pool_eligible || health.origin(r, *o).eligible)
+            .filter(|o| !pool_eligible || origins.origin(r, *o).eligible)
             .nth(k)
     };
     match pool {
@@ -46,7 +46,7 @@ pub fn pick_origin<H: HealthView, R: Rng + ?Sized>(
             }
             let (a, b) = (nth(a)?, nth(b)?);
             let cost = |o: usize| {
-                let s = health.origin(r, o);
+                let s = origins.origin(r, o);
                 // An unmeasured origin counts as 1 ms so it still gets traffic.
                 let lat = if s.ewma_us == 0 { 1000 } else { s.ewma_us };
                 u64::from(s.outstanding + 1) * u64::from(lat)

@@ -8,9 +8,9 @@ use crate::snapshot::{RegionIdx, RegionSet, Snapshot};
 
 /// Orders `candidates` (never empty: a residency group has at least one region)
 /// and says which policy did it.
-pub(super) fn order<H: HealthView, R: Rng + ?Sized>(
+pub(super) fn order<R: Rng + ?Sized>(
     snap: &Snapshot,
-    health: &H,
+    health: &HealthView,
     facts: &RequestFacts,
     steering: Steering,
     candidates: RegionSet,
@@ -47,9 +47,9 @@ pub(super) fn order<H: HealthView, R: Rng + ?Sized>(
 
 /// The client's home region first (country map, then continent map, then the
 /// default), the others by measured latency.
-fn geo<H: HealthView>(
+fn geo(
     snap: &Snapshot,
-    health: &H,
+    health: &HealthView,
     facts: &RequestFacts,
     mut regions: Vec<RegionIdx>,
 ) -> Vec<RegionIdx> {
@@ -72,7 +72,7 @@ fn geo<H: HealthView>(
 }
 
 /// Lowest latency EWMA first; regions with no measurement yet go last.
-fn by_latency<H: HealthView>(health: &H, regions: &mut [RegionIdx]) {
+fn by_latency(health: &HealthView, regions: &mut [RegionIdx]) {
     regions.sort_by_key(|r| match health.region(*r).latency_us {
         0 => u32::MAX,
         l => l,

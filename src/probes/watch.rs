@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::events::Kind;
-use crate::routing::{HealthView, LiveHealth, RegionHealth};
+use crate::health::RegionHealth;
 use crate::snapshot::{RegionIdx, Snapshot};
 use crate::state::Shared;
 
@@ -39,8 +39,7 @@ pub fn region_health(shared: &Shared, snap: &Snapshot, r: RegionIdx, now: u64, w
     if !region.origins.iter().all(|o| o.health.probed.load(Relaxed)) {
         return;
     }
-    let view = LiveHealth { snap, now_ms: now };
-    let now_code = code(view.region(r).health);
+    let now_code = code(snap.health_view(now).region(r).health);
     // A swap, not a load and a store: the supervisor and a prober may look at once,
     // and only one of them may journal the change.
     let before = region.state.journaled_health.swap(now_code, Relaxed);
@@ -83,7 +82,7 @@ impl Watch {
     /// Journals ejections that began or ended, region roll-ups that changed and
     /// shifts that moved another 10 % since the last tick.
     pub fn tick(&mut self, shared: &Shared, snap: &Snapshot, now: u64) {
-        let od = &snap.config.outlier_detection;
+        let od = &snap.outlier;
         for (r, region) in snap.regions.iter().enumerate() {
             for o in &region.origins {
                 let h = &o.health;

@@ -3,6 +3,8 @@
 //! judged answer into the origin's state. Also keeps the per-region gauges and the
 //! readiness latch (ready once every origin has had one probe result).
 
+pub mod watch;
+
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -15,12 +17,12 @@ use rand::Rng;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use super::judge::{judge, next_state, FailReason, Judgement, Streak, Verdict};
-use super::ProbeState;
+use crate::clock::now_ms;
 use crate::config::OriginProtocol;
-use crate::routing::{HealthView, LiveHealth, RegionHealth};
+use crate::health::judge::{judge, next_state, FailReason, Judgement, Streak, Verdict};
+use crate::health::{LastProbe, ProbeState};
 use crate::snapshot::{OriginEntry, Snapshot};
-use crate::state::{now_ms, Shared};
+use crate::state::Shared;
 
 /// Health bodies larger than this are cut off (and then fail JSON parsing).
 const MAX_BODY: usize = 64 * 1024;
@@ -31,7 +33,7 @@ const RESYNC: Duration = Duration::from_millis(250);
 pub async fn supervise(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
     let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut guards = ShiftGuards::default();
-    let mut watch = super::watch::Watch::default();
+    let mut watch = watch::Watch::default();
     loop {
         let snap = shared.snapshot.load_full();
         for o in snap.regions.iter().flat_map(|r| &r.origins) {
@@ -87,7 +89,7 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
             return;
         };
         let (region, origin) = (&snap.regions[r], &snap.regions[r].origins[o]);
-        let h = &snap.config.health;
+        let h = &snap.probes;
         let started = Instant::now();
         let answer = tokio::time::timeout(h.timeout.get(), probe_once(origin, &h.path)).await;
         let elapsed = started.elapsed();
@@ -147,7 +149,7 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
             if before == ProbeState::Unhealthy {
                 // Back from a failure the probes saw: whatever live traffic saw
                 // during it is stale (Envoy's successful_active_health_check_uneject_host).
-                super::outlier::lift(&origin.health);
+                crate::health::outlier::lift(&origin.health);
             }
             // A new origin's first pass is what start-up expects, not news.
             if before != ProbeState::Unknown || after == ProbeState::Unhealthy {
@@ -164,7 +166,7 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
         origin.health.probed.store(true, Relaxed);
         origin.health.probe_passes.store(streak.passes, Relaxed);
         origin.health.probe_fails.store(streak.fails, Relaxed);
-        let last = super::LastProbe {
+        let last = LastProbe {
             result: match judged.verdict {
                 Verdict::Pass => "pass",
                 Verdict::Degraded => "degraded",
@@ -189,7 +191,7 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
             )));
         if flipped {
             let why = format!("{} is {}", origin.address, after.as_str());
-            super::watch::region_health(&shared, &snap, r, now_ms(), Some(&why));
+            watch::region_health(&shared, &snap, r, now_ms(), Some(&why));
         }
         let pause = jittered(h.interval.get(), h.jitter.0);
         drop(snap);
@@ -338,7 +340,7 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 /// Per-region gauges: health, effective weight, latency, replication lag.
 fn export_regions(shared: &Shared, snap: &Snapshot) {
     let now = now_ms();
-    let view = LiveHealth { snap, now_ms: now };
+    let view = snap.health_view(now);
     let m = &shared.metrics;
     for (i, region) in snap.regions.iter().enumerate() {
         let status = view.region(i);
@@ -346,14 +348,10 @@ fn export_regions(shared: &Shared, snap: &Snapshot) {
         m.region_healthy
             .with_label_values(&name)
             .set(i64::from(status.eligible()));
-        let factor = match status.health {
-            _ if !status.eligible() => 0.0,
-            RegionHealth::Degraded => snap.degraded_factor,
-            _ => 1.0,
-        };
-        m.region_weight_effective
-            .with_label_values(&name)
-            .set(f64::from(region.weight) * f64::from(region.dial) / 100.0 * factor);
+        m.region_weight_effective.with_label_values(&name).set(
+            f64::from(region.weight) * f64::from(region.dial) / 100.0
+                * status.share_factor(snap.degraded_factor),
+        );
         m.region_latency
             .with_label_values(&name)
             .set(f64::from(status.latency_us) / 1e6);

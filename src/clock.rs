@@ -1,0 +1,19 @@
+//! The two clocks the gateway reads: wall-clock unix milliseconds (tokens,
+//! shifts, ejections, journal stamps) and a monotonic count from process start
+//! (rolling rate windows, which a wall-clock step must not empty or double).
+
+use std::sync::OnceLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Wall-clock time in unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Milliseconds since the first call in this process; monotonic.
+pub fn monotonic_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
