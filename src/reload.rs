@@ -4,13 +4,16 @@
 //! but the error report: the old snapshot keeps serving.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::shutdown::ShutdownWatch;
 
+use crate::config::Config;
 use crate::events::Kind;
+use crate::server::Bound;
 use crate::state::{build_snapshot, Shared};
 
 /// How often the config file is checked for changes.
@@ -31,11 +34,7 @@ pub fn reload(shared: &Shared, why: &str) -> Outcome {
     let old = shared.snapshot.load();
     let outcome = match build_snapshot(&shared.config_path, &shared.health) {
         Ok(snap) => {
-            if listeners_of(&snap.config) != listeners_of(&old.config)
-                || snap.config.admin.address != old.config.admin.address
-            {
-                tracing::warn!("listener or admin addresses changed: they take effect on restart");
-            }
+            warn_address_changes(shared, &snap.config, &old.config);
             let sha256 = snap.sha256.clone();
             let m = &shared.metrics;
             m.config_info.reset();
@@ -144,8 +143,52 @@ fn journal_certificates(shared: &Shared, c: &crate::config::Config) {
     *seen = now;
 }
 
-fn listeners_of(c: &crate::config::Config) -> Vec<std::net::SocketAddr> {
-    c.listeners.iter().map(|l| l.address).collect()
+/// Logs, one line each, the listener and admin addresses of a reloaded config that
+/// differ from those in service: sockets are bound once, so these need a restart.
+fn warn_address_changes(shared: &Shared, new: &Config, old: &Config) {
+    // Outside `run` nothing is bound: the old config's addresses stand in.
+    let in_service = shared.bound.get().cloned().unwrap_or_else(|| Bound {
+        listeners: old.listeners.iter().map(|l| l.address).collect(),
+        admin: old.admin.address,
+    });
+    for change in address_changes(new, &in_service) {
+        tracing::warn!("{change}: listener and admin addresses take effect on restart only");
+    }
+}
+
+/// What differs between the addresses `c` names and those bound, one line each.
+/// A configured port 0 matches whatever port was bound on that address, so a file
+/// that still says 0, or now names the port chosen, is no change.
+pub fn address_changes(c: &Config, bound: &Bound) -> Vec<String> {
+    let same = |configured: SocketAddr, bound: SocketAddr| {
+        configured == bound || (configured.port() == 0 && configured.ip() == bound.ip())
+    };
+    let mut changes = Vec::new();
+    if !same(c.admin.address, bound.admin) {
+        changes.push(format!(
+            "admin.address is now {}, still listening on {}",
+            c.admin.address, bound.admin
+        ));
+    }
+    let n = c.listeners.len().max(bound.listeners.len());
+    for i in 0..n {
+        match (
+            c.listeners.get(i).map(|l| l.address),
+            bound.listeners.get(i),
+        ) {
+            (Some(configured), Some(&b)) if !same(configured, b) => changes.push(format!(
+                "listeners[{i}].address is now {configured}, still listening on {b}"
+            )),
+            (Some(configured), None) => changes.push(format!(
+                "listeners[{i}] ({configured}) is new, not listening until restart"
+            )),
+            (None, Some(b)) => changes.push(format!(
+                "listeners[{i}] is gone from the file, still listening on {b}"
+            )),
+            _ => {}
+        }
+    }
+    changes
 }
 
 /// The config file and the TLS files it names: a change to any of them reloads.
@@ -229,5 +272,61 @@ pub async fn watch(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
             }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listeners: &[&str], admin: &str) -> Config {
+        let list: Vec<String> = listeners
+            .iter()
+            .map(|a| format!("{{address: \"{a}\"}}"))
+            .collect();
+        let yaml = format!(
+            "local_region: a\nlisteners: [{}]\nadmin: {{address: \"{admin}\"}}\n\
+             regions: {{a: {{origins: [{{address: 127.0.0.1:1001}}]}}}}\n",
+            list.join(", ")
+        );
+        crate::config::parse("test.yaml", &yaml)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .0
+    }
+
+    fn bound(listeners: &[&str], admin: &str) -> Bound {
+        Bound {
+            listeners: listeners.iter().map(|a| a.parse().unwrap()).collect(),
+            admin: admin.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn port_zero_or_the_port_it_bound_is_no_change() {
+        let b = bound(&["127.0.0.1:41234", "127.0.0.1:41236"], "127.0.0.1:41235");
+        let still_zero = config(&["127.0.0.1:0", "127.0.0.1:0"], "127.0.0.1:0");
+        assert_eq!(address_changes(&still_zero, &b), Vec::<String>::new());
+        let now_named = config(&["127.0.0.1:41234", "127.0.0.1:0"], "127.0.0.1:41235");
+        assert_eq!(address_changes(&now_named, &b), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_moved_added_or_removed_address_is_named() {
+        let b = bound(&["127.0.0.1:8080"], "127.0.0.1:9901");
+        let moved = config(&["127.0.0.1:8081", "127.0.0.1:8082"], "0.0.0.0:0");
+        assert_eq!(
+            address_changes(&moved, &b),
+            [
+                "admin.address is now 0.0.0.0:0, still listening on 127.0.0.1:9901",
+                "listeners[0].address is now 127.0.0.1:8081, still listening on 127.0.0.1:8080",
+                "listeners[1] (127.0.0.1:8082) is new, not listening until restart",
+            ]
+        );
+        let b = bound(&["127.0.0.1:8080", "127.0.0.1:8081"], "127.0.0.1:9901");
+        let fewer = config(&["127.0.0.1:8080"], "127.0.0.1:9901");
+        assert_eq!(
+            address_changes(&fewer, &b),
+            ["listeners[1] is gone from the file, still listening on 127.0.0.1:8081"]
+        );
     }
 }
