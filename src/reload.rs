@@ -39,6 +39,8 @@ pub fn reload(shared: &Shared, why: &str) -> Outcome {
             let m = &shared.metrics;
             m.config_info.reset();
             m.config_info.with_label_values(&[&sha256]).set(1);
+            // Regions, origins and shifts the reload added start at 0 too.
+            m.zero_known_series(&snap);
             shared.snapshot.store(Arc::new(snap));
             // Origins the new config dropped lose their health entries.
             let snap = shared.snapshot.load();

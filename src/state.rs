@@ -64,6 +64,7 @@ impl Shared {
         let health = HealthRegistry::default();
         let metrics = Metrics::new();
         let snap = build_snapshot(&path, &health)?;
+        metrics.zero_known_series(&snap);
         metrics.config_reloads.with_label_values(&["ok"]).inc();
         metrics
             .config_info
