@@ -268,8 +268,8 @@ impl<I: Iterator + Unpin> futures_core::Stream for IterStream<I> {
 }
 
 /// `meridian demo`: starts a simulated origin at every origin address of the
-/// config (loopback only), prints sample requests, then runs the gateway in
-/// front of them until Ctrl-C.
+/// config (loopback only), runs the gateway in front of them until Ctrl-C, and
+/// prints sample requests once it is ready.
 pub fn run(config_path: std::path::PathBuf) -> anyhow::Result<()> {
     use anyhow::Context;
     let loaded = crate::config::load(&config_path).map_err(|errs| {
@@ -327,8 +327,19 @@ pub fn run(config_path: std::path::PathBuf) -> anyhow::Result<()> {
         .context("demo origins did not start")?
         .map_err(|e| anyhow::anyhow!(e))?;
 
-    let c = &loaded.config;
-    let gw = c.listeners[0].address;
+    // Printed once the gateway is ready, with the addresses it bound (the config
+    // may say port 0).
+    let banner = move |bound: &crate::server::Bound| {
+        print_banner(&loaded.config, bound);
+        Ok(())
+    };
+    crate::server::run(config_path, Some(Box::new(banner)))
+}
+
+/// The demo's sample requests against the bound addresses.
+fn print_banner(c: &crate::config::Config, bound: &crate::server::Bound) {
+    let gw = bound.listeners[0];
+    let admin = bound.admin;
     println!(
         "meridian demo: {} regions on loopback, gateway on http://{gw}",
         c.regions.len()
@@ -337,10 +348,7 @@ pub fn run(config_path: std::path::PathBuf) -> anyhow::Result<()> {
         let addrs: Vec<&str> = r.origins.iter().map(|o| o.address.as_str()).collect();
         println!("  {region:<16} origin {}", addrs.join(", "));
     }
-    println!(
-        "admin on http://{}  (/metrics /readyz /admin/state)\n",
-        c.admin.address
-    );
+    println!("admin on http://{admin}  (/metrics /readyz /admin/state)\n");
     println!("Try (the source address picks the country in the bundled test GeoIP database):");
     println!("  curl -si --interface 127.0.1.1 http://{gw}/hello      # US client -> us-east-1");
     println!(
@@ -348,7 +356,6 @@ pub fn run(config_path: std::path::PathBuf) -> anyhow::Result<()> {
     );
     println!("  curl -si --interface 127.0.3.1 http://{gw}/hello      # Japanese client -> ap-southeast-1");
     println!("  curl -si -X POST --interface 127.0.3.1 http://{gw}/api/orders   # a write -> write region");
-    println!("  curl -s http://{}/admin/state", c.admin.address);
+    println!("  curl -s http://{admin}/admin/state");
     println!("Ctrl-C stops everything.");
-    crate::server::run(config_path)
 }

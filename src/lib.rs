@@ -16,6 +16,7 @@ pub mod files;
 pub mod geo;
 pub mod health;
 pub mod logging;
+pub mod metric_labels;
 pub mod metrics;
 pub mod pool;
 pub mod probes;

@@ -30,6 +30,10 @@ enum Command {
     Run {
         #[arg(short, long, env = "MERIDIAN_CONFIG")]
         config: PathBuf,
+        /// Once ready, write the bound listener and admin addresses and the pid here
+        /// as JSON (atomically: a temporary file renamed). For port 0 in the config.
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
     },
     /// Parse and validate a config file; print a summary or every error.
     Check {
@@ -195,10 +199,13 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Run { config } => {
+        Command::Run { config, ready_file } => {
             no_transparent_huge_pages();
             meridian::logging::init(&cli.log_format);
-            meridian::server::run(config)
+            ready_file
+                .map(meridian::server::ready_file)
+                .transpose()
+                .and_then(|on_ready| meridian::server::run(config, on_ready))
         }
         Command::Demo { config } => {
             no_transparent_huge_pages();

@@ -3,6 +3,7 @@
 //! snapshot is swapped in, in one `ArcSwap::store`. A bad file changes nothing
 //! but the error report: the old snapshot keeps serving.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,7 +12,7 @@ use crate::shutdown::ShutdownWatch;
 
 use crate::events::Kind;
 use crate::snapshot::Snapshot;
-use crate::state::{build_snapshot, Shared};
+use crate::state::{build_snapshot, Bound, Shared};
 
 /// How often the config file is checked for changes.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
@@ -31,17 +32,13 @@ pub fn reload(shared: &Shared, why: &str) -> Outcome {
     let old = shared.snapshot.load();
     let outcome = match build_snapshot(&shared.config_path, &shared.health) {
         Ok(snap) => {
-            let addresses = |s: &Snapshot| {
-                let listeners = s.listeners.iter().map(|l| l.address);
-                listeners.chain([s.admin.address]).collect::<Vec<_>>()
-            };
-            if addresses(&snap) != addresses(&old) {
-                tracing::warn!("listener or admin addresses changed: they take effect on restart");
-            }
+            warn_address_changes(shared, &snap, &old);
             let sha256 = snap.sha256.clone();
             let m = &shared.metrics;
             m.config_info.reset();
             m.config_info.with_label_values(&[&sha256]).set(1);
+            // Regions, origins and shifts the reload added start at 0 too.
+            crate::metric_labels::zero_known_series(m, &snap);
             shared.snapshot.store(Arc::new(snap));
             // Origins the new config dropped lose their health entries.
             let snap = shared.snapshot.load();
@@ -119,6 +116,53 @@ fn journal_certificates(shared: &Shared, snap: &Snapshot) {
     *seen = now;
 }
 
+/// Logs, one line each, the listener and admin addresses of a reloaded config that
+/// differ from those in service: sockets are bound once, so these need a restart.
+fn warn_address_changes(shared: &Shared, new: &Snapshot, old: &Snapshot) {
+    // Outside `run` nothing is bound: the old config's addresses stand in.
+    let in_service = shared.bound.get().cloned().unwrap_or_else(|| Bound {
+        listeners: old.listeners.iter().map(|l| l.address).collect(),
+        admin: old.admin.address,
+    });
+    let listeners: Vec<SocketAddr> = new.listeners.iter().map(|l| l.address).collect();
+    for change in address_changes(&listeners, new.admin.address, &in_service) {
+        tracing::warn!("{change}: listener and admin addresses take effect on restart only");
+    }
+}
+
+/// What differs between the addresses a config names (`listeners`, `admin`) and
+/// those bound, one line each.
+/// A configured port 0 matches whatever port was bound on that address, so a file
+/// that still says 0, or now names the port chosen, is no change.
+pub fn address_changes(listeners: &[SocketAddr], admin: SocketAddr, bound: &Bound) -> Vec<String> {
+    let same = |configured: SocketAddr, bound: SocketAddr| {
+        configured == bound || (configured.port() == 0 && configured.ip() == bound.ip())
+    };
+    let mut changes = Vec::new();
+    if !same(admin, bound.admin) {
+        changes.push(format!(
+            "admin.address is now {}, still listening on {}",
+            admin, bound.admin
+        ));
+    }
+    let n = listeners.len().max(bound.listeners.len());
+    for i in 0..n {
+        match (listeners.get(i).copied(), bound.listeners.get(i)) {
+            (Some(configured), Some(&b)) if !same(configured, b) => changes.push(format!(
+                "listeners[{i}].address is now {configured}, still listening on {b}"
+            )),
+            (Some(configured), None) => changes.push(format!(
+                "listeners[{i}] ({configured}) is new, not listening until restart"
+            )),
+            (None, Some(b)) => changes.push(format!(
+                "listeners[{i}] is gone from the file, still listening on {b}"
+            )),
+            _ => {}
+        }
+    }
+    changes
+}
+
 /// The config file and the TLS files it names: a change to any of them reloads.
 fn watched(shared: &Shared) -> Vec<PathBuf> {
     let snap = shared.snapshot.load();
@@ -181,5 +225,70 @@ pub async fn watch(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
             }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The listener and admin addresses of a config naming these.
+    fn config(listeners: &[&str], admin: &str) -> (Vec<SocketAddr>, SocketAddr) {
+        let list: Vec<String> = listeners
+            .iter()
+            .map(|a| format!("{{address: \"{a}\"}}"))
+            .collect();
+        let yaml = format!(
+            "local_region: a\nlisteners: [{}]\nadmin: {{address: \"{admin}\"}}\n\
+             regions: {{a: {{origins: [{{address: 127.0.0.1:1001}}]}}}}\n",
+            list.join(", ")
+        );
+        let c = crate::config::parse("test.yaml", &yaml)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .0;
+        (
+            c.listeners.iter().map(|l| l.address).collect(),
+            c.admin.address,
+        )
+    }
+
+    fn changes(c: &(Vec<SocketAddr>, SocketAddr), b: &Bound) -> Vec<String> {
+        address_changes(&c.0, c.1, b)
+    }
+
+    fn bound(listeners: &[&str], admin: &str) -> Bound {
+        Bound {
+            listeners: listeners.iter().map(|a| a.parse().unwrap()).collect(),
+            admin: admin.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn port_zero_or_the_port_it_bound_is_no_change() {
+        let b = bound(&["127.0.0.1:41234", "127.0.0.1:41236"], "127.0.0.1:41235");
+        let still_zero = config(&["127.0.0.1:0", "127.0.0.1:0"], "127.0.0.1:0");
+        assert_eq!(changes(&still_zero, &b), Vec::<String>::new());
+        let now_named = config(&["127.0.0.1:41234", "127.0.0.1:0"], "127.0.0.1:41235");
+        assert_eq!(changes(&now_named, &b), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_moved_added_or_removed_address_is_named() {
+        let b = bound(&["127.0.0.1:8080"], "127.0.0.1:9901");
+        let moved = config(&["127.0.0.1:8081", "127.0.0.1:8082"], "0.0.0.0:0");
+        assert_eq!(
+            changes(&moved, &b),
+            [
+                "admin.address is now 0.0.0.0:0, still listening on 127.0.0.1:9901",
+                "listeners[0].address is now 127.0.0.1:8081, still listening on 127.0.0.1:8080",
+                "listeners[1] (127.0.0.1:8082) is new, not listening until restart",
+            ]
+        );
+        let b = bound(&["127.0.0.1:8080", "127.0.0.1:8081"], "127.0.0.1:9901");
+        let fewer = config(&["127.0.0.1:8080"], "127.0.0.1:9901");
+        assert_eq!(
+            changes(&fewer, &b),
+            ["listeners[1] is gone from the file, still listening on 127.0.0.1:8081"]
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! services (admin, config reload, health probes, DNS reconciler) on one tokio
 //! runtime, and serves until SIGTERM or SIGINT, then drains.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,16 +13,24 @@ use crate::proxy::listener::{self, Listener};
 use crate::proxy::Proxy;
 use crate::state::Shared;
 
+pub use crate::state::Bound;
+
+/// Called once, when the gateway is first ready (`/readyz` turns 200), with the
+/// bound addresses. An error stops the gateway: whoever waits for it would wait
+/// forever.
+pub type OnReady = Box<dyn FnOnce(&Bound) -> anyhow::Result<()> + Send>;
+
 /// Runs the gateway with the config at `path` until a shutdown signal.
-pub fn run(path: PathBuf) -> anyhow::Result<()> {
+pub fn run(path: PathBuf, on_ready: Option<OnReady>) -> anyhow::Result<()> {
     let shared = Shared::load(path.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot start with {}", path.display()))?;
-    run_with(shared)
+    run_with(shared, on_ready)
 }
 
 /// Runs the gateway around already-loaded shared state (the demo uses this too).
-pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
+pub fn run_with(shared: Arc<Shared>, on_ready: Option<OnReady>) -> anyhow::Result<()> {
+    crate::metric_labels::zero_known_series(&shared.metrics, &shared.snapshot.load());
     let threads = match std::env::var("MERIDIAN_THREADS") {
         Ok(t) => t.parse().context("MERIDIAN_THREADS")?,
         Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -39,21 +47,29 @@ pub fn run_with(shared: Arc<Shared>) -> anyhow::Result<()> {
             .build()
     }
     .context("tokio runtime")?;
-    runtime.block_on(serve(shared))
+    runtime.block_on(serve(shared, on_ready))
 }
 
-async fn serve(shared: Arc<Shared>) -> anyhow::Result<()> {
+/// Binds the admin listener and every proxy listener of the config in service.
+async fn bind(shared: &Arc<Shared>) -> anyhow::Result<(TcpListener, Vec<Listener>, Bound)> {
     let snap = shared.snapshot.load_full();
     let admin = TcpListener::bind(snap.admin.address)
         .await
         .with_context(|| format!("admin.address {}", snap.admin.address))?;
+    let mut bound = Bound {
+        listeners: Vec::with_capacity(snap.listeners.len()),
+        admin: admin.local_addr().context("admin listener address")?,
+    };
     let mut listeners = Vec::with_capacity(snap.listeners.len());
     for (index, l) in snap.listeners.iter().enumerate() {
         let tcp = TcpListener::bind(l.address)
             .await
             .with_context(|| format!("listeners: cannot bind {}", l.address))?;
+        bound
+            .listeners
+            .push(tcp.local_addr().context("listener address")?);
         let tls = if l.tls() {
-            Some(tls_acceptor(&shared, index)?)
+            Some(tls_acceptor(shared, index)?)
         } else {
             None
         };
@@ -63,14 +79,19 @@ async fn serve(shared: Arc<Shared>) -> anyhow::Result<()> {
             proxy_protocol: l.proxy_protocol,
         });
     }
-    let grace = snap.shutdown_grace;
+    Ok((admin, listeners, bound))
+}
+
+async fn serve(shared: Arc<Shared>, on_ready: Option<OnReady>) -> anyhow::Result<()> {
+    let (admin, listeners, bound) = bind(&shared).await?;
+    let _ = shared.bound.set(bound.clone());
+    let grace = shared.snapshot.load().shutdown_grace;
     tracing::info!(
-        sha256 = %snap.sha256,
-        listeners = ?snap.listeners.iter().map(|l| l.address).collect::<Vec<_>>(),
-        admin = %snap.admin.address,
+        sha256 = %shared.snapshot.load().sha256,
+        listeners = ?bound.listeners,
+        admin = %bound.admin,
         "meridian serving"
     );
-    drop(snap);
 
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     // Keeps answering through the drain, so /readyz says 503 while in-flight
@@ -94,7 +115,16 @@ async fn serve(shared: Arc<Shared>) -> anyhow::Result<()> {
         ));
     }
 
-    let signal = stop_signal().await;
+    // A signal before the gateway is ready skips the announcement.
+    let signal = stop_signal();
+    tokio::pin!(signal);
+    let signal = tokio::select! {
+        s = &mut signal => s,
+        announced = announce_ready(&shared, &bound, on_ready) => {
+            announced?;
+            signal.await
+        }
+    };
     tracing::info!("{signal}: draining");
     shared.begin_shutdown();
     let _ = stop.send(true);
@@ -112,6 +142,67 @@ async fn serve(shared: Arc<Shared>) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Waits until the gateway is ready, then logs it and calls `on_ready`.
+async fn announce_ready(
+    shared: &Shared,
+    bound: &Bound,
+    on_ready: Option<OnReady>,
+) -> anyhow::Result<()> {
+    shared.wait_probed().await;
+    tracing::info!(listeners = ?bound.listeners, admin = %bound.admin, "meridian ready");
+    match on_ready {
+        Some(f) => f(bound),
+        None => Ok(()),
+    }
+}
+
+/// `run --ready-file PATH`: an `OnReady` that writes the ready file. A file left
+/// by an earlier run is removed now, so the file's appearance always means this
+/// run is ready.
+pub fn ready_file(path: PathBuf) -> anyhow::Result<OnReady> {
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("ready file {}", path.display()));
+        }
+        _ => {}
+    }
+    Ok(Box::new(move |bound: &Bound| {
+        write_ready_file(&path, bound)
+    }))
+}
+
+/// The ready file's document: the bound addresses and this process's id.
+pub fn ready_document(bound: &Bound, pid: u32) -> serde_json::Value {
+    serde_json::json!({
+        "listeners": bound.listeners.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "admin": bound.admin.to_string(),
+        "pid": pid,
+    })
+}
+
+/// Writes the ready file atomically: to a temporary file in the same folder, then
+/// renamed over `path`, so a reader never sees half a document.
+fn write_ready_file(path: &Path, bound: &Bound) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("ready file {} names no file", path.display()))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let doc = ready_document(bound, std::process::id());
+    std::fs::write(&tmp, format!("{doc}\n"))
+        .with_context(|| format!("ready file: cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        format!(
+            "ready file: cannot rename {} to {}",
+            tmp.display(),
+            path.display()
+        )
+    })
 }
 
 /// rustls for one TLS listener: certificates from the snapshot by SNI at each

@@ -26,6 +26,11 @@ pub struct Shared {
     pub retry_budget: crate::retry_budget::RetryBudget,
     /// Set once every origin was probed once (or probing is not configured).
     probed: AtomicBool,
+    /// Wakes `wait_probed` when `probed` is set.
+    probed_notify: tokio::sync::Notify,
+    /// The addresses `run` bound (a port 0 in the config is the port the kernel
+    /// chose); unset before binding and outside `run`.
+    pub bound: std::sync::OnceLock<Bound>,
     /// Set on SIGTERM/SIGINT: /readyz answers 503 from then on.
     shutting_down: AtomicBool,
     /// Last reload error, cleared by a good reload.
@@ -40,6 +45,15 @@ pub struct Shared {
     /// sha256 of each listener certificate file in service, by path: a reload that
     /// changes one records a `certificate_reload` event.
     pub certificates: Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+/// Where the gateway listens, as bound: a port 0 in the config is the port the
+/// kernel chose, so this (not the config) is what to report and connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    /// In the config's order.
+    pub listeners: Vec<std::net::SocketAddr>,
+    pub admin: std::net::SocketAddr,
 }
 
 /// Why a config could not be loaded, every problem as one line.
@@ -80,6 +94,8 @@ impl Shared {
             config_path: path,
             retry_budget: Default::default(),
             probed: AtomicBool::new(false),
+            probed_notify: tokio::sync::Notify::new(),
+            bound: std::sync::OnceLock::new(),
             shutting_down: AtomicBool::new(false),
             last_reload_error: Mutex::new(None),
             dns_status: Mutex::default(),
@@ -92,6 +108,22 @@ impl Shared {
     }
     pub fn mark_probed(&self) {
         self.probed.store(true, Ordering::Release);
+        self.probed_notify.notify_waiters();
+    }
+    /// Returns once every origin was probed once: the moment `/readyz` first
+    /// answers 200, unless a shutdown came first.
+    pub async fn wait_probed(&self) {
+        loop {
+            // Registered before the flag is read, so a `mark_probed` in between
+            // still wakes this waiter.
+            let notified = self.probed_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.probed.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);

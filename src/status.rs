@@ -52,6 +52,14 @@ pub fn admin_url(admin: Option<&str>, config: Option<&Path>) -> Result<String, S
             .join("\n")
     })?;
     let mut addr = loaded.config.admin.address;
+    if addr.port() == 0 {
+        // The kernel chose the port at start: only the gateway knows it.
+        return Err(format!(
+            "{}: admin.address {addr} has port 0, chosen at start: pass --admin \
+             with the address the gateway bound (`admin` in its --ready-file)",
+            path.display()
+        ));
+    }
     if addr.ip().is_unspecified() {
         addr.set_ip(if addr.is_ipv4() {
             std::net::Ipv4Addr::LOCALHOST.into()

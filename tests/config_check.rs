@@ -186,6 +186,27 @@ fn duplicate_listeners() {
     );
 }
 
+/// Port 0 is a different free port at each bind: two of them on one address are
+/// no clash (`meridian run --ready-file` reports what was bound).
+#[test]
+fn port_zero_may_repeat() {
+    let dir = temp_dir("check");
+    let path = dir.join("port-zero.yaml");
+    let text = BASE
+        .replace(
+            "127.0.0.1:8080\n",
+            "127.0.0.1:0\n  - address: 127.0.0.1:0\n",
+        )
+        .replace("127.0.0.1:9901", "127.0.0.1:0");
+    std::fs::write(&path, text).unwrap();
+    let (code, stdout, stderr) = check(&path);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("listeners 127.0.0.1:0, 127.0.0.1:0; admin 127.0.0.1:0"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn residency_write_region_outside_its_group() {
     broken(

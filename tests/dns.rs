@@ -28,26 +28,32 @@ struct Moto {
 
 impl Moto {
     async fn start() -> Moto {
-        let port = free_port();
         let bin = repo(".venv-moto/bin/moto_server");
         assert!(
             bin.exists(),
             "{} is missing: run scripts/moto (CI does)",
             bin.display()
         );
+        // Port 0: the kernel picks a free port, read back from /proc.
         let child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server");
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while reqwest::get(format!("{url}/moto-api/")).await.is_err() {
-            assert!(std::time::Instant::now() < deadline, "moto_server not up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Moto { child, url }
+        // Built first, so a failed start below still stops the process.
+        let mut moto = Moto {
+            child,
+            url: String::new(),
+        };
+        let addr = wait_listening(&mut moto.child, "moto_server").await;
+        moto.url = format!("http://{addr}");
+        let api = format!("{}/moto-api/", moto.url);
+        eventually(Duration::from_secs(30), "moto_server answering", || async {
+            reqwest::get(&api).await.map(drop)
+        })
+        .await;
+        moto
     }
 
     fn client(&self) -> aws_sdk_route53::Client {
@@ -586,7 +592,8 @@ async fn route53_down_is_counted_and_backed_off_while_requests_are_served() {
     let euw1 = origin("eu-west-1").await;
     let apse1 = origin("ap-southeast-1").await;
     // Nothing listens on this port: every sync fails to connect.
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let nobody = RefusingPort::bind();
+    let dead = format!("http://{}", nobody.addr);
     let gw = Gateway::start_with_env(
         &gateway_config("us-east-1", &[&use1, &euw1, &apse1], "Z1", &dead, ""),
         &AWS_ENV,

@@ -164,8 +164,9 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         .collect();
     // Let the requests reach the origin (where they are held), then ask the
     // gateway to stop.
-    eventually(Duration::from_secs(5), "requests at the origin", || {
-        (origin.control.arrived.load(Relaxed) >= 20).then_some(())
+    eventually(Duration::from_secs(5), "requests at the origin", || async {
+        let arrived = origin.control.arrived.load(Relaxed);
+        seen_if(arrived >= 20, arrived)
     })
     .await;
     gw.signal("TERM");
@@ -193,19 +194,33 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     assert_eq!(status.code(), Some(0));
 }
 
-#[tokio::test]
-async fn demo_serves_the_printed_requests_and_stops_on_ctrl_c() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+/// A running `meridian demo` and what it printed.
+struct Demo {
+    child: std::process::Child,
+    printed: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
 
-    // The demo config with its fixed ports moved to free ones.
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `meridian demo` with the demo config, its gateway and admin on port 0 and
+/// its origins on `origin_ports`, and reads what it prints up to "Ctrl-C"; `None`
+/// when it exited because an origin port was taken.
+fn start_demo(origin_ports: &[u16; 3]) -> Option<Demo> {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
     let dir = temp_dir("demo");
     let mut yaml = std::fs::read_to_string(repo("config/demo.yaml")).unwrap();
-    let mut ports = std::collections::HashMap::new();
-    for fixed in ["8080", "9901", "18081", "18082", "18083"] {
-        let p = free_port().to_string();
-        yaml = yaml.replace(&format!("127.0.0.1:{fixed}"), &format!("127.0.0.1:{p}"));
-        ports.insert(fixed, p);
+    for fixed in ["8080", "9901"] {
+        yaml = yaml.replace(&format!("127.0.0.1:{fixed}"), "127.0.0.1:0");
+    }
+    for (fixed, port) in ["18081", "18082", "18083"].iter().zip(origin_ports) {
+        yaml = yaml.replace(&format!("127.0.0.1:{fixed}"), &format!("127.0.0.1:{port}"));
     }
     yaml = yaml.replace(
         "../geoip/",
@@ -213,52 +228,107 @@ async fn demo_serves_the_printed_requests_and_stops_on_ctrl_c() {
     );
     let cfg = dir.join("demo.yaml");
     std::fs::write(&cfg, yaml).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+    let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
         .args(["demo", "-c"])
         .arg(&cfg)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut printed = String::new();
-    while !printed.contains("Ctrl-C") {
+    let mut demo = Demo {
+        child,
+        printed: String::new(),
+        stderr: Default::default(),
+    };
+    let mut pipe = demo.child.stderr.take().unwrap();
+    let sink = demo.stderr.clone();
+    let drained = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        sink.lock().unwrap().push_str(&text);
+    });
+    let mut out = BufReader::new(demo.child.stdout.take().unwrap());
+    while !demo.printed.contains("Ctrl-C") {
         let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "demo ended early: {printed}"
-        );
-        printed.push_str(&line);
+        if out.read_line(&mut line).unwrap() == 0 {
+            let _ = demo.child.wait();
+            let _ = drained.join();
+            let stderr = demo.stderr.lock().unwrap().clone();
+            assert!(
+                stderr.contains("Address already in use"),
+                "demo ended early: {}{stderr}",
+                demo.printed
+            );
+            return None;
+        }
+        demo.printed.push_str(&line);
     }
-    let gw = format!("http://127.0.0.1:{}", ports["8080"]);
-    assert!(printed.contains(&gw), "{printed}");
+    Some(demo)
+}
+
+/// The address printed after `prefix` (`gateway on http://`, `admin on http://`).
+fn printed_addr(printed: &str, prefix: &str) -> std::net::SocketAddr {
+    let rest = printed
+        .split_once(prefix)
+        .unwrap_or_else(|| panic!("no `{prefix}` in {printed}"))
+        .1;
+    let addr = rest.split_whitespace().next().unwrap();
+    addr.parse()
+        .unwrap_or_else(|e| panic!("`{addr}` after `{prefix}`: {e}"))
+}
+
+#[tokio::test]
+async fn demo_serves_the_printed_requests_and_stops_on_ctrl_c() {
+    // The demo binds its origins itself, at the addresses its config names: it
+    // cannot be handed sockets. Ports are drawn from below the kernel's ephemeral
+    // range, where no port-0 bind or outgoing connection lands; one taken by
+    // someone else makes the demo exit at once, and then others are drawn.
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let draw = || 10_000 + rand::random::<u16>() % (ephemeral_low - 10_000);
+    let mut demo = (0..5)
+        .find_map(|_| start_demo(&[draw(), draw(), draw()]))
+        .expect("the demo started within 5 draws of origin ports");
+    let printed = demo.printed.clone();
+    let gw_addr = printed_addr(&printed, "gateway on http://");
+    let admin_addr = printed_addr(&printed, "admin on http://");
+    assert_ne!(
+        gw_addr.port(),
+        0,
+        "the bound port is printed, not the config's 0"
+    );
     assert!(printed.contains("curl"), "{printed}");
-    let admin = format!("http://127.0.0.1:{}", ports["9901"]);
-    eventually(Duration::from_secs(10), "demo ready", || {
-        std::process::Command::new("curl")
-            .args(["-sf", &format!("{admin}/readyz")])
-            .status()
-            .ok()
-            .filter(|s| s.success())
-    })
-    .await;
+    assert!(
+        printed.contains(&format!("http://{gw_addr}/hello")),
+        "the curl lines name the bound address: {printed}"
+    );
+    let (gw, admin) = (format!("http://{gw_addr}"), format!("http://{admin_addr}"));
+    // Printed once ready.
+    let ready = reqwest::get(format!("{admin}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
     let r = reqwest::get(format!("{gw}/hello")).await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-meridian-region"));
     let state = reqwest::get(format!("{admin}/admin/state")).await.unwrap();
     assert_eq!(state.status(), 200);
 
-    let ok = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &demo.child.id().to_string()])
         .status()
         .unwrap()
         .success();
     assert!(ok);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = demo.child.wait();
+        (demo, status)
+    })
+    .await
+    .unwrap()
+    .1
+    .unwrap();
     assert_eq!(status.code(), Some(0));
 }
 
@@ -291,4 +361,97 @@ async fn transparent_huge_pages_are_off_unless_the_allocator_is_told_otherwise()
         "1",
         "an explicit MIMALLOC_ALLOW_THP is the operator's choice"
     );
+}
+
+/// Port 0 everywhere: the ready file names the ports bound, both listeners serve
+/// there, and a reload whose file names those ports (or still says 0) is no
+/// listener change, while a real one is logged as needing a restart.
+#[tokio::test]
+async fn port_zero_listeners_are_named_in_the_ready_file() {
+    let origin = origin("us-east-1").await;
+    let yaml = format!(
+        r#"
+local_region: us-east-1
+listeners: [ {{ address: "{{{{LISTEN}}}}" }}, {{ address: "127.0.0.1:0" }} ]
+admin: {{ address: "{{{{ADMIN}}}}" }}
+regions:
+  us-east-1: {{ origins: [ {{ address: "{}" }} ] }}
+"#,
+        origin.addr
+    );
+    let gw = Gateway::start(&yaml).await;
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&gw.ready_file).unwrap()).unwrap();
+    assert_eq!(doc["pid"], gw.pid());
+    let (first, second) = (gw.listeners[0], gw.listeners[1]);
+    for a in [first, second, gw.admin] {
+        assert!(a.port() != 0 && a.ip().is_loopback(), "{doc}");
+    }
+    assert!(first != second && first != gw.admin, "{doc}");
+    // Written once ready, never before.
+    let ready = reqwest::get(gw.admin_url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    for a in [first, second] {
+        let r = reqwest::get(format!("http://{a}/hello")).await.unwrap();
+        assert_eq!(r.status(), 200, "listener {a}");
+    }
+    // Only the gateway knows the port: `meridian status -c` says where to look.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["status", "-c"])
+        .arg(&gw.config_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("port 0") && stderr.contains("--admin"),
+        "{stderr}"
+    );
+
+    let reloaded = |n: f64| {
+        let gw = &gw;
+        async move {
+            let labels = [("result", "ok")];
+            wait_metric(
+                gw,
+                "meridian_config_reloads_total",
+                &labels,
+                n,
+                Duration::from_secs(5),
+            )
+            .await
+        }
+    };
+    // The file now names the ports bound (the second listener still says 0).
+    let named = yaml
+        .replace("{{LISTEN}}", &first.to_string())
+        .replace("{{ADMIN}}", &gw.admin.to_string());
+    write_config(&gw, &format!("{named}shutdown: {{ grace_period: 4s }}\n"));
+    reloaded(2.0).await;
+    assert!(
+        !gw.stderr().contains("take effect on restart"),
+        "no listener changed: {}",
+        gw.stderr()
+    );
+    // A listener really moved: logged, and the old address keeps serving.
+    let elsewhere = RefusingPort::bind().addr;
+    write_config(
+        &gw,
+        &named.replace(&first.to_string(), &elsewhere.to_string()),
+    );
+    reloaded(3.0).await;
+    let want = format!(
+        "listeners[0].address is now {elsewhere}, still listening on {first}: \
+         listener and admin addresses take effect on restart only"
+    );
+    assert!(gw.stderr().contains(&want), "{want} in {}", gw.stderr());
+    let r = reqwest::get(format!("http://{first}/hello")).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// Replaces `gw`'s config file whole (write and rename: never read half-way).
+fn write_config(gw: &Gateway, yaml: &str) {
+    let tmp = gw.config_path.with_extension("tmp");
+    std::fs::write(&tmp, yaml).unwrap();
+    std::fs::rename(&tmp, &gw.config_path).unwrap();
 }

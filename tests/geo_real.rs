@@ -1,13 +1,12 @@
 //! GeoIP over the real databases `geoip/fetch --city` installs: the CC BY 4.0
 //! country database (flat `country_code` schema, no continent, no coordinates) and
 //! GeoLite2 City 2018 (MaxMind schema with continent and coordinates), plus the
-//! committed test database. The fetch runs here when a file is missing (npm and
-//! pip reach their registries); `scripts/test` runs it up front.
+//! committed test database. Tests download nothing: a missing database fails with
+//! the command that installs it (`scripts/test` runs it up front).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use meridian::geo::{Continent, GeoDb, GeoResult};
 
@@ -15,21 +14,16 @@ fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
 
-/// Both real databases, fetched once per test process.
+/// A real database `geoip/fetch --city` installs; fails, naming that command, when
+/// it is missing.
 fn fetched(file: &str) -> PathBuf {
-    static FETCH: OnceLock<()> = OnceLock::new();
-    FETCH.get_or_init(|| {
-        let out = Command::new(repo("geoip/fetch"))
-            .arg("--city")
-            .output()
-            .expect("run geoip/fetch");
-        assert!(
-            out.status.success(),
-            "geoip/fetch --city failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    repo(&format!("geoip/{file}"))
+    let path = repo(&format!("geoip/{file}"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `geoip/fetch --city` (scripts/test does; tests download nothing)",
+        path.display()
+    );
+    path
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -158,6 +152,25 @@ fn committed_test_database() {
 #[test]
 fn fetch_is_idempotent() {
     let file = fetched("geo-whois-asn-country.mmdb");
+    // With the pinned file in place the script has nothing to download; any other
+    // file it would replace from npm, which a test must not do.
+    let script = std::fs::read_to_string(repo("geoip/fetch")).unwrap();
+    let pinned = script
+        .lines()
+        .find_map(|l| l.strip_prefix("COUNTRY_SHA256=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("COUNTRY_SHA256 in geoip/fetch");
+    let digest: String = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(std::fs::read(&file).unwrap());
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    assert_eq!(
+        digest,
+        pinned,
+        "{} is not the pinned file: run `geoip/fetch --city`",
+        file.display()
+    );
     let before = std::fs::metadata(&file).unwrap().modified().unwrap();
     let out = Command::new(repo("geoip/fetch")).output().unwrap();
     assert!(out.status.success());

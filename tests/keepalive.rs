@@ -81,7 +81,10 @@ async fn a_graceful_shutdown_closes_idle_clients_at_once_and_finishes_busy_ones(
     eventually(
         Duration::from_secs(3),
         "the slow request reaches the origin",
-        || (o.control.arrived.load(Relaxed) > arrived).then_some(()),
+        || async {
+            let now = o.control.arrived.load(Relaxed);
+            seen_if(now > arrived, now)
+        },
     )
     .await;
     gw.signal("TERM");

@@ -5,7 +5,7 @@
 mod support;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use meridian::demo::SimOrigin;
 use support::*;
@@ -101,6 +101,11 @@ async fn promtool_finds_the_exposition_clean() {
     ] {
         assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing");
     }
+    promtool_clean(&text);
+}
+
+/// No series twice, and `promtool check metrics` has nothing to say.
+fn promtool_clean(text: &str) {
     // No series twice (promtool does not catch that).
     let mut series: Vec<&str> = text
         .lines()
@@ -137,10 +142,104 @@ async fn promtool_finds_the_exposition_clean() {
     );
 }
 
+/// The value of the one series `name{labels}` (labels in the exposition's order),
+/// or `None` when it is not exported.
+fn series_value(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let series = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// Counters with fixed label sets exist at 0 from the start (so `rate()` and
+/// `increase()` see their first increment), for every configured region and origin.
+#[tokio::test]
+async fn a_fresh_gateway_exports_its_counters_at_zero() {
+    let (gw, a, b) = gateway().await;
+    let text = gw.metrics().await;
+    let zero = |name: &str, labels: &str| {
+        assert_eq!(
+            series_value(&text, name, labels),
+            Some(0.0),
+            "{name}{{{labels}}} at 0 in:\n{text}"
+        );
+    };
+    for (from, to) in [
+        ("us-east-1", "eu-west-1"),
+        ("eu-west-1", "us-east-1"),
+        ("us-east-1", "us-east-1"),
+    ] {
+        for reason in [
+            "connect_failure",
+            "connection_error",
+            "timeout",
+            "status_503",
+        ] {
+            zero(
+                "meridian_retries_total",
+                &format!(r#"from="{from}",reason="{reason}",to="{to}""#),
+            );
+        }
+    }
+    for outcome in [
+        "issued",
+        "honored",
+        "region_unhealthy",
+        "outside_residency",
+        "expired",
+        "tampered",
+        "unknown_key",
+        "malformed",
+        "region_unknown",
+        "beyond_cap",
+    ] {
+        zero(
+            "meridian_write_tokens_total",
+            &format!(r#"outcome="{outcome}""#),
+        );
+    }
+    for reason in ["bad_host", "header_timeout", "malformed", "proxy_protocol"] {
+        zero(
+            "meridian_requests_rejected_total",
+            &format!(r#"reason="{reason}""#),
+        );
+    }
+    for result in ["changed", "unchanged", "dry_run", "error"] {
+        zero("meridian_dns_syncs_total", &format!(r#"result="{result}""#));
+    }
+    for (region, origin) in [("us-east-1", a.addr), ("eu-west-1", b.addr)] {
+        zero(
+            "meridian_upstream_connect_failures_total",
+            &format!(r#"origin="{origin}",region="{region}""#),
+        );
+        for reason in [
+            "timeout",
+            "refused",
+            "status",
+            "unhealthy",
+            "tls",
+            "error",
+            "body_not_json",
+        ] {
+            zero(
+                "meridian_probe_failures_total",
+                &format!(r#"origin="{origin}",reason="{reason}",region="{region}""#),
+            );
+        }
+    }
+    zero("meridian_retries_denied_total", r#"reason="budget""#);
+    zero("meridian_config_reloads_total", r#"result="error""#);
+    assert_eq!(
+        series_value(&text, "meridian_config_reloads_total", r#"result="ok""#),
+        Some(1.0),
+        "the load at start"
+    );
+    promtool_clean(&text);
+}
+
 /// A Prometheus server on loopback, stopped by PID when dropped.
 struct Prometheus {
     child: std::process::Child,
-    port: u16,
 }
 
 impl Drop for Prometheus {
@@ -163,7 +262,6 @@ async fn a_real_prometheus_scrapes_and_answers_queries() {
         ),
     )
     .unwrap();
-    let port = free_port();
     let child = Command::new("prometheus")
         .arg(format!(
             "--config.file={}",
@@ -173,28 +271,30 @@ async fn a_real_prometheus_scrapes_and_answers_queries() {
             "--storage.tsdb.path={}",
             dir.join("data").display()
         ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        // Port 0: the kernel picks a free port, read back from /proc.
+        .arg("--web.listen-address=127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("prometheus (Debian package) is installed by .ci/run");
-    let prom = Prometheus { child, port };
-    let api = |q: &str| format!("http://127.0.0.1:{}/api/v1/{q}", prom.port);
+    let mut prom = Prometheus { child };
+    let web = wait_listening(&mut prom.child, "prometheus").await;
+    let api = |q: &str| format!("http://{web}/api/v1/{q}");
     // The first scrape comes after a few seconds, whatever the interval.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let result = loop {
-        let q = api("query?query=sum%20by%20(region)%20(meridian_requests_total)");
-        if let Ok(r) = reqwest::get(&q).await {
-            if let Ok(v) = r.json::<serde_json::Value>().await {
-                let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
-                if result.len() >= 2 {
-                    break result;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "Prometheus never had the series");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let q = api("query?query=sum%20by%20(region)%20(meridian_requests_total)");
+    let result = eventually(
+        Duration::from_secs(30),
+        "Prometheus to have both regions",
+        || async {
+            let v: serde_json::Value = match reqwest::get(&q).await {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(e) => return Err(e.to_string().into()),
+            };
+            let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
+            seen_if(result.len() >= 2, result).map_err(serde_json::Value::from)
+        },
+    )
+    .await;
     let count = |region: &str| -> f64 {
         result
             .iter()

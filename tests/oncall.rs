@@ -193,9 +193,10 @@ async fn a_killed_origin_is_journaled_with_its_region_and_status_says_so() {
     let line = out.lines().find(|l| l.starts_with("us-east-1")).unwrap();
     assert!(line.contains("10.0%"), "the error ratio: {line}");
     // Nobody listening: --check cannot vouch for anything.
+    let nobody = RefusingPort::bind();
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
         .args(["status", "--check", "--admin"])
-        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg(nobody.addr.to_string())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

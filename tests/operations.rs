@@ -60,8 +60,9 @@ async fn every_request_gets_one_access_log_line() {
             .unwrap();
     }
     // Lines reach stderr through the writer thread: wait for them, then count.
-    eventually(Duration::from_secs(5), "five access lines", || {
-        (gw.stderr().matches("meridian::access").count() >= 5).then_some(())
+    eventually(Duration::from_secs(5), "five access lines", || async {
+        let lines = gw.stderr().matches("meridian::access").count();
+        seen_if(lines >= 5, lines)
     })
     .await;
     let log = gw.stderr();
@@ -115,8 +116,9 @@ async fn json_access_log_lines_parse_with_every_field() {
         .send()
         .await
         .unwrap();
-    eventually(Duration::from_secs(5), "the access line", || {
-        gw.stderr().contains("json-1").then_some(())
+    eventually(Duration::from_secs(5), "the access line", || async {
+        let log = gw.stderr();
+        seen_if(log.contains("json-1"), log)
     })
     .await;
     let log = gw.stderr();
@@ -150,10 +152,40 @@ async fn sampling_zero_logs_nothing() {
     )
     .await;
     for _ in 0..5 {
-        reqwest::get(gw.url("/")).await.unwrap();
+        reqwest::get(gw.url("/"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!gw.stderr().contains("meridian::access"));
+    // Each request is counted, then (in the same call) its line queued or not.
+    wait_metric(
+        &gw,
+        "meridian_requests_total",
+        &[],
+        5.0,
+        Duration::from_secs(5),
+    )
+    .await;
+    // A warning queued after them (a drain's event): once it is out, any access
+    // line queued before it would be out too.
+    let r = reqwest::Client::new()
+        .post(gw.admin_url("/admin/regions/eu-west-1/drain"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(Duration::from_secs(5), "the drain event logged", || async {
+        let log = gw.stderr();
+        seen_if(
+            log.contains("kind=\"drain\"") || log.contains("kind=drain"),
+            log,
+        )
+    })
+    .await;
+    assert!(!gw.stderr().contains("meridian::access"), "{}", gw.stderr());
 }
 
 #[tokio::test]
@@ -179,15 +211,14 @@ async fn admin_state_field_by_field() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let s = loop {
+    let s = eventually(Duration::from_secs(5), "the origin unhealthy", || async {
         let s = gw.state().await;
-        if s["regions"]["us-east-1"]["origins"][1]["probe_state"] == "unhealthy" {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "{s:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        seen_if(
+            s["regions"]["us-east-1"]["origins"][1]["probe_state"] == "unhealthy",
+            s,
+        )
+    })
+    .await;
     let cfg = &s["config"];
     assert_eq!(cfg["sha256"].as_str().unwrap().len(), 64);
     assert!(cfg["loaded_at_unix_ms"].as_u64().unwrap() >= now - 60_000);

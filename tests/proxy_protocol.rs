@@ -78,35 +78,52 @@ struct Haproxy {
 
 impl Haproxy {
     async fn start(gateway: SocketAddr) -> Haproxy {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
         let dir = temp_dir("haproxy");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // HAProxy refuses port 0; it takes an inherited socket instead (`fd@3`): one
+        // the kernel gave a free port, bound here and handed over at spawn.
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
         let cfg = dir.join("haproxy.cfg");
         std::fs::write(
             &cfg,
             format!(
                 "global\n  maxconn 64\n\
                  defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
-                 frontend fe\n  bind {addr}\n  default_backend be\n\
+                 frontend fe\n  bind fd@3\n  default_backend be\n\
                  backend be\n  server s1 {gateway} send-proxy-v2\n"
             ),
         )
         .unwrap();
-        let child = Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(&cfg)
-            .stdout(Stdio::null())
+        let fd = socket.as_raw_fd();
+        let mut cmd = Command::new("haproxy");
+        cmd.arg("-db").arg("-f").arg(&cfg).stdout(Stdio::null());
+        // SAFETY: between fork and exec only async-signal-safe calls (dup2, fcntl)
+        // on descriptors this process owns.
+        unsafe {
+            cmd.pre_exec(move || {
+                let ok = if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0) == 0
+                } else {
+                    libc::dup2(fd, 3) == 3
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let child = cmd
             .spawn()
             .expect("haproxy (Debian `haproxy`, which .ci/run installs)");
-        let mut h = Haproxy { child, addr };
-        eventually(Duration::from_secs(5), "haproxy listening", || {
-            if let Ok(Some(status)) = h.child.try_wait() {
-                panic!("haproxy exited: {status}");
-            }
-            std::net::TcpStream::connect(addr).ok().map(drop)
-        })
-        .await;
-        h
+        // HAProxy holds the socket now. It listens from the start, so there is
+        // nothing to wait for: a connection made before HAProxy accepts waits in
+        // the backlog, and if HAProxy exits, the socket closes with it and such a
+        // connection is reset rather than left hanging.
+        drop(socket);
+        Haproxy { child, addr }
     }
 }
 

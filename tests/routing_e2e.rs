@@ -6,7 +6,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use meridian::demo::SimOrigin;
@@ -75,13 +74,11 @@ debug_headers: true
 
 fn real_db() -> &'static str {
     let path = repo("geoip/geo-whois-asn-country.mmdb");
-    if !path.exists() {
-        let ok = Command::new(repo("geoip/fetch"))
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "geoip/fetch failed");
-    }
+    assert!(
+        path.exists(),
+        "{} is missing: run `geoip/fetch --city` (scripts/test does; tests download nothing)",
+        path.display()
+    );
     "geoip/geo-whois-asn-country.mmdb"
 }
 

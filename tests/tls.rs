@@ -250,11 +250,23 @@ async fn a_certificate_swapped_on_disk_is_served_and_a_broken_pair_is_refused() 
         .store(1500, std::sync::atomic::Ordering::Relaxed);
     let c = client(&ca.pem_path("ca"), "a.example.test", gw.addr);
     let url = format!("https://a.example.test:{}/slow", gw.addr.port());
+    let arrived = || {
+        origin
+            .control
+            .arrived
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = arrived();
     let in_flight = tokio::spawn(async move {
         let r = c.get(url).send().await.unwrap();
         (r.status(), peer_cert(&r))
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(
+        Duration::from_secs(5),
+        "the slow request held at the origin",
+        || async { seen_if(arrived() > before, arrived()) },
+    )
+    .await;
 
     // Replace the pair on disk (key first, then certificate, as a renewal would):
     // the file watcher reloads, the pair in between may be refused, the end state serves.
@@ -262,14 +274,22 @@ async fn a_certificate_swapped_on_disk_is_served_and_a_broken_pair_is_refused() 
     let a2 = ca.issue_in(&staged, "a", &["a.example.test"], 2021, 2041);
     std::fs::copy(staged.join("a.key"), dir.join("a.key")).unwrap();
     std::fs::copy(staged.join("a.crt"), dir.join("a.crt")).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while served_cert(gw.addr, "a.example.test").await != a2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "new certificate not served"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        "the new certificate served",
+        || async {
+            let served = served_cert(gw.addr, "a.example.test").await;
+            seen_if(
+                served == a2,
+                if served == a1 {
+                    "the old one"
+                } else {
+                    "another"
+                },
+            )
+        },
+    )
+    .await;
     origin
         .control
         .delay_ms
@@ -315,22 +335,19 @@ async fn a_certificate_swapped_on_disk_is_served_and_a_broken_pair_is_refused() 
         &[("result", "error")],
     );
     std::fs::copy(dir.join("b.key"), dir.join("a.key")).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let errors = metric_sum(
-            &gw.metrics().await,
-            "meridian_config_reloads_total",
-            &[("result", "error")],
-        );
-        if errors > reloads_before {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "broken pair not noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        "the broken pair refused",
+        || async {
+            let errors = metric_sum(
+                &gw.metrics().await,
+                "meridian_config_reloads_total",
+                &[("result", "error")],
+            );
+            seen_if(errors > reloads_before, errors)
+        },
+    )
+    .await;
     let st = gw.state().await;
     let err = st["config"]["last_reload_error"].as_str().unwrap_or("");
     assert!(err.contains("listeners[0].tls.certificates"), "{err}");
@@ -485,19 +502,20 @@ routing: {{ steering: geo, geo: {{ default: us-east-1 }} }}
     let gw = Gateway::start(&yaml).await;
     // Until every origin's last probe came out as expected (a TLS handshake in a
     // debug build on a busy machine can miss one probe's deadline).
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let st = loop {
-        let st = gw.state().await;
-        let settled = cases.iter().all(|(region, _, _, fails)| {
-            let last = &st["regions"][region]["origins"][0]["last_probe"];
-            let want = if fails.is_some() { "fail" } else { "pass" };
-            last["result"] == want && (fails.is_none() || !last["detail"].is_null())
-        });
-        if settled || std::time::Instant::now() > deadline {
-            break st;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let st = eventually(
+        Duration::from_secs(15),
+        "every probe as expected",
+        || async {
+            let st = gw.state().await;
+            let settled = cases.iter().all(|(region, _, _, fails)| {
+                let last = &st["regions"][region]["origins"][0]["last_probe"];
+                let want = if fails.is_some() { "fail" } else { "pass" };
+                last["result"] == want && (fails.is_none() || !last["detail"].is_null())
+            });
+            seen_if(settled, st)
+        },
+    )
+    .await;
     for (region, _, _, fails) in &cases {
         let o = &st["regions"][region]["origins"][0];
         let last = &o["last_probe"];

@@ -80,10 +80,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         1.0,
         1_000_000.0,
     );
+    // Port 0 asks the kernel for a free port, a different one at each bind: those
+    // cannot clash.
     let mut seen = HashSet::new();
     seen.insert(c.admin.address);
     for (i, l) in c.listeners.iter().enumerate() {
-        if !seen.insert(l.address) {
+        if l.address.port() != 0 && !seen.insert(l.address) {
             k.error(
                 format!("listeners[{i}].address"),
                 format!(

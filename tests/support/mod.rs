@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -14,37 +14,6 @@ pub use meridian::demo::SimOrigin;
 pub mod certs;
 pub mod origin;
 pub mod peers;
-
-/// A loopback port that was free a moment ago, for the gateway to bind right after.
-/// Taken from below the kernel's ephemeral range: a port from inside it (bind to 0,
-/// close) can be handed to any test's outgoing connection before the gateway binds
-/// it ("Address already in use"). Ports are handed out once per test process,
-/// starting at an offset by pid; cargo runs the test binaries one after another.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32_768);
-    let (low, span) = (10_000, ephemeral_low.saturating_sub(10_000));
-    if span < 1_000 {
-        // No room below the range: fall back to a port the kernel picks.
-        return TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("an ephemeral port");
-    }
-    // u64: a pid (up to 2^22) times the spread overflows u32, a panic in a debug build.
-    let start = (u64::from(std::process::id()) * 7_919 % u64::from(span)) as u32;
-    for _ in 0..span {
-        let port = (low + (start + NEXT.fetch_add(1, Relaxed)) % span) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port in {low}..{ephemeral_low}")
-}
 
 /// A fresh temporary directory for one test.
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -62,15 +31,35 @@ pub fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
 
-/// Polls `f` every 20 ms until it returns Some, or panics after `timeout`.
-pub async fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
+/// Polls `check` every 20 ms until it gives `Ok`, and returns that value; panics
+/// after `within`, naming `what` and the last `Err` it gave (what was observed).
+pub async fn eventually<T, Seen, Check, Fut>(within: Duration, what: &str, mut check: Check) -> T
+where
+    Seen: std::fmt::Debug,
+    Check: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Seen>>,
+{
+    let deadline = Instant::now() + within;
     loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        let seen = match check().await {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}; last seen: {seen:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `Ok(seen)` when `ok`, else `Err(seen)`: an `eventually` check on a condition
+/// that reports what it looked at.
+pub fn seen_if<T>(ok: bool, seen: T) -> Result<T, T> {
+    if ok {
+        Ok(seen)
+    } else {
+        Err(seen)
     }
 }
 
@@ -84,54 +73,139 @@ pub async fn wait_metric(
     want: f64,
     within: Duration,
 ) {
-    let deadline = Instant::now() + within;
-    loop {
+    let what = format!("{name}{labels:?} = {want}");
+    eventually(within, &what, || async {
         let got = metric_sum(&gw.metrics().await, name, labels);
-        if (got - want).abs() < 1e-9 {
-            return;
+        seen_if((got - want).abs() < 1e-9, got)
+    })
+    .await;
+}
+
+/// A loopback address that refuses connections: a socket bound to a port the
+/// kernel chose, never listening. Holding it keeps anyone else off that port.
+pub struct RefusingPort {
+    _socket: tokio::net::TcpSocket,
+    pub addr: SocketAddr,
+}
+
+impl RefusingPort {
+    pub fn bind() -> RefusingPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind("127.0.0.1:0".parse().unwrap())
+            .expect("bind 127.0.0.1:0");
+        let addr = socket.local_addr().expect("its address");
+        RefusingPort {
+            _socket: socket,
+            addr,
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name}{labels:?} = {got}, want {want} within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The loopback TCP addresses process `pid` listens on (from `/proc`): how a test
+/// learns the port a peer started with port 0 chose.
+pub fn listening_addrs(pid: u32) -> Vec<SocketAddr> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    // /proc/net/tcp: `sl local_address rem_address st ... inode`, addresses as
+    // hex `IP:PORT`, the IPv4 address printed as a native-endian u32 of its
+    // network-order bytes.
+    std::fs::read_to_string(format!("/proc/{pid}/net/tcp"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let listening = f.get(3) == Some(&"0A");
+            if !listening || !inodes.contains(*f.get(9)?) {
+                return None;
+            }
+            let (ip, port) = f[1].split_once(':')?;
+            let ip = std::net::Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.to_ne_bytes());
+            Some(SocketAddr::from((ip, u16::from_str_radix(port, 16).ok()?)))
+        })
+        .collect()
+}
+
+/// Waits until `child` (started with port 0) listens, and returns its one address;
+/// fails if it exits first.
+pub async fn wait_listening(child: &mut Child, what: &str) -> SocketAddr {
+    let pid = child.id();
+    eventually(
+        Duration::from_secs(30),
+        &format!("{what} listening"),
+        || {
+            let exited = child.try_wait().unwrap();
+            async move {
+                if let Some(status) = exited {
+                    panic!("{what} exited: {status}");
+                }
+                match listening_addrs(pid)[..] {
+                    [one] => Ok(one),
+                    ref other => Err(other.to_vec()),
+                }
+            }
+        },
+    )
+    .await
 }
 
 /// The real gateway binary, run with a config written to a temp dir.
 pub struct Gateway {
     child: Option<Child>,
+    /// The first proxy listener, as bound.
     pub addr: SocketAddr,
+    /// Every proxy listener, as bound, in the config's order.
+    pub listeners: Vec<SocketAddr>,
     pub admin: SocketAddr,
     pub dir: PathBuf,
     pub config_path: PathBuf,
+    /// Where `meridian run --ready-file` wrote the bound addresses.
+    pub ready_file: PathBuf,
     /// Everything the gateway wrote to stderr so far (drained by a thread, so a
     /// chatty gateway never blocks on a full pipe).
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
     stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
+/// What `meridian run --ready-file` writes.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Ready {
+    pub listeners: Vec<SocketAddr>,
+    pub admin: SocketAddr,
+    pub pid: u32,
+}
+
 impl Gateway {
     /// Starts `meridian run` with `yaml`, in which `{{LISTEN}}` and `{{ADMIN}}`
-    /// are replaced by free loopback addresses, and waits for `/readyz`.
+    /// become `127.0.0.1:0` (the kernel picks free ports: no races between tests),
+    /// and waits until it is ready; `addr` and `admin` are then what it bound.
     pub async fn start(yaml: &str) -> Gateway {
         Self::start_with_env(yaml, &[]).await
     }
 
     pub async fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = temp_dir("gw");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let yaml = yaml
-            .replace("{{LISTEN}}", &addr.to_string())
-            .replace("{{ADMIN}}", &admin.to_string())
+            .replace("{{LISTEN}}", "127.0.0.1:0")
+            .replace("{{ADMIN}}", "127.0.0.1:0")
             .replace("{{REPO}}", env!("CARGO_MANIFEST_DIR"));
         let config_path = dir.join("meridian.yaml");
         std::fs::write(&config_path, yaml).unwrap();
+        let ready_file = dir.join("ready.json");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian"));
         cmd.arg("run")
             .arg("-c")
             .arg(&config_path)
+            .arg("--ready-file")
+            .arg(&ready_file)
             .env("RUST_LOG", "warn")
             .env("MERIDIAN_THREADS", "2")
             .stdout(Stdio::null())
@@ -154,36 +228,52 @@ impl Gateway {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
+        let unbound: SocketAddr = "0.0.0.0:0".parse().unwrap();
         let mut gw = Gateway {
             child: Some(child),
-            addr,
-            admin,
+            addr: unbound,
+            listeners: Vec::new(),
+            admin: unbound,
             dir,
             config_path,
+            ready_file,
             stderr,
             stderr_reader: Some(stderr_reader),
         };
-        gw.wait_ready().await;
+        let ready = gw.wait_ready_file().await;
+        assert_eq!(ready.pid, gw.pid(), "the ready file is this gateway's");
+        gw.addr = ready.listeners[0];
+        gw.listeners = ready.listeners;
+        gw.admin = ready.admin;
         gw
     }
 
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let client = reqwest::Client::new();
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+    /// Waits for the ready file (written once `/readyz` would answer 200), failing
+    /// at once with the gateway's stderr if it exits first.
+    async fn wait_ready_file(&mut self) -> Ready {
+        let path = self.ready_file.clone();
+        let child = self.child.as_mut().unwrap();
+        let exited = eventually(Duration::from_secs(20), "the ready file", || {
+            let exited = child.try_wait().unwrap();
+            let text = std::fs::read_to_string(&path);
+            async move {
+                match (exited, text) {
+                    (Some(status), _) => Ok(Err(status)),
+                    (None, Ok(text)) => Ok(Ok(text)),
+                    (None, Err(e)) => Err(e.kind()),
+                }
+            }
+        })
+        .await;
+        match exited {
+            Ok(text) => serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("ready file {}: {e}: {text}", path.display())),
+            Err(status) => {
                 if let Some(r) = self.stderr_reader.take() {
                     let _ = r.join();
                 }
                 panic!("meridian exited early ({status}): {}", self.stderr());
             }
-            if let Ok(r) = client.get(self.admin_url("/readyz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "gateway not ready in time");
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
