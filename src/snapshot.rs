@@ -20,8 +20,6 @@ pub type RegionIdx = usize;
 
 /// At most this many regions, so a set of regions fits in one `u64`.
 pub const MAX_REGIONS: usize = crate::health::view::MAX;
-/// At most this many shifts, so a health view holds their abort flags in one `u64`.
-pub const MAX_SHIFTS: usize = crate::health::view::MAX;
 
 /// A set of regions as a bitmask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -342,13 +340,6 @@ impl Snapshot {
             errors.push(BuildError {
                 path: "regions".into(),
                 message: format!("at most {MAX_REGIONS} regions are supported"),
-            });
-            return Err(errors);
-        }
-        if c.shifts.len() > MAX_SHIFTS {
-            errors.push(BuildError {
-                path: "shifts".into(),
-                message: format!("at most {MAX_SHIFTS} shifts are supported"),
             });
             return Err(errors);
         }

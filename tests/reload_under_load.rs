@@ -157,32 +157,50 @@ async fn sixty_rewrites_under_load_lose_nothing_and_shares_follow_the_file() {
 
     assert_eq!(failed.load(Relaxed), 0, "requests failed during reloads");
     // Between a snapshot going live and the next write, shares follow its weights.
+    // Each pick is a weighted coin toss: a slot may differ from the file by 4.5
+    // standard deviations of the binomial share (a false alarm once in ~150,000
+    // slots) plus 3 points. A slot lasts 100-300 ms, so on a loaded machine some
+    // hold little traffic: those with 30 answers or more are judged one by one
+    // (90 % and 10 % stay far apart even then), and all of them pooled by weight.
+    let within = |share: f64, want: f64, n: f64| {
+        (share - want).abs() < 0.03 + 4.5 * (want * (1.0 - want) / n).sqrt()
+    };
     let mut checked = 0;
+    let mut pooled: std::collections::BTreeMap<u32, (f64, f64)> = Default::default();
     for (from, until, w) in &slots {
         let window: Vec<bool> = seen
             .iter()
             .filter(|(t, _)| t >= from && t < until)
             .map(|(_, u)| *u)
             .collect();
-        if window.len() < 100 {
+        let n = window.len() as f64;
+        let hits = window.iter().filter(|u| **u).count() as f64;
+        let p = pooled.entry(*w).or_default();
+        (p.0, p.1) = (p.0 + hits, p.1 + n);
+        if window.len() < 30 {
             continue;
         }
-        let n = window.len() as f64;
-        let share = window.iter().filter(|u| **u).count() as f64 / n;
         let want = f64::from(*w) / 100.0;
-        // Each pick is a weighted coin toss: allow 4.5 standard deviations of the
-        // binomial share (a false alarm once in ~150,000 slots) plus 3 points.
-        let tolerance = 0.03 + 4.5 * (want * (1.0 - want) / n).sqrt();
         assert!(
-            (share - want).abs() < tolerance,
-            "slot from {from}: us-east-1 share {share:.3} of {n} answers, file says {want} (± {tolerance:.3})"
+            within(hits / n, want, n),
+            "slot from {from}: us-east-1 share {:.3} of {n} answers, file says {want}",
+            hits / n
         );
         checked += 1;
     }
     assert!(
-        checked >= 40,
+        checked >= 30,
         "only {checked} slots had enough traffic to judge"
     );
+    for (w, (hits, n)) in &pooled {
+        let want = f64::from(*w) / 100.0;
+        assert!(
+            *n >= 1000.0 && within(hits / n, want, *n),
+            "slots at {w}/{}: us-east-1 share {:.3} of {n} answers",
+            100 - w,
+            hits / n
+        );
+    }
     let m = gw.metrics().await;
     assert_eq!(
         metric_sum(&m, "meridian_config_reloads_total", &[("result", "error")]),

@@ -364,6 +364,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         );
     }
 
+    if c.shifts.len() > MAX_SHIFTS {
+        k.error(
+            "shifts",
+            format!("at most {MAX_SHIFTS} shifts are supported"),
+        );
+    }
     for (i, s) in c.shifts.iter().enumerate() {
         let at = format!("shifts[{i}]");
         k.region(format!("{at}.from"), &s.from);
@@ -515,6 +521,9 @@ fn check_host_port(s: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// At most this many shifts: a health view keeps their abort flags in one `u64`.
+pub const MAX_SHIFTS: usize = 64;
 
 /// Region names travel in tokens, cookies and metric labels: `[a-z0-9-]{1,64}`.
 pub fn is_valid_region(s: &str) -> bool {

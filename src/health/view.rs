@@ -98,8 +98,11 @@ pub fn roll_up(
     }
 }
 
-/// At most this many regions and shifts in one view (the snapshot's limits).
+/// At most this many regions in one view (the snapshot's limit).
 pub const MAX: usize = 64;
+
+// Every shift's abort flag is a bit of one `u64`.
+const _: () = assert!(crate::config::validate::MAX_SHIFTS <= 64);
 
 /// Every region's status and every shift's abort flag, read at one moment.
 /// Plain data: a request builds it once and decides from it; tests and
@@ -144,16 +147,16 @@ impl HealthView {
         &self.regions[..self.len]
     }
 
-    /// Marks shift `i` aborted (indexes beyond [`MAX`] are never aborted).
+    /// Marks shift `i` aborted (validation keeps shifts under 64).
     pub fn abort_shift(&mut self, i: usize) {
-        if i < MAX {
+        if i < 64 {
             self.aborted_shifts |= 1 << i;
         }
     }
 
     /// False once a shift was aborted at runtime.
     pub fn shift_active(&self, i: usize) -> bool {
-        i >= MAX || self.aborted_shifts & (1 << i) == 0
+        i >= 64 || self.aborted_shifts & (1 << i) == 0
     }
 }
 
