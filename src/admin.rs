@@ -12,6 +12,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
+use crate::series::Series;
 use crate::state::Shared;
 
 type Body = Full<Bytes>;
@@ -36,9 +37,10 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 /// that draws itself from the endpoints below.
 const STATUS_PAGE: &str = include_str!("status_page.html");
 
-/// Answers one admin request from `peer`.
+/// Answers one admin request from `peer`; `series` is the status page's chart data.
 pub async fn handle(
     shared: &Arc<Shared>,
+    series: &Series,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Body> {
@@ -64,7 +66,7 @@ pub async fn handle(
             }
             Err(e) => error(StatusCode::BAD_REQUEST, &e),
         },
-        (&Method::GET, "/admin/series") => json(StatusCode::OK, &shared.series.doc()),
+        (&Method::GET, "/admin/series") => json(StatusCode::OK, &series.doc()),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => {
             if shared.ready() {
@@ -202,13 +204,12 @@ async fn write_endpoint(shared: &Arc<Shared>, path: &str, peer: SocketAddr) -> R
 
 /// Serves the admin API on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    // The status page's chart samples here: the admin server lives as long as the
-    // process, and nothing else needs the series.
-    let sampled = shared.clone();
+    // The status page's chart: sampled and served here, as the admin server lives
+    // as long as the process and nothing else needs the series.
+    let series = Arc::new(Series::default());
+    let (sampled, sampler) = (series.clone(), shared.clone());
     tokio::spawn(crate::series::every_step(move || {
-        sampled
-            .series
-            .sample(&sampled.metrics, crate::clock::now_ms())
+        sampled.sample(&sampler.metrics, crate::clock::now_ms())
     }));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -218,11 +219,11 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let shared = shared.clone();
+        let (shared, series) = (shared.clone(), series.clone());
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, req, peer).await) }
+                let (shared, series) = (shared.clone(), series.clone());
+                async move { Ok::<_, Infallible>(handle(&shared, &series, req, peer).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)

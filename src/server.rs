@@ -103,6 +103,7 @@ async fn serve(shared: Arc<Shared>, on_ready: Option<OnReady>) -> anyhow::Result
 
     let proxy = Arc::new(Proxy {
         shared: shared.clone(),
+        retry_budget: Default::default(),
         passthrough: std::env::var_os("MERIDIAN_PASSTHROUGH").is_some_and(|v| v == "1"),
     });
     let live = Arc::new(());

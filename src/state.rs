@@ -22,8 +22,6 @@ pub struct Shared {
     pub health: HealthRegistry,
     pub metrics: Metrics,
     pub config_path: PathBuf,
-    /// Caps retries to a share of the request rate (`routing.retries.budget`).
-    pub retry_budget: crate::retry_budget::RetryBudget,
     /// Set once every origin was probed once (or probing is not configured).
     probed: AtomicBool,
     /// Wakes `wait_probed` when `probed` is set.
@@ -40,8 +38,6 @@ pub struct Shared {
     dns_status: Mutex<serde_json::Value>,
     /// Recent state changes (`GET /admin/events`).
     pub events: crate::events::Journal,
-    /// Requests per second by decision over the last minutes (`GET /admin/series`).
-    pub series: crate::series::Series,
     /// sha256 of each listener certificate file in service, by path: a reload that
     /// changes one records a `certificate_reload` event.
     pub certificates: Mutex<std::collections::BTreeMap<String, String>>,
@@ -86,13 +82,11 @@ impl Shared {
         let certificates = Mutex::new(snap.certificate_digests());
         Ok(Arc::new(Shared {
             events,
-            series: Default::default(),
             certificates,
             snapshot: Arc::new(ArcSwap::from_pointee(snap)),
             health,
             metrics,
             config_path: path,
-            retry_budget: Default::default(),
             probed: AtomicBool::new(false),
             probed_notify: tokio::sync::Notify::new(),
             bound: std::sync::OnceLock::new(),

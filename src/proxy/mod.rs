@@ -52,6 +52,9 @@ pub struct ConnInfo {
 /// The proxy: one per process, shared by all listeners.
 pub struct Proxy {
     pub shared: Arc<Shared>,
+    /// Caps retries to a share of the request rate (`routing.retries.budget`);
+    /// only the data path counts and spends it.
+    pub retry_budget: crate::retry_budget::RetryBudget,
     /// No policy at all (`MERIDIAN_PASSTHROUGH=1`): the floor meridian's own
     /// per-request work is measured against (loadtest/perf's `engine` row).
     pub passthrough: bool,
@@ -320,7 +323,7 @@ impl Proxy {
                 now_ms: now,
             };
             let (facts, found) = facts::gather(&snap, raw);
-            self.shared.retry_budget.on_request(now / 1000);
+            self.retry_budget.on_request(now / 1000);
             ctx.is_write = facts.is_write;
             ctx.country = facts.country;
             ctx.client_ip = found.client;
@@ -595,7 +598,7 @@ impl Proxy {
             return false;
         };
         let m = &self.shared.metrics;
-        if !self.shared.retry_budget.try_retry(
+        if !self.retry_budget.try_retry(
             now_ms() / 1000,
             policy.budget_ratio,
             policy.budget_min_per_second,
