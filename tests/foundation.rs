@@ -288,7 +288,10 @@ async fn demo_serves_the_printed_requests_and_stops_on_ctrl_c() {
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32_768);
-    let draw = || 10_000 + rand::random::<u16>() % (ephemeral_low - 10_000);
+    // A range starting below 11000 leaves little room under it: draw from 1000
+    // ports anyway (a collision is noticed and redrawn).
+    let span = ephemeral_low.saturating_sub(10_000).max(1_000);
+    let draw = || 10_000 + rand::random::<u16>() % span;
     let mut demo = (0..5)
         .find_map(|_| start_demo(&[draw(), draw(), draw()]))
         .expect("the demo started within 5 draws of origin ports");

@@ -359,6 +359,30 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// The values `label` takes among the series of `name`.
+pub fn label_values(text: &str, name: &str, label: &str) -> std::collections::BTreeSet<String> {
+    let key = format!("{label}=\"");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
+        .filter_map(|l| {
+            let value = l.split_once(&key)?.1;
+            Some(value.split_once('"')?.0.to_string())
+        })
+        .collect()
+}
+
+/// Fails unless the series of counter `name` carry exactly the `label` values in
+/// `known` (`meridian::metrics::labels`, the ones created at 0 at start): after a
+/// test that made the code count, a value missing from that list shows here.
+pub fn assert_only_known_labels(text: &str, name: &str, label: &str, known: &[&str]) {
+    let known: std::collections::BTreeSet<String> = known.iter().map(|k| k.to_string()).collect();
+    assert_eq!(
+        label_values(text, name, label),
+        known,
+        "{name}{{{label}}}: counted values that are not created at 0 at start, or the reverse"
+    );
+}
+
 impl Gateway {
     /// `GET /admin/state` as JSON.
     pub async fn state(&self) -> serde_json::Value {
