@@ -397,7 +397,7 @@ async fn a_503_is_retried_elsewhere_for_gets_but_never_for_posts() {
     );
     let m = gw.metrics().await;
     assert!(metric_sum(&m, "meridian_retries_total", &[("reason", "status_503")]) >= 1.0);
-    let known = meridian::metrics::labels::retry_reasons();
+    let known = meridian::metric_labels::retry_reasons();
     assert_only_known_labels(&m, "meridian_retries_total", "reason", &known);
     // POSTs are not idempotent: a 503 goes back to the client, and no POST reaches two origins.
     let (a0, b0) = (

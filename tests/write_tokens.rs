@@ -142,7 +142,7 @@ async fn an_eu_write_pins_reads_to_the_write_region_for_the_window() {
             n
         );
     }
-    let known = meridian::metrics::labels::write_token_outcomes();
+    let known = meridian::metric_labels::write_token_outcomes();
     assert_only_known_labels(&m, "meridian_write_tokens_total", "outcome", &known);
 }
 
@@ -240,7 +240,7 @@ async fn hostile_tokens_change_nothing_but_a_counter() {
         metric_sum(&m, "meridian_write_tokens_total", &[("outcome", "honored")]),
         0.0
     );
-    let known = meridian::metrics::labels::write_token_outcomes();
+    let known = meridian::metric_labels::write_token_outcomes();
     assert_only_known_labels(&m, "meridian_write_tokens_total", "outcome", &known);
 }
 

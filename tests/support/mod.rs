@@ -372,7 +372,7 @@ pub fn label_values(text: &str, name: &str, label: &str) -> std::collections::BT
 }
 
 /// Fails unless the series of counter `name` carry exactly the `label` values in
-/// `known` (`meridian::metrics::labels`, the ones created at 0 at start): after a
+/// `known` (`meridian::metric_labels`, the ones created at 0 at start): after a
 /// test that made the code count, a value missing from that list shows here.
 pub fn assert_only_known_labels(text: &str, name: &str, label: &str, known: &[&str]) {
     let known: std::collections::BTreeSet<String> = known.iter().map(|k| k.to_string()).collect();
