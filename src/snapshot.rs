@@ -367,7 +367,7 @@ impl Snapshot {
                         .map_err(|e| {
                             errors.push(BuildError {
                                 path: format!("regions.{name}.origins[{i}].tls"),
-                                message: e,
+                                message: e.to_string(),
                             })
                         })
                         .ok()
@@ -562,7 +562,7 @@ impl Snapshot {
                     .map_err(|e| {
                         errors.push(BuildError {
                             path: format!("listeners[{i}].tls.certificates"),
-                            message: e,
+                            message: e.to_string(),
                         })
                     })
                     .ok()

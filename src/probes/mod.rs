@@ -236,7 +236,7 @@ async fn probe_once(origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), Pr
         Some(tls) => {
             let stream = crate::tls::connect_origin(tls, &origin.sni, h2, stream)
                 .await
-                .map_err(|e| (FailReason::Tls, Some(e)))?;
+                .map_err(|e| (FailReason::Tls, Some(e.to_string())))?;
             get(stream, origin, path, h2).await
         }
     }

@@ -21,7 +21,7 @@ pub enum ConnectError {
     #[error("connect: {0}")]
     Io(#[from] std::io::Error),
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[from] crate::tls::HandshakeError),
     #[error("handshake: {0}")]
     Http(#[from] hyper::Error),
 }
