@@ -16,8 +16,8 @@ use crate::geo::GeoResult;
 use crate::health::judge::FailReason;
 use crate::metrics::Metrics;
 use crate::routing::retry::{self, Failure};
-use crate::session::TokenError;
 use crate::snapshot::Snapshot;
+use crate::tokens::TokenError;
 
 /// `retries_total{reason}`: every value `retry::reason` gives, found by asking
 /// it about every failure (each status code, with and without a timeout).

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use crate::shutdown::ShutdownWatch;
 
 use crate::events::Kind;
+use crate::shared::{build_snapshot, Bound, Shared};
 use crate::snapshot::Snapshot;
-use crate::state::{build_snapshot, Bound, Shared};
 
 /// How often the config file is checked for changes.
 const WATCH_EVERY: Duration = Duration::from_millis(200);

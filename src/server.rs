@@ -11,9 +11,9 @@ use tokio::net::TcpListener;
 
 use crate::proxy::listener::{self, Listener};
 use crate::proxy::Proxy;
-use crate::state::Shared;
+use crate::shared::Shared;
 
-pub use crate::state::Bound;
+pub use crate::shared::Bound;
 
 /// Called once, when the gateway is first ready (`/readyz` turns 200), with the
 /// bound addresses. An error stops the gateway: whoever waits for it would wait

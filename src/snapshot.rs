@@ -13,7 +13,7 @@ use crate::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable
 use crate::geo::{Continent, Country, GeoDb};
 use crate::health::outlier::OutlierPolicy;
 use crate::health::{roll_up, HealthRegistry, HealthView, OriginHealth, RegionState, ShiftState};
-use crate::session::KeyRing;
+use crate::tokens::KeyRing;
 
 /// Index of a region in [`Snapshot::regions`] (sorted by name).
 pub type RegionIdx = usize;

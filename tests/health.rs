@@ -560,11 +560,11 @@ async fn the_retry_budget_caps_retries_when_everything_fails() {
     e.control.status.store(503, Relaxed);
     let n = 400;
     let window = |t: u64| t / 1000 / meridian::retry_budget::WINDOW_S;
-    let first_window = window(meridian::state::now_ms());
+    let first_window = window(meridian::clock::now_ms());
     for i in 0..n {
         assert_eq!(get(&gw, &format!("/b/{i}")).await.status(), 503);
     }
-    let windows = window(meridian::state::now_ms()) - first_window + 1;
+    let windows = window(meridian::clock::now_ms()) - first_window + 1;
     let m = gw.metrics().await;
     let retries = metric_sum(&m, "meridian_retries_total", &[]);
     let denied = metric_sum(&m, "meridian_retries_denied_total", &[("reason", "budget")]);

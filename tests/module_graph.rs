@@ -120,7 +120,7 @@ fn no_import_cycle_among_the_top_level_modules() {
 #[test]
 fn health_dns_probes_and_admin_know_nothing_of_routing() {
     let g = graph();
-    for m in ["health", "dns", "probes", "admin", "state_doc", "state"] {
+    for m in ["health", "dns", "probes", "admin", "shared"] {
         let deps = g.get(m).unwrap_or_else(|| panic!("no module `{m}`"));
         assert!(!deps.contains("routing"), "`{m}` uses routing: {deps:?}");
     }

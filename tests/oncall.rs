@@ -253,7 +253,7 @@ async fn drains_ejections_shifts_and_rolling_rates() {
     let dir = temp_dir("oncall-token");
     std::fs::write(dir.join("admin.token"), TOKEN).unwrap();
     // A shift that starts in a few seconds (after start-up) and ramps over two.
-    let start = meridian::state::now_ms() / 1000 + 4;
+    let start = meridian::clock::now_ms() / 1000 + 4;
     let date = Command::new("date")
         .args(["-u", "-d", &format!("@{start}"), "+%Y-%m-%dT%H:%M:%SZ"])
         .output()

@@ -195,7 +195,7 @@ async fn admin_state_field_by_field() {
         origin("us-east-1").await,
         origin("eu-west-1").await,
     );
-    let now = meridian::state::now_ms();
+    let now = meridian::clock::now_ms();
     let shift = format!(
         "shifts:\n  - {{ name: move, from: us-east-1, to: eu-west-1, percent: 40, start: {}, ramp: 1h }}\n",
         // Started 30 minutes ago: half way.

@@ -14,8 +14,8 @@ use meridian::health::judge::{judge, FailReason, Verdict};
 use meridian::health::HealthRegistry;
 use meridian::proxy_protocol::{self, MAX_HEADER_LEN};
 use meridian::routing::match_route;
-use meridian::session::{is_valid_region, KeyRing, TokenError};
 use meridian::snapshot::Snapshot;
+use meridian::tokens::{is_valid_region, KeyRing, TokenError};
 
 /// The file name `config_parse` passes to `parse`; every error must start with it.
 pub const CONFIG_NAME: &str = "fuzz/in put.yaml";

@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::clock::now_ms;
 use crate::config::Dns;
 use crate::health::RegionHealth;
-use crate::state::Shared;
+use crate::shared::Shared;
 use plan::{Plan, Planned};
 use record::{fqdn, votes_name, RecordSet, RecordSpec, Target};
 use route53::{ApiError, Route53Api};

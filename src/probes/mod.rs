@@ -21,8 +21,8 @@ use crate::clock::now_ms;
 use crate::config::OriginProtocol;
 use crate::health::judge::{judge, next_state, FailReason, Judgement, Streak, Verdict};
 use crate::health::{LastProbe, ProbeState};
+use crate::shared::Shared;
 use crate::snapshot::{OriginEntry, Snapshot};
-use crate::state::Shared;
 
 /// Health bodies larger than this are cut off (and then fail JSON parsing).
 const MAX_BODY: usize = 64 * 1024;

@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::events::Kind;
 use crate::health::RegionHealth;
+use crate::shared::Shared;
 use crate::snapshot::{RegionIdx, Snapshot};
-use crate::state::Shared;
 
 fn code(h: RegionHealth) -> u8 {
     match h {

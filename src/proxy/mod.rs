@@ -34,8 +34,8 @@ use crate::geo::Country;
 use crate::pool::RequestBody;
 use crate::routing::retry::{self, Failure};
 use crate::routing::{self, Decision, LiveOrigins, Reasons, TokenUse, Walk};
+use crate::shared::Shared;
 use crate::snapshot::{RegionIdx, Snapshot};
-use crate::state::Shared;
 
 /// Request bodies up to this size are kept whole when `retries.methods: all`, so
 /// a retry can send them again; larger ones stream and are sent once.

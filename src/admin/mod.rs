@@ -1,6 +1,8 @@
 //! The admin listener (hyper, its own port): health, readiness, metrics, state, the
 //! event journal, the series behind the status page, and the page itself.
 
+mod state;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use crate::series::Series;
-use crate::state::Shared;
+use crate::shared::Shared;
 
 type Body = Full<Bytes>;
 
@@ -81,7 +83,7 @@ pub async fn handle(
             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
             .body(Full::new(Bytes::from(shared.metrics.render())))
             .unwrap_or_default(),
-        (&Method::GET, "/admin/state") => json(StatusCode::OK, &crate::state_doc::state(shared)),
+        (&Method::GET, "/admin/state") => json(StatusCode::OK, &state::document(shared)),
         (&Method::POST, path) if path == "/admin/reload" || path.starts_with("/admin/regions/") => {
             if let Err(denied) = authorize(shared, &req) {
                 return denied;

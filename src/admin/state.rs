@@ -5,10 +5,10 @@ use std::time::UNIX_EPOCH;
 use serde_json::{json, Value};
 
 use crate::clock::now_ms;
-use crate::state::Shared;
+use crate::shared::Shared;
 
 /// Builds the state document from the snapshot in service and live health.
-pub fn state(shared: &Shared) -> Value {
+pub fn document(shared: &Shared) -> Value {
     let snap = shared.snapshot.load();
     let now = now_ms();
     let rates_now = crate::clock::monotonic_ms();
