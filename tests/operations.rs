@@ -170,13 +170,7 @@ async fn sampling_zero_logs_nothing() {
     .await;
     // A warning queued after them (a drain's event): once it is out, any access
     // line queued before it would be out too.
-    let r = reqwest::Client::new()
-        .post(gw.admin_url("/admin/regions/eu-west-1/drain"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    drain(&gw, "eu-west-1").await;
     eventually(Duration::from_secs(5), "the drain event logged", || async {
         let log = gw.stderr();
         seen_if(
@@ -204,13 +198,7 @@ async fn admin_state_field_by_field() {
     let gw = Gateway::start(&config(&a, &b, &c, &shift)).await;
     // One unhealthy origin, one drained region.
     b.control.health_status.store(503, Relaxed);
-    let r = reqwest::Client::new()
-        .post(gw.admin_url("/admin/regions/eu-west-1/drain"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    drain(&gw, "eu-west-1").await;
     // Judged on a probe that got its answer: on a loaded machine one may time out.
     let s = eventually(Duration::from_secs(10), "the origin unhealthy", || async {
         let s = gw.state().await;
@@ -426,4 +414,15 @@ fn kubernetes_manifests_match_the_binary() {
     assert_eq!(ann["prometheus.io/port"], admin.to_string().as_str());
     assert_eq!(ann["prometheus.io/path"], "/metrics");
     assert_eq!(kind("Service")["spec"]["ports"][0]["targetPort"], "http");
+}
+
+/// Drains `region` through the admin API.
+async fn drain(gw: &Gateway, region: &str) {
+    let r = reqwest::Client::new()
+        .post(gw.admin_url(&format!("/admin/regions/{region}/drain")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
