@@ -13,6 +13,8 @@ use std::time::SystemTime;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use crate::lock::lock;
+
 /// An ISO 3166-1 alpha-2 country code, upper case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Country(pub [u8; 2]);
@@ -325,7 +327,7 @@ impl GeoDb {
         // Weak: a database no snapshot uses any more is not kept alive by this.
         static LAST: Mutex<Vec<Opened>> = Mutex::new(Vec::new());
         let stamp = crate::config::file_stamp(path);
-        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = lock(&LAST);
         if let Some((t, len)) = stamp {
             let same = last
                 .iter()

@@ -13,6 +13,7 @@ pub mod explain;
 pub mod facts;
 pub mod geo;
 pub mod health;
+pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod pool;
