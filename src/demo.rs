@@ -17,6 +17,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use crate::lock::lock;
+
 /// One request an origin saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -80,14 +82,12 @@ impl Control {
 
     /// Sets the `/health` body, e.g. `{"status":"degraded","replication_lag_ms":300}`.
     pub fn set_health(&self, body: &str) {
-        if let Ok(mut h) = self.health_body.lock() {
-            *h = body.to_string();
-        }
+        *lock(&self.health_body) = body.to_string();
     }
 
     /// Requests seen so far (health probes excluded), oldest first.
     pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+        lock(&self.seen).clone()
     }
 }
 
@@ -167,11 +167,7 @@ async fn answer(ctl: &Control, region: &str, req: Request<Incoming>) -> Response
     }
     if path == "/health" {
         ctl.probes.fetch_add(1, Relaxed);
-        let body = ctl
-            .health_body
-            .lock()
-            .map(|b| b.clone())
-            .unwrap_or_default();
+        let body = lock(&ctl.health_body).clone();
         let status = match ctl.health_status.load(Relaxed) {
             0 => 200,
             s => s,
@@ -208,14 +204,12 @@ async fn answer(ctl: &Control, region: &str, req: Request<Incoming>) -> Response
             Err(_) => break,
         }
     }
-    if let Ok(mut s) = ctl.seen.lock() {
-        s.push(Seen {
-            method: method.clone(),
-            path: path.clone(),
-            headers,
-            body_len,
-        });
-    }
+    lock(&ctl.seen).push(Seen {
+        method: method.clone(),
+        path: path.clone(),
+        headers,
+        body_len,
+    });
     let status = match ctl.status.load(Relaxed) {
         0 => 200,
         s => s,

@@ -14,6 +14,7 @@ use prometheus::IntCounterVec;
 use serde::Serialize;
 
 use crate::clock::now_ms;
+use crate::lock::lock;
 
 /// Default number of events kept.
 pub const DEFAULT_CAPACITY: usize = crate::config::DEFAULT_EVENT_JOURNAL_SIZE;
@@ -133,7 +134,7 @@ impl Journal {
 
     /// Changes how many events are kept (a reload may change it); the oldest go first.
     pub fn set_capacity(&self, capacity: usize) {
-        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ring = lock(&self.ring);
         ring.capacity = capacity.max(1);
         while ring.events.len() > ring.capacity {
             ring.events.pop_front();
@@ -160,7 +161,7 @@ impl Journal {
             tracing::info!(target: "meridian::events", kind = kind.as_str(), subject = %subject, from = from_s, to = to_s, cause = %cause, "event");
         }
         self.counter.with_label_values(&[kind.as_str()]).inc();
-        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ring = lock(&self.ring);
         let seq = ring.next_seq;
         ring.next_seq += 1;
         if ring.events.len() >= ring.capacity {
@@ -179,7 +180,7 @@ impl Journal {
 
     /// Events at or after `since` (unix ms) of `kind`, newest first, at most `limit`.
     pub fn query(&self, since: Option<u64>, kind: Option<Kind>, limit: usize) -> Vec<Event> {
-        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let ring = lock(&self.ring);
         ring.events
             .iter()
             .rev()

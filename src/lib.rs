@@ -15,6 +15,7 @@ pub mod facts;
 pub mod files;
 pub mod geo;
 pub mod health;
+pub mod lock;
 pub mod logging;
 pub mod metric_labels;
 pub mod metrics;

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
+use crate::lock::lock;
+
 /// Bytes that may wait for the writer thread (a few seconds of lines at full rate).
 const CAPACITY: usize = 8 << 20;
 /// How long a line may wait before it is written.
@@ -50,9 +52,7 @@ fn drain(pending: &Mutex<Vec<u8>>) {
     let mut err = std::io::stderr();
     loop {
         std::thread::sleep(FLUSH_EVERY);
-        if let Ok(mut p) = pending.lock() {
-            std::mem::swap(&mut *p, &mut batch);
-        }
+        std::mem::swap(&mut *lock(pending), &mut batch);
         if !batch.is_empty() {
             let _ = err.write_all(&batch);
             batch.clear();
@@ -64,9 +64,7 @@ fn drain(pending: &Mutex<Vec<u8>>) {
 
 /// Queues whole lines for the writer thread; drops and counts them when full.
 pub fn send(lines: &[u8]) {
-    let Ok(mut p) = pending().lock() else {
-        return;
-    };
+    let mut p = lock(pending());
     if p.len() + lines.len() > CAPACITY {
         drop(p);
         DROPPED.fetch_add(1, Relaxed);
@@ -132,9 +130,6 @@ pub fn init(format: &str) {
 
 /// Writes out what is queued (for an orderly exit: the writer thread may sleep).
 pub fn flush() {
-    let batch = pending()
-        .lock()
-        .map(|mut p| std::mem::take(&mut *p))
-        .unwrap_or_default();
+    let batch = std::mem::take(&mut *lock(pending()));
     let _ = std::io::stderr().write_all(&batch);
 }

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub replication_lag: GaugeVec,
     pub probe_duration: HistogramVec,
     pub probe_failures: IntCounterVec,
+    pub probe_restarts: IntCounterVec,
     pub write_tokens: IntCounterVec,
     pub geo_lookups: IntCounterVec,
     pub xff_malformed: IntCounterVec,
@@ -161,6 +162,12 @@ impl Metrics {
                 "Failed health probes by reason.",
                 &["region", "origin", "reason"],
             ),
+            probe_restarts: counter(
+                &r,
+                "probe_restarts_total",
+                "Probe tasks that ended (panicked or returned) while their origin was still configured, and were started again.",
+                &["region", "origin"],
+            ),
             write_tokens: counter(
                 &r,
                 "write_tokens_total",
@@ -246,7 +253,7 @@ impl Metrics {
     /// `_sum` and `_count` for histograms.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 24] = [
+        let collectors: [&dyn Collector; 25] = [
             &self.requests,
             &self.request_duration,
             &self.upstream_connect_failures,
@@ -259,6 +266,7 @@ impl Metrics {
             &self.replication_lag,
             &self.probe_duration,
             &self.probe_failures,
+            &self.probe_restarts,
             &self.write_tokens,
             &self.geo_lookups,
             &self.xff_malformed,

@@ -5,7 +5,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
+
+use crate::lock::lock;
 
 /// At most this many idle HTTP/1 connections are kept per origin.
 const MAX_IDLE_PER_ORIGIN: usize = 1024;
@@ -83,13 +85,13 @@ impl OriginPool {
     /// shared one for an HTTP/2 origin (`h2`), else an idle HTTP/1 one.
     pub fn take(&self, h2: bool, max_idle: Duration) -> Option<Sender> {
         if h2 {
-            let shared = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+            let shared = lock(&self.h2);
             return shared
                 .as_ref()
                 .filter(|tx| !tx.is_closed())
                 .map(|tx| Sender::H2(tx.clone()));
         }
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = lock(&self.idle);
         while let Some((tx, since)) = idle.pop() {
             if !tx.is_closed() && since.elapsed() < max_idle {
                 return Some(Sender::H1(tx));
@@ -103,7 +105,7 @@ impl OriginPool {
         if tx.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = lock(&self.idle);
         if idle.len() < MAX_IDLE_PER_ORIGIN {
             idle.push((tx, Instant::now()));
         }
@@ -111,13 +113,13 @@ impl OriginPool {
 
     /// Shares a new HTTP/2 connection with the requests that follow.
     pub fn share(&self, tx: &http2::SendRequest<RequestBody>) {
-        *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx.clone());
+        *lock(&self.h2) = Some(tx.clone());
     }
 }
 
 impl std::fmt::Debug for OriginPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let idle = self.idle.lock().map_or(0, |i| i.len());
+        let idle = lock(&self.idle).len();
         f.debug_struct("OriginPool").field("idle", &idle).finish()
     }
 }

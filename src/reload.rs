@@ -3,15 +3,19 @@
 //! snapshot is swapped in, in one `ArcSwap::store`. A bad file changes nothing
 //! but the error report: the old snapshot keeps serving.
 
+use std::any::Any;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::lock::lock;
 use crate::shutdown::ShutdownWatch;
 
 use crate::events::Kind;
-use crate::shared::{build_snapshot, Bound, Shared};
+use crate::health::HealthRegistry;
+use crate::shared::{build_snapshot, Bound, LoadFailure, Shared};
 use crate::snapshot::Snapshot;
 
 /// How often the config file is checked for changes.
@@ -29,8 +33,17 @@ pub enum Outcome {
 /// Reloads the config file now. The snapshot is rebuilt even when the file is
 /// unchanged, because files it names (session keys, GeoIP database) may have changed.
 pub fn reload(shared: &Shared, why: &str) -> Outcome {
+    reload_with(shared, why, build_snapshot)
+}
+
+/// `reload` with the step that builds the new snapshot as a parameter: tests pass
+/// one that panics.
+fn reload_with(shared: &Shared, why: &str, build: BuildFn) -> Outcome {
     let old = shared.snapshot.load();
-    let outcome = match build_snapshot(&shared.config_path, &shared.health) {
+    let built = build_caught(&shared.config_path, || {
+        build(&shared.config_path, &shared.health)
+    });
+    let outcome = match built {
         Ok(snap) => {
             warn_address_changes(shared, &snap, &old);
             let sha256 = snap.sha256.clone();
@@ -53,10 +66,7 @@ pub fn reload(shared: &Shared, why: &str) -> Outcome {
         Err(e) => Outcome::Rejected(e.0),
     };
     let m = &shared.metrics;
-    let mut last = shared
-        .last_reload_error
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let mut last = lock(&shared.last_reload_error);
     // The journal logs each outcome once (target `meridian::events`).
     match &outcome {
         Outcome::Swapped { sha256 } => {
@@ -91,15 +101,44 @@ pub fn reload(shared: &Shared, why: &str) -> Outcome {
     outcome
 }
 
+/// Reads, validates and compiles a config file into a snapshot.
+type BuildFn = fn(&Path, &HealthRegistry) -> Result<Snapshot, LoadFailure>;
+
+/// Runs a snapshot build, turning a panic inside it into a failed build: a bug in
+/// validating or compiling one file must cost that reload only, not the snapshot in
+/// service, nor the watcher task or admin request that asked for it.
+fn build_caught(
+    path: &Path,
+    build: impl FnOnce() -> Result<Snapshot, LoadFailure>,
+) -> Result<Snapshot, LoadFailure> {
+    // AssertUnwindSafe: a build reads the file and only adds entries to the health
+    // registry's maps (each one insert under a lock, see `crate::lock`); nothing it
+    // leaves behind is half-made, and a later good reload drops unused entries.
+    std::panic::catch_unwind(AssertUnwindSafe(build)).unwrap_or_else(|payload| {
+        let what = panic_message(payload.as_ref());
+        tracing::error!(config = %path.display(), panic = what, "building the new config panicked; the old config keeps serving");
+        Err(LoadFailure(vec![format!(
+            "{}: the reload panicked (a bug in meridian): {what}",
+            path.display()
+        )]))
+    })
+}
+
+/// The text a panic was raised with (`panic!("...")` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
+}
+
 /// Journals each listener certificate a reload replaced (or added). The snapshot
 /// just built read these files; reading them again may see a newer write, which the
 /// next reload (the file's change triggers one) then reports as well.
 fn journal_certificates(shared: &Shared, snap: &Snapshot) {
     let now = snap.certificate_digests();
-    let mut seen = shared
-        .certificates
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let mut seen = lock(&shared.certificates);
     for (path, digest) in &now {
         let before = seen.get(path);
         if before != Some(digest) {
@@ -228,8 +267,49 @@ pub async fn watch(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
     }
 }
 
+/// A small valid config in a folder of its own, for unit tests that need a `Shared`.
+#[cfg(test)]
+pub(crate) mod test_config {
+    use std::path::PathBuf;
+
+    /// Two regions, r1 and r2, one origin each (127.0.0.1:1 and :2); the folder is
+    /// removed when this is dropped.
+    pub struct ConfigFile(PathBuf);
+
+    impl ConfigFile {
+        pub fn new(name: &str) -> ConfigFile {
+            let dir =
+                std::env::temp_dir().join(format!("meridian-test-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("meridian.yaml");
+            std::fs::write(
+                &path,
+                "local_region: r1\n\
+                 listeners: [{ address: 127.0.0.1:8080 }]\n\
+                 admin: { address: 127.0.0.1:9901 }\n\
+                 regions:\n  \
+                   r1: { origins: [{ address: 127.0.0.1:1 }] }\n  \
+                   r2: { origins: [{ address: 127.0.0.1:2 }] }\n",
+            )
+            .unwrap();
+            ConfigFile(path)
+        }
+
+        pub fn path(&self) -> PathBuf {
+            self.0.clone()
+        }
+    }
+
+    impl Drop for ConfigFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_config::ConfigFile;
     use super::*;
 
     /// The listener and admin addresses of a config naming these.
@@ -290,5 +370,51 @@ mod tests {
             changes(&fewer, &b),
             ["listeners[1] is gone from the file, still listening on 127.0.0.1:8081"]
         );
+    }
+
+    fn reloads(shared: &Shared, result: &str) -> u64 {
+        shared
+            .metrics
+            .config_reloads
+            .with_label_values(&[result])
+            .get()
+    }
+
+    #[test]
+    fn a_panicking_build_is_a_counted_refusal_and_the_old_config_keeps_serving() {
+        let file = ConfigFile::new("reload-panic");
+        let shared = Shared::load(file.path()).unwrap();
+        let before = shared.snapshot.load_full();
+        let errors_before = reloads(&shared, "error");
+
+        let outcome = reload_with(&shared, "test", |_, _| panic!("index out of bounds"));
+
+        let Outcome::Rejected(errors) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(errors[0].contains("panicked"), "{errors:?}");
+        assert!(errors[0].contains("index out of bounds"), "{errors:?}");
+        assert!(Arc::ptr_eq(&before, &shared.snapshot.load_full()));
+        assert_eq!(reloads(&shared, "error"), errors_before + 1);
+        assert_eq!(
+            lock(&shared.last_reload_error).as_deref(),
+            Some(errors[0].as_str())
+        );
+        // Reloading still works afterwards.
+        let ok_before = reloads(&shared, "ok");
+        assert!(matches!(reload(&shared, "test"), Outcome::Swapped { .. }));
+        assert_eq!(reloads(&shared, "ok"), ok_before + 1);
+        assert!(lock(&shared.last_reload_error).is_none());
+    }
+
+    #[test]
+    fn panic_messages_are_read_from_str_and_string_payloads() {
+        let caught = |f: fn()| std::panic::catch_unwind(f).unwrap_err();
+        assert_eq!(panic_message(caught(|| panic!("plain")).as_ref()), "plain");
+        let n = 3;
+        let formatted = std::panic::catch_unwind(|| panic!("formatted {n}")).unwrap_err();
+        assert_eq!(panic_message(formatted.as_ref()), "formatted 3");
+        let other = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert_eq!(panic_message(other.as_ref()), "a panic without a message");
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use prometheus::core::Collector;
 use serde_json::{json, Value};
 
+use crate::lock::lock;
 use crate::metrics::Metrics;
 
 /// How often a point is taken.
@@ -51,7 +52,7 @@ impl Series {
     /// Takes one point at `now` (unix ms): the rate of each decision since the last.
     pub fn sample(&self, metrics: &Metrics, now: u64) {
         let totals = totals(metrics);
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = lock(&self.inner);
         if let Some((at, last)) = &inner.last {
             let secs = now.saturating_sub(*at).max(1) as f64 / 1000.0;
             let rps = totals
@@ -75,7 +76,7 @@ impl Series {
     /// `{"step_ms", "at_unix_ms": [...], "rps": {decision: [...]}}`: one array per
     /// decision seen in the window, aligned with `at_unix_ms`.
     pub fn doc(&self) -> Value {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = lock(&self.inner);
         let mut rps: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for (_, point) in &inner.points {
             for d in point.keys() {

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{self, ConfigError};
 use crate::health::HealthRegistry;
+use crate::lock::lock;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
@@ -123,13 +124,10 @@ impl Shared {
         self.shutting_down.store(true, Ordering::Release);
     }
     pub fn publish_dns_status(&self, status: serde_json::Value) {
-        *self.dns_status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+        *lock(&self.dns_status) = status;
     }
     pub fn dns_status(&self) -> serde_json::Value {
-        self.dns_status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.dns_status).clone()
     }
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)

@@ -680,7 +680,7 @@ fn compile_route(r: &config::Route, default_steering: Steering) -> Route {
     }
 }
 
-// Until the config branch lands its RFC 3339 timestamp type.
+/// A shift's start in unix ms; a start before 1970 counts as 1970 (already begun).
 fn shift_start_ms(s: &config::Shift) -> u64 {
     s.start.unix_millis().max(0) as u64
 }

@@ -5,6 +5,7 @@ use std::time::UNIX_EPOCH;
 use serde_json::{json, Value};
 
 use crate::clock::now_ms;
+use crate::lock::lock;
 use crate::shared::Shared;
 
 /// Builds the state document from the snapshot in service and live health.
@@ -35,7 +36,7 @@ pub fn document(shared: &Shared) -> Value {
                         "consecutive_probe_passes": o.health.probe_passes.load(std::sync::atomic::Ordering::Relaxed),
                         "consecutive_probe_failures": o.health.probe_fails.load(std::sync::atomic::Ordering::Relaxed),
                         "consecutive_live_failures": o.health.consecutive_failures.load(std::sync::atomic::Ordering::Relaxed),
-                        "last_probe": o.health.last_probe.lock().ok().and_then(|l| l.clone()).map(|l| json!({
+                        "last_probe": lock(&o.health.last_probe).clone().map(|l| json!({
                             "result": l.result,
                             "error": l.error,
                             "detail": l.detail,
@@ -74,11 +75,7 @@ pub fn document(shared: &Shared) -> Value {
         .loaded_at
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let last_error = shared
-        .last_reload_error
-        .lock()
-        .map(|e| e.clone())
-        .unwrap_or_default();
+    let last_error = lock(&shared.last_reload_error).clone();
     // Enabled-ness follows the live config; the rest is the reconciler's last sync.
     let mut dns = shared.dns_status();
     dns["enabled"] = json!(snap.dns.as_ref().is_some_and(|d| d.enabled));

@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 /// A non-negative duration written as `<number><unit>`, unit one of `ms s m h`.
@@ -26,27 +27,22 @@ impl Duration {
     }
 }
 
+/// Longer durations are refused: a timer this far out is a typo, and adding much
+/// more to an `Instant` overflows (a panic in tokio's timers).
+const MAX_DURATION_SECS: u64 = 1_000_000_000;
+
 impl FromStr for Duration {
     type Err = String;
+    /// jiff's "friendly" duration format (`250ms`, `1.5s`, `10m`, `1h 30m`; also ISO
+    /// 8601 `PT5S`); negative durations are refused.
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("a duration like `250ms`, `5s`, `10m` or `1h`, found `{s}`");
-        let s = s.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let (num, unit) = s.split_at(split);
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        let secs = match unit {
-            "ms" => n / 1000.0,
-            "s" => n,
-            "m" => n * 60.0,
-            "h" => n * 3600.0,
-            _ => return Err(bad()),
-        };
-        if !secs.is_finite() || secs > 1e9 {
+        let signed: jiff::SignedDuration = s.trim().parse().map_err(|_| bad())?;
+        let d = std::time::Duration::try_from(signed).map_err(|_| bad())?;
+        if d.as_secs() > MAX_DURATION_SECS {
             return Err(bad());
         }
-        Ok(Duration(std::time::Duration::from_secs_f64(secs)))
+        Ok(Duration(d))
     }
 }
 
@@ -110,59 +106,29 @@ impl<'de> Deserialize<'de> for StringOrNumber {
 
 /// An IP network `addr/prefix`; a bare address means a single host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
+pub struct Cidr(pub IpNet);
 
 impl Cidr {
     /// True when `ip` lies inside this network. IPv4-mapped IPv6 addresses match IPv4 networks.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&ip.to_canonical())
     }
 }
 
 impl FromStr for Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("{why}: expected a network like `10.0.0.0/8`, found `{s}`");
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| bad("bad address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .map_err(|_| bad("bad prefix length"))?,
-            None => max,
-        };
-        if prefix > max {
-            return Err(bad("prefix length too long"));
-        }
-        Ok(Cidr { addr, prefix })
+        let s = s.trim();
+        s.parse::<IpNet>()
+            .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+            .map(Cidr)
+            .map_err(|_| format!("expected a network like `10.0.0.0/8` or an address, found `{s}`"))
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        self.0.fmt(f)
     }
 }
 
@@ -189,7 +155,26 @@ mod tests {
             "1.5s".parse::<Duration>().unwrap(),
             Duration::from_millis(1500)
         );
-        for bad in ["", "5", "-5s", "5 parsecs", "s", "1e400s"] {
+        // Spellings jiff's friendly format adds; harmless, and what people type.
+        assert_eq!(
+            "1h 30m".parse::<Duration>().unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            " 250 ms".parse::<Duration>().unwrap(),
+            Duration::from_millis(250)
+        );
+        let too_long = format!("{}s", MAX_DURATION_SECS + 1);
+        for bad in [
+            "",
+            "5",
+            "-5s",
+            "5 parsecs",
+            "s",
+            "1e400s",
+            "soon",
+            &too_long,
+        ] {
             assert!(bad.parse::<Duration>().is_err(), "{bad}");
         }
     }
@@ -208,7 +193,15 @@ mod tests {
         let v6: Cidr = "2001:db8::/32".parse().unwrap();
         assert!(v6.contains("2001:db8::1".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
-        assert!("nope/8".parse::<Cidr>().is_err());
+        assert!(!v6.contains("10.1.2.3".parse().unwrap()));
+        assert_eq!(host.to_string(), "127.0.0.1/32");
+        assert_eq!(
+            " 10.0.0.0/8 ".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        for bad in ["10.0.0.0/33", "nope/8", "10.0.0.0/", "2001:db8::/129", ""] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
     }
 }
 
@@ -222,95 +215,20 @@ impl Timestamp {
     }
 }
 
-/// Days from 1970-01-01 to the given civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 impl FromStr for Timestamp {
     type Err = String;
+    /// `time`'s RFC 3339 parser, with the date and time separated by `T`, `t` or a
+    /// space (RFC 3339 §5.6; `time` would take any character there). A leap second
+    /// (`23:59:60`, only where one can be) counts as the last instant of `:59`.
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("expected an RFC 3339 time like `2026-11-22T10:00:00Z`, found `{s}`");
-        let b = s.as_bytes();
-        // ASCII only, so the byte-range slicing below stays on char boundaries.
-        if b.len() < 20
-            || !s.is_ascii()
-            || b[4] != b'-'
-            || b[7] != b'-'
-            || !matches!(b[10], b'T' | b't' | b' ')
-            || b[13] != b':'
-            || b[16] != b':'
-        {
+        if !matches!(s.as_bytes().get(10), Some(b'T' | b't' | b' ')) {
             return Err(bad());
         }
-        let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
-            let part = &s[r];
-            if part.bytes().all(|c| c.is_ascii_digit()) {
-                part.parse().map_err(|_| bad())
-            } else {
-                Err(bad())
-            }
-        };
-        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        let month_days = [
-            31,
-            if leap { 29 } else { 28 },
-            31,
-            30,
-            31,
-            30,
-            31,
-            31,
-            30,
-            31,
-            30,
-            31,
-        ];
-        if !(1..=12).contains(&mo)
-            || d < 1
-            || d > month_days[(mo - 1) as usize]
-            || h > 23
-            || mi > 59
-            || sec > 60
-        {
-            return Err(bad());
-        }
-        let mut rest = &s[19..];
-        let mut millis = 0;
-        if let Some(frac) = rest.strip_prefix('.') {
-            let n = frac.bytes().take_while(u8::is_ascii_digit).count();
-            if n == 0 {
-                return Err(bad());
-            }
-            let digits = &frac[..n];
-            millis = format!("{:0<3}", &digits[..n.min(3)])
-                .parse::<i64>()
-                .map_err(|_| bad())?;
-            rest = &frac[n..];
-        }
-        let offset_min = match rest {
-            "Z" | "z" => 0,
-            _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
-                let oh: i64 = rest[1..3].parse().map_err(|_| bad())?;
-                let om: i64 = rest[4..6].parse().map_err(|_| bad())?;
-                if oh > 23 || om > 59 {
-                    return Err(bad());
-                }
-                let sign = if rest.starts_with('-') { -1 } else { 1 };
-                sign * (oh * 60 + om)
-            }
-            _ => return Err(bad()),
-        };
-        let secs =
-            days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec.min(59) - offset_min * 60;
-        Ok(Timestamp(secs * 1000 + millis))
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| bad())?;
+        let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
+        Ok(Timestamp(i64::try_from(ms).map_err(|_| bad())?))
     }
 }
 
@@ -332,7 +250,15 @@ mod timestamp_tests {
         assert_eq!(t("2026-11-22T10:00:00Z"), Ok(1_795_341_600_000));
         assert_eq!(t("2026-11-22T11:00:00.25+01:00"), Ok(1_795_341_600_250));
         assert_eq!(t("2024-02-29T00:00:00-00:30"), Ok(1_709_166_600_000));
+        assert_eq!(t("2026-11-22t10:00:00z"), Ok(1_795_341_600_000));
+        assert_eq!(t("2026-11-22 10:00:00Z"), Ok(1_795_341_600_000));
+        assert_eq!(t("1969-12-31T23:59:59.9995Z"), Ok(-1));
+        assert_eq!(t("2016-12-31T23:59:60Z"), Ok(1_483_228_799_999));
         for bad in [
+            "2026-11-22X10:00:00Z",
+            "2026-11-22T10:00:60Z",
+            "2026-11-22T10:00:0é+01:00",
+            "2026-11-22T10:00:00+24:00",
             "2026-11-22",
             "2026-13-01T00:00:00Z",
             "2025-02-29T00:00:00Z",

@@ -269,10 +269,23 @@ pub struct Status {
 
 /// How long after `failures` consecutive errors the next try comes: doubling from
 /// one interval, at most 5 minutes (or one interval if that is longer), ±10%.
-pub fn backoff(interval: Duration, failures: u32) -> Duration {
-    let cap = interval.max(Duration::from_secs(300));
-    let base = interval.saturating_mul(1 << failures.min(16)).min(cap);
-    base.mul_f64(rand::thread_rng().gen_range(0.9..1.1))
+///
+/// When the last error was throttling, the wait starts four times longer, is capped
+/// at 15 minutes and is spread ±25%. Route 53 allows five requests a second per AWS
+/// account, shared by every meridian instance and every other tool in it; retrying
+/// at the usual pace keeps the whole account throttled, and instances throttled
+/// together would otherwise come back together.
+pub fn backoff(interval: Duration, failures: u32, throttled: bool) -> Duration {
+    let (extra_doublings, cap, spread) = if throttled {
+        (2, Duration::from_secs(900), 0.25)
+    } else {
+        (0, Duration::from_secs(300), 0.1)
+    };
+    let cap = interval.max(cap);
+    let base = interval
+        .saturating_mul(1 << (failures + extra_doublings).min(16))
+        .min(cap);
+    base.mul_f64(rand::thread_rng().gen_range(1.0 - spread..1.0 + spread))
 }
 
 /// Runs until shutdown: samples region health every second (or every interval if
@@ -320,13 +333,14 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
                 let settings = Settings::new(dns, &snap.regions[snap.local_region].name);
                 let view = tracker.view(&settings.publisher, now);
                 let result = sync(api.as_ref(), &settings, &view).await;
+                let throttled = result.as_ref().is_err_and(ApiError::is_throttled);
                 record(&shared, &settings, result, &mut failures, &mut status);
                 shared.publish_dns_status(serde_json::to_value(&status).unwrap_or_default());
                 next_sync = tokio::time::Instant::now()
                     + if failures == 0 {
                         dns.interval.get()
                     } else {
-                        backoff(dns.interval.get(), failures)
+                        backoff(dns.interval.get(), failures, throttled)
                     };
             }
         }
@@ -402,9 +416,9 @@ fn record(
         Err(e) => {
             *failures += 1;
             m.dns_syncs.with_label_values(&["error"]).inc();
-            tracing::warn!(error = %e, failures = *failures, "dns sync failed; backing off");
+            tracing::warn!(error = %e, kind = e.kind(), failures = *failures, "dns sync failed; backing off");
             st.last_result = Some(SyncResult::Error);
-            st.last_error = Some(e.0);
+            st.last_error = Some(e.to_string());
             st.consecutive_errors = *failures;
         }
     }
@@ -440,10 +454,25 @@ mod tests {
             let w = Duration::from_secs(want);
             d >= w.mul_f64(0.9) && d <= w.mul_f64(1.1)
         };
-        assert!(within(backoff(i, 1), 60));
-        assert!(within(backoff(i, 2), 120));
-        assert!(within(backoff(i, 5), 300));
-        assert!(within(backoff(i, 40), 300));
-        assert!(within(backoff(Duration::from_secs(600), 3), 600));
+        assert!(within(backoff(i, 1, false), 60));
+        assert!(within(backoff(i, 2, false), 120));
+        assert!(within(backoff(i, 5, false), 300));
+        assert!(within(backoff(i, 40, false), 300));
+        assert!(within(backoff(Duration::from_secs(600), 3, false), 600));
+    }
+
+    #[test]
+    fn throttling_backs_off_longer_and_wider() {
+        let i = Duration::from_secs(30);
+        let between = |d: Duration, lo: u64, hi: u64| {
+            d >= Duration::from_secs(lo) && d <= Duration::from_secs(hi)
+        };
+        // Four times the plain wait (60 s, 120 s), ±25%; at most 15 minutes.
+        assert!(between(backoff(i, 1, true), 180, 300));
+        assert!(between(backoff(i, 2, true), 360, 600));
+        assert!(between(backoff(i, 40, true), 675, 1125));
+        for n in 1..20 {
+            assert!(backoff(i, n, true) > backoff(i, n, false), "{n}");
+        }
     }
 }

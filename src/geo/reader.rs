@@ -14,6 +14,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use super::{Continent, Country};
+use crate::lock::lock;
 
 /// What the database says about an address.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -206,7 +207,7 @@ impl GeoDb {
         // Weak: a database no snapshot uses any more is not kept alive by this.
         static LAST: Mutex<Vec<Opened>> = Mutex::new(Vec::new());
         let stamp = crate::files::stamp(path);
-        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = lock(&LAST);
         if let Some((t, len)) = stamp {
             let same = last
                 .iter()

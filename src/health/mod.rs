@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+use crate::lock::lock;
+
 pub mod judge;
 pub mod outlier;
 pub mod view;
@@ -169,7 +171,7 @@ impl HealthRegistry {
     /// The entry for origin `key` (`region/address`), created on first use.
     /// Only called while building a snapshot, never per request.
     pub fn origin(&self, key: &str) -> Arc<OriginHealth> {
-        let mut m = self.origins.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = lock(&self.origins);
         m.entry(key.to_string())
             .or_insert_with(|| Arc::new(OriginHealth::new()))
             .clone()
@@ -177,22 +179,22 @@ impl HealthRegistry {
     /// The connection pool for an origin `identity` (address, protocol and TLS
     /// settings), created on first use. Only called while building a snapshot.
     pub fn pool(&self, identity: &str) -> Arc<crate::pool::OriginPool> {
-        let mut m = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = lock(&self.pools);
         m.entry(identity.to_string()).or_default().clone()
     }
     /// The entry for region `name`, created on first use.
     pub fn region(&self, name: &str) -> Arc<RegionState> {
-        let mut m = self.regions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = lock(&self.regions);
         m.entry(name.to_string()).or_default().clone()
     }
     /// The state of shift `key` (its name and definition: an edited shift starts afresh).
     pub fn shift(&self, key: &str) -> Arc<ShiftState> {
-        let mut m = self.shifts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = lock(&self.shifts);
         m.entry(key.to_string()).or_default().clone()
     }
     /// Forgets origins the current config no longer has (their probes have stopped).
     pub fn retain_origins(&self, keep: &dyn Fn(&str) -> bool) {
-        let mut m = self.origins.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = lock(&self.origins);
         m.retain(|k, _| keep(k));
     }
 }

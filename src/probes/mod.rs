@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::lock::lock;
 use crate::shutdown::ShutdownWatch;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -30,15 +31,32 @@ const MAX_BODY: usize = 64 * 1024;
 const RESYNC: Duration = Duration::from_millis(250);
 
 /// Runs until `shutdown` flips: keeps one probe task per origin of the current snapshot.
-pub async fn supervise(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
+pub async fn supervise(shared: Arc<Shared>, shutdown: ShutdownWatch) {
+    supervise_with(shared, shutdown, probe_loop).await
+}
+
+/// `supervise` with the probe task as a parameter: tests pass one that panics.
+async fn supervise_with<P, F>(shared: Arc<Shared>, mut shutdown: ShutdownWatch, probe: P)
+where
+    P: Fn(Arc<Shared>, String) -> F,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut guards = ShiftGuards::default();
     let mut watch = watch::Watch::default();
     loop {
+        let ended = take_ended(&mut tasks).await;
+        // Loaded after the ended tasks were taken: a task that returned because its
+        // origin left the config saw a snapshot no newer than this one, so only a
+        // task that ended while its origin is still wanted counts as a restart.
         let snap = shared.snapshot.load_full();
+        for e in &ended {
+            note_restart(&shared, &snap, e);
+        }
+        // Spawns the missing ones: new origins and the restarts.
         for o in snap.regions.iter().flat_map(|r| &r.origins) {
             if !tasks.contains_key(&o.key) {
-                let task = tokio::spawn(probe_loop(shared.clone(), o.key.clone()));
+                let task = tokio::spawn(probe(shared.clone(), o.key.clone()));
                 tasks.insert(o.key.clone(), task);
             }
         }
@@ -68,6 +86,66 @@ pub async fn supervise(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
     }
     for task in tasks.values() {
         task.abort();
+    }
+}
+
+/// A probe task that ended by itself (the supervisor aborts only tasks it removes).
+struct Ended {
+    key: String,
+    /// The panic, or `None` when the task returned.
+    panic: Option<String>,
+}
+
+/// Takes each ended task out of `tasks`, with how it ended.
+async fn take_ended(tasks: &mut HashMap<String, JoinHandle<()>>) -> Vec<Ended> {
+    let keys: Vec<String> = tasks
+        .iter()
+        .filter(|(_, task)| task.is_finished())
+        .map(|(key, _)| key.clone())
+        .collect();
+    let mut ended = Vec::with_capacity(keys.len());
+    for key in keys {
+        let Some(task) = tasks.remove(&key) else {
+            continue;
+        };
+        // Finished: the await returns at once.
+        let panic = match task.await {
+            Ok(()) => None,
+            Err(e) if e.is_panic() => Some(panic_text(e.into_panic())),
+            // Cancelled: only by the runtime shutting down.
+            Err(_) => None,
+        };
+        ended.push(Ended { key, panic });
+    }
+    ended
+}
+
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(p) => p
+            .downcast_ref::<&str>()
+            .map_or_else(|| "a panic without a message".into(), |s| s.to_string()),
+    }
+}
+
+/// Logs and counts a probe task that ended while its origin is in `snap` (the
+/// caller starts it again); one whose origin left the config ended as it should.
+fn note_restart(shared: &Shared, snap: &Snapshot, ended: &Ended) {
+    let Some((r, o)) = find(snap, &ended.key) else {
+        return;
+    };
+    let (region, origin) = (&snap.regions[r].name, &snap.regions[r].origins[o].address);
+    shared
+        .metrics
+        .probe_restarts
+        .with_label_values(&[region.as_str(), origin.as_str()])
+        .inc();
+    match &ended.panic {
+        Some(panic) => {
+            tracing::error!(%region, %origin, %panic, "probe task panicked; restarting it")
+        }
+        None => tracing::error!(%region, %origin, "probe task ended; restarting it"),
     }
 }
 
@@ -180,9 +258,7 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
             at_unix_ms: now_ms(),
             duration_ms: elapsed.as_millis() as u64,
         };
-        if let Ok(mut l) = origin.health.last_probe.lock() {
-            *l = Some(last);
-        }
+        *lock(&origin.health.last_probe) = Some(last);
         m.origin_healthy
             .with_label_values(&labels)
             .set(i64::from(matches!(
@@ -439,5 +515,86 @@ impl ShiftGuards {
         }
         self.samples
             .retain(|name, _| snap.shifts.iter().any(|s| &s.name == name));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reload::test_config::ConfigFile;
+
+    fn restarts(shared: &Shared, origin: &str) -> u64 {
+        let region = if origin.ends_with(":1") { "r1" } else { "r2" };
+        shared
+            .metrics
+            .probe_restarts
+            .with_label_values(&[region, origin])
+            .get()
+    }
+
+    /// Runs the supervisor with `probe` as every origin's probe task for `for_ms`.
+    async fn supervised<F>(shared: &Arc<Shared>, probe: fn(Arc<Shared>, String) -> F, for_ms: u64)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn(supervise_with(shared.clone(), shutdown, probe));
+        tokio::time::sleep(Duration::from_millis(for_ms)).await;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_probe_task_that_panics_is_counted_and_started_again() {
+        let file = ConfigFile::new("probe-panic");
+        let shared = Shared::load(file.path()).unwrap();
+        async fn panics(_: Arc<Shared>, key: String) {
+            if key.ends_with(":1") {
+                panic!("probe bug");
+            }
+            std::future::pending::<()>().await;
+        }
+        // The supervisor looks every 250 ms: about five looks, each restarting it.
+        supervised(&shared, panics, 1300).await;
+        let n = restarts(&shared, "127.0.0.1:1");
+        assert!((2..=6).contains(&n), "{n} restarts");
+        assert_eq!(restarts(&shared, "127.0.0.1:2"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_probe_task_that_returns_is_counted_and_started_again() {
+        let file = ConfigFile::new("probe-return");
+        let shared = Shared::load(file.path()).unwrap();
+        async fn returns(_: Arc<Shared>, key: String) {
+            if !key.ends_with(":2") {
+                std::future::pending::<()>().await;
+            }
+        }
+        supervised(&shared, returns, 1300).await;
+        assert_eq!(restarts(&shared, "127.0.0.1:1"), 0);
+        assert!(restarts(&shared, "127.0.0.1:2") >= 2);
+    }
+
+    #[tokio::test]
+    async fn ended_tasks_are_taken_with_how_they_ended() {
+        let mut tasks = HashMap::new();
+        tasks.insert(
+            "panicked".to_string(),
+            tokio::spawn(async { panic!("boom") }),
+        );
+        tasks.insert("returned".to_string(), tokio::spawn(async {}));
+        tasks.insert(
+            "running".to_string(),
+            tokio::spawn(std::future::pending::<()>()),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut ended = take_ended(&mut tasks).await;
+        ended.sort_by(|a, b| a.key.cmp(&b.key));
+        let got: Vec<(&str, Option<&str>)> = ended
+            .iter()
+            .map(|e| (e.key.as_str(), e.panic.as_deref()))
+            .collect();
+        assert_eq!(got, [("panicked", Some("boom")), ("returned", None)]);
+        assert_eq!(tasks.keys().collect::<Vec<_>>(), ["running"]);
     }
 }
