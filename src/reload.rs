@@ -4,10 +4,11 @@
 //! but the error report: the old snapshot keeps serving.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::lock::lock;
@@ -30,15 +31,44 @@ pub enum Outcome {
     Rejected(Vec<String>),
 }
 
-/// Reloads the config file now. The snapshot is rebuilt even when the file is
-/// unchanged, because files it names (session keys, GeoIP database) may have changed.
-pub fn reload(shared: &Shared, why: &str) -> Outcome {
-    reload_with(shared, why, build_snapshot)
+/// The reload service: rebuilds the snapshot on SIGHUP, on a changed file or on
+/// `POST /admin/reload`, and keeps its own status (the last error, for
+/// `/admin/state`; the certificates in service, to journal a replaced one).
+pub struct Reloader {
+    pub shared: Arc<Shared>,
+    /// The last reload's error, cleared by a good reload.
+    last_error: Mutex<Option<String>>,
+    /// sha256 of each listener certificate file in service, by path.
+    certificates: Mutex<BTreeMap<String, String>>,
 }
 
-/// `reload` with the step that builds the new snapshot as a parameter: tests pass
-/// one that panics.
-fn reload_with(shared: &Shared, why: &str, build: BuildFn) -> Outcome {
+impl Reloader {
+    pub fn new(shared: Arc<Shared>) -> Reloader {
+        let certificates = Mutex::new(shared.snapshot.load().certificate_digests());
+        Reloader {
+            shared,
+            last_error: Mutex::new(None),
+            certificates,
+        }
+    }
+
+    /// Reloads the config file now. The snapshot is rebuilt even when the file is
+    /// unchanged, because files it names (session keys, GeoIP database) may have
+    /// changed.
+    pub fn reload(&self, why: &str) -> Outcome {
+        reload_with(self, why, build_snapshot)
+    }
+
+    /// Why the last reload was refused; None after a good one.
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.last_error).clone()
+    }
+}
+
+/// [`Reloader::reload`] with the step that builds the new snapshot as a parameter:
+/// tests pass one that panics.
+fn reload_with(reloader: &Reloader, why: &str, build: BuildFn) -> Outcome {
+    let shared = &*reloader.shared;
     let old = shared.snapshot.load();
     let built = build_caught(&shared.config_path, || {
         build(&shared.config_path, &shared.health)
@@ -66,7 +96,7 @@ fn reload_with(shared: &Shared, why: &str, build: BuildFn) -> Outcome {
         Err(e) => Outcome::Rejected(e.0),
     };
     let m = &shared.metrics;
-    let mut last = lock(&shared.last_reload_error);
+    let mut last = lock(&reloader.last_error);
     // The journal logs each outcome once (target `meridian::events`).
     match &outcome {
         Outcome::Swapped { sha256 } => {
@@ -81,7 +111,7 @@ fn reload_with(shared: &Shared, why: &str, build: BuildFn) -> Outcome {
                 Some(sha256),
                 format!("reload ({why})"),
             );
-            journal_certificates(shared, &snap);
+            journal_certificates(reloader, &snap);
         }
         Outcome::Rejected(errors) => {
             m.config_reloads.with_label_values(&["error"]).inc();
@@ -136,9 +166,10 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
 /// Journals each listener certificate a reload replaced (or added). The snapshot
 /// just built read these files; reading them again may see a newer write, which the
 /// next reload (the file's change triggers one) then reports as well.
-fn journal_certificates(shared: &Shared, snap: &Snapshot) {
+fn journal_certificates(reloader: &Reloader, snap: &Snapshot) {
     let now = snap.certificate_digests();
-    let mut seen = lock(&shared.certificates);
+    let mut seen = lock(&reloader.certificates);
+    let shared = &reloader.shared;
     for (path, digest) in &now {
         let before = seen.get(path);
         if before != Some(digest) {
@@ -219,7 +250,8 @@ fn stamps(shared: &Shared) -> Vec<Option<(SystemTime, u64)>> {
 }
 
 /// Watches for SIGHUP and for changes of the watched files (mtime or size) until shutdown.
-pub async fn watch(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
+pub async fn watch(reloader: Arc<Reloader>, mut shutdown: ShutdownWatch) {
+    let shared = reloader.shared.clone();
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),
@@ -241,8 +273,8 @@ pub async fn watch(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
         };
         tokio::select! {
             _ = hup_recv => {
-                let shared = shared.clone();
-                let _ = tokio::task::spawn_blocking(move || reload(&shared, "sighup")).await;
+                let r = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || r.reload("sighup")).await;
             }
             _ = tokio::time::sleep(WATCH_EVERY) => {
                 let now = stamps(&shared);
@@ -258,8 +290,8 @@ pub async fn watch(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
                     // and reloads once more: harmless, and nothing is missed.
                     seen = now;
                     settling = None;
-                    let shared = shared.clone();
-                    let _ = tokio::task::spawn_blocking(move || reload(&shared, "file changed")).await;
+                    let r = reloader.clone();
+                    let _ = tokio::task::spawn_blocking(move || r.reload("file changed")).await;
                 }
             }
             _ = shutdown.changed() => return,
@@ -383,11 +415,12 @@ mod tests {
     #[test]
     fn a_panicking_build_is_a_counted_refusal_and_the_old_config_keeps_serving() {
         let file = ConfigFile::new("reload-panic");
-        let shared = Shared::load(file.path()).unwrap();
+        let reloader = Reloader::new(Shared::load(file.path()).unwrap());
+        let shared = &reloader.shared;
         let before = shared.snapshot.load_full();
-        let errors_before = reloads(&shared, "error");
+        let errors_before = reloads(shared, "error");
 
-        let outcome = reload_with(&shared, "test", |_, _| panic!("index out of bounds"));
+        let outcome = reload_with(&reloader, "test", |_, _| panic!("index out of bounds"));
 
         let Outcome::Rejected(errors) = outcome else {
             panic!("{outcome:?}");
@@ -395,16 +428,13 @@ mod tests {
         assert!(errors[0].contains("panicked"), "{errors:?}");
         assert!(errors[0].contains("index out of bounds"), "{errors:?}");
         assert!(Arc::ptr_eq(&before, &shared.snapshot.load_full()));
-        assert_eq!(reloads(&shared, "error"), errors_before + 1);
-        assert_eq!(
-            lock(&shared.last_reload_error).as_deref(),
-            Some(errors[0].as_str())
-        );
+        assert_eq!(reloads(shared, "error"), errors_before + 1);
+        assert_eq!(reloader.last_error().as_deref(), Some(errors[0].as_str()));
         // Reloading still works afterwards.
-        let ok_before = reloads(&shared, "ok");
-        assert!(matches!(reload(&shared, "test"), Outcome::Swapped { .. }));
-        assert_eq!(reloads(&shared, "ok"), ok_before + 1);
-        assert!(lock(&shared.last_reload_error).is_none());
+        let ok_before = reloads(shared, "ok");
+        assert!(matches!(reloader.reload("test"), Outcome::Swapped { .. }));
+        assert_eq!(reloads(shared, "ok"), ok_before + 1);
+        assert!(reloader.last_error().is_none());
     }
 
     #[test]

@@ -96,8 +96,9 @@ async fn serve(shared: Arc<Shared>, on_ready: Option<OnReady>) -> anyhow::Result
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     // Keeps answering through the drain, so /readyz says 503 while in-flight
     // requests finish; it ends with the process.
-    tokio::spawn(crate::admin::serve(admin, shared.clone()));
-    tokio::spawn(crate::reload::watch(shared.clone(), shutdown.clone()));
+    let reloader = Arc::new(crate::reload::Reloader::new(shared.clone()));
+    tokio::spawn(crate::admin::serve(admin, shared.clone(), reloader.clone()));
+    tokio::spawn(crate::reload::watch(reloader, shutdown.clone()));
     tokio::spawn(crate::probes::supervise(shared.clone(), shutdown.clone()));
     tokio::spawn(crate::dns::run(shared.clone(), shutdown.clone()));
 

@@ -32,16 +32,11 @@ pub struct Shared {
     pub bound: std::sync::OnceLock<Bound>,
     /// Set on SIGTERM/SIGINT: /readyz answers 503 from then on.
     shutting_down: AtomicBool,
-    /// Last reload error, cleared by a good reload.
-    pub last_reload_error: Mutex<Option<String>>,
     /// What the Route 53 reconciler published of its last sync (it owns its
     /// status; this is the copy `/admin/state` shows). Null before the first.
     dns_status: Mutex<serde_json::Value>,
     /// Recent state changes (`GET /admin/events`).
     pub events: crate::events::Journal,
-    /// sha256 of each listener certificate file in service, by path: a reload that
-    /// changes one records a `certificate_reload` event.
-    pub certificates: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 /// Where the gateway listens, as bound: a port 0 in the config is the port the
@@ -80,10 +75,8 @@ impl Shared {
             .set(1);
         let events =
             crate::events::Journal::new(snap.admin.event_journal_size, metrics.events.clone());
-        let certificates = Mutex::new(snap.certificate_digests());
         Ok(Arc::new(Shared {
             events,
-            certificates,
             snapshot: Arc::new(ArcSwap::from_pointee(snap)),
             health,
             metrics,
@@ -92,7 +85,6 @@ impl Shared {
             probed_notify: tokio::sync::Notify::new(),
             bound: std::sync::OnceLock::new(),
             shutting_down: AtomicBool::new(false),
-            last_reload_error: Mutex::new(None),
             dns_status: Mutex::default(),
         }))
     }

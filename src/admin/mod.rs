@@ -15,6 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use subtle::ConstantTimeEq;
 
+use crate::reload::Reloader;
 use crate::series::Series;
 use crate::shared::Shared;
 
@@ -40,13 +41,18 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 /// that draws itself from the endpoints below.
 const STATUS_PAGE: &str = include_str!("status_page.html");
 
-/// Answers one admin request from `peer`; `series` is the status page's chart data.
-pub async fn handle(
-    shared: &Arc<Shared>,
-    series: &Series,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-) -> Response<Body> {
+/// What the admin server answers from: the gateway's shared state, the reload
+/// service (its writes and its status), and the status page's chart data, which
+/// only this server samples and serves.
+pub struct Admin {
+    pub shared: Arc<Shared>,
+    pub reloader: Arc<Reloader>,
+    pub series: Series,
+}
+
+/// Answers one admin request from `peer`.
+pub async fn handle(admin: &Admin, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let (shared, series) = (&admin.shared, &admin.series);
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/" | "/ui") => Response::builder()
             .header("content-type", "text/html; charset=utf-8")
@@ -84,12 +90,15 @@ pub async fn handle(
             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
             .body(Full::new(Bytes::from(shared.metrics.render())))
             .unwrap_or_default(),
-        (&Method::GET, "/admin/state") => json(StatusCode::OK, &state::document(shared)),
+        (&Method::GET, "/admin/state") => json(
+            StatusCode::OK,
+            &state::document(shared, admin.reloader.last_error()),
+        ),
         (&Method::POST, path) if path == "/admin/reload" || path.starts_with("/admin/regions/") => {
             if let Err(denied) = authorize(shared, &req) {
                 return denied;
             }
-            write_endpoint(shared, path, peer).await
+            write_endpoint(admin, path, peer).await
         }
         (
             _,
@@ -146,12 +155,13 @@ fn error(status: StatusCode, detail: &str) -> Response<Body> {
     )
 }
 
-async fn write_endpoint(shared: &Arc<Shared>, path: &str, peer: SocketAddr) -> Response<Body> {
+async fn write_endpoint(admin: &Admin, path: &str, peer: SocketAddr) -> Response<Body> {
+    let shared = &admin.shared;
     if path == "/admin/reload" {
         // Reading and compiling a config is blocking work.
-        let s = shared.clone();
+        let r = admin.reloader.clone();
         let outcome = match tokio::task::spawn_blocking(move || {
-            crate::reload::reload(&s, &format!("admin request from {peer}"))
+            r.reload(&format!("admin request from {peer}"))
         })
         .await
         {
@@ -200,13 +210,23 @@ async fn write_endpoint(shared: &Arc<Shared>, path: &str, peer: SocketAddr) -> R
 }
 
 /// Serves the admin API on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    // The status page's chart: sampled and served here, as the admin server lives
-    // as long as the process and nothing else needs the series.
-    let series = Arc::new(Series::default());
-    let (sampled, sampler) = (series.clone(), shared.clone());
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    reloader: Arc<Reloader>,
+) {
+    let admin = Arc::new(Admin {
+        shared,
+        reloader,
+        series: Series::default(),
+    });
+    // The status page's chart is sampled here: the admin server lives as long as
+    // the process, and nothing else needs the series.
+    let sampler = admin.clone();
     tokio::spawn(crate::series::every_step(move || {
-        sampled.sample(&sampler.metrics, crate::clock::now_ms())
+        sampler
+            .series
+            .sample(&sampler.shared.metrics, crate::clock::now_ms())
     }));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -216,11 +236,11 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let (shared, series) = (shared.clone(), series.clone());
+        let admin = admin.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let (shared, series) = (shared.clone(), series.clone());
-                async move { Ok::<_, Infallible>(handle(&shared, &series, req, peer).await) }
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(handle(&admin, req, peer).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)

@@ -9,7 +9,7 @@ use crate::lock::lock;
 use crate::shared::Shared;
 
 /// Builds the state document from the snapshot in service and live health.
-pub fn document(shared: &Shared) -> Value {
+pub fn document(shared: &Shared, last_reload_error: Option<String>) -> Value {
     let snap = shared.snapshot.load();
     let now = now_ms();
     let rates_now = crate::clock::monotonic_ms();
@@ -75,7 +75,6 @@ pub fn document(shared: &Shared) -> Value {
         .loaded_at
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let last_error = lock(&shared.last_reload_error).clone();
     // Enabled-ness follows the live config; the rest is the reconciler's last sync.
     let mut dns = shared.dns_status();
     dns["enabled"] = json!(snap.dns.as_ref().is_some_and(|d| d.enabled));
@@ -85,7 +84,7 @@ pub fn document(shared: &Shared) -> Value {
             "path": shared.config_path.display().to_string(),
             "sha256": snap.sha256,
             "loaded_at_unix_ms": loaded_ms,
-            "last_reload_error": last_error,
+            "last_reload_error": last_reload_error,
         },
         "local_region": snap.regions[snap.local_region].name,
         "ready": shared.ready(),
