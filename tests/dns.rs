@@ -173,7 +173,8 @@ hold_down: 60s
 {extra}
 "#
     );
-    serde_yaml::from_str(&yaml).expect("dns config")
+    serde_json::from_value(meridian::config::yaml::values(&yaml).expect("yaml"))
+        .expect("dns config")
 }
 
 /// One instance's view at `at`: every region up since long ago, except `changes`.

@@ -87,8 +87,8 @@ fn exposes_the_reference_configs_ports() {
         .flat_map(|l| l.split_whitespace().map(String::from))
         .collect();
     let reference = std::fs::read_to_string(repo("config/meridian.yaml")).unwrap();
-    let config: serde_yaml::Value = serde_yaml::from_str(&reference).unwrap();
-    let port = |addr: &serde_yaml::Value| {
+    let config = meridian::config::yaml::values(&reference).unwrap();
+    let port = |addr: &serde_json::Value| {
         addr.as_str()
             .unwrap()
             .rsplit(':')
@@ -98,7 +98,7 @@ fn exposes_the_reference_configs_ports() {
     };
     let admin = port(&config["admin"]["address"]);
     assert!(exposed.contains(&admin), "admin port {admin} not exposed");
-    for l in config["listeners"].as_sequence().unwrap() {
+    for l in config["listeners"].as_array().unwrap() {
         let p = port(&l["address"]);
         assert!(exposed.contains(&p), "listener port {p} not exposed");
     }

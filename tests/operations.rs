@@ -333,9 +333,7 @@ async fn the_grafana_dashboard_names_only_exported_metrics() {
 #[test]
 fn kubernetes_manifests_match_the_binary() {
     let text = std::fs::read_to_string(repo("config/kubernetes/meridian.yaml")).unwrap();
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect();
+    let docs = meridian::config::yaml::documents(&text).unwrap();
     let kind = |k: &str| {
         docs.iter()
             .find(|d| d["kind"] == k)
@@ -356,8 +354,8 @@ fn kubernetes_manifests_match_the_binary() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let parsed: serde_yaml::Value = serde_yaml::from_str(config).unwrap();
-    let port = |a: &serde_yaml::Value| {
+    let parsed = meridian::config::yaml::values(config).unwrap();
+    let port = |a: &serde_json::Value| {
         a.as_str()
             .unwrap()
             .rsplit(':')
@@ -381,7 +379,7 @@ fn kubernetes_manifests_match_the_binary() {
     let pod = &dep["spec"]["template"]["spec"];
     let c = &pod["containers"][0];
     let ports: Vec<(String, u64)> = c["ports"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|p| {

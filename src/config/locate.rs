@@ -3,10 +3,8 @@
 //! and value, so every error, including semantic ones found after parsing, can
 //! point at its place as `FILE:LINE:COL`.
 //!
-//! Why a second YAML parser beside serde_yaml: no maintained serde YAML crate maps a
-//! field path to a position for problems found after deserializing (validation), so
-//! one would still need this map. serde_yaml 0.9 already reads scalars as YAML 1.2
-//! (`yes`, `no`, `on`, `off` are strings; a bool field refuses them).
+//! The values come from the same parser (`config::yaml`): one YAML 1.2 grammar, in
+//! which `yes`, `no`, `on` and `off` are strings (a bool field refuses them).
 
 use std::collections::HashMap;
 

@@ -5,6 +5,7 @@ pub mod locate;
 pub mod types;
 pub mod units;
 pub mod validate;
+pub mod yaml;
 
 pub use types::*;
 pub use validate::is_valid_region;
@@ -86,19 +87,6 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
     })
 }
 
-/// Drops serde_yaml's own `path: ` prefix and ` at line L column C` suffix: the
-/// path and position are printed in front, from the source map.
-fn strip_location(msg: &str) -> &str {
-    let msg = match msg.rfind(" at line ") {
-        Some(i) if msg[i..].contains(" column ") => &msg[..i],
-        _ => msg,
-    };
-    match msg.split_once(": ") {
-        Some((prefix, rest)) if !prefix.contains(' ') && !prefix.is_empty() => rest,
-        _ => msg,
-    }
-}
-
 /// Parses and validates config text; `name` is used in error messages. Returns the
 /// config with its warnings, or every error.
 pub fn parse(name: &str, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
@@ -111,12 +99,11 @@ pub fn parse(name: &str, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<C
     };
     let map = locate::SourceMap::parse(text)
         .map_err(|(pos, msg)| vec![at(pos, "", format!("YAML syntax error: {msg}"))])?;
-    let de = serde_yaml::Deserializer::from_str(text);
-    let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+    let values = yaml::values(text).map_err(|msg| vec![at((1, 1), "", msg)])?;
+    let config: Config = serde_path_to_error::deserialize(values).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
         let message = e.into_inner().to_string();
-        let message = strip_location(&message).to_string();
         // Unknown fields point at their key; missing ones at their parent's key.
         let pos = if message.starts_with("unknown field") || message.starts_with("missing field") {
             map.key_position(&path)
