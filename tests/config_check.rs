@@ -172,6 +172,19 @@ fn durations_and_thresholds() {
 }
 
 #[test]
+fn a_key_given_twice_is_named_where_it_is() {
+    // YAML 1.2 allows no duplicate key; silently keeping one would hide a typo.
+    broken(
+        "dup-key",
+        &BASE.replace(
+            "  eu-west-1:\n",
+            "  eu-west-1:\n    weight: 10\n    weight: 20\n",
+        ),
+        &["23:5: regions.eu-west-1.weight: duplicate entry with key `weight`"],
+    );
+}
+
+#[test]
 fn duplicate_listeners() {
     broken(
         "dup-listener",

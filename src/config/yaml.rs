@@ -7,44 +7,76 @@
 use serde_json::{Map, Number, Value};
 use yaml_rust2::{Yaml, YamlLoader};
 
+/// A value the config cannot hold: where (a dotted field path, as `locate` and
+/// validation name fields) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub path: String,
+    pub message: String,
+}
+
 /// The single document in `text` as plain data; an empty file is null. Syntax
 /// errors are `locate`'s to report (it reads the text first), so they come back
 /// here only as a message.
-pub fn values(text: &str) -> Result<Value, String> {
+pub fn values(text: &str) -> Result<Value, Refused> {
     let mut docs = documents(text)?;
     match docs.len() {
         0 => Ok(Value::Null),
         1 => Ok(docs.remove(0)),
-        _ => Err("more than one YAML document in the file".into()),
+        _ => Err(refused(
+            "",
+            "more than one YAML document in the file".into(),
+        )),
     }
 }
 
 /// Every document in `text` (`---`-separated), as plain data.
-pub fn documents(text: &str) -> Result<Vec<Value>, String> {
-    let docs = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
-    docs.iter().map(value).collect()
+pub fn documents(text: &str) -> Result<Vec<Value>, Refused> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| refused("", e.to_string()))?;
+    docs.iter().map(|d| value(d, "")).collect()
 }
 
-fn value(y: &Yaml) -> Result<Value, String> {
+fn refused(path: &str, message: String) -> Refused {
+    Refused {
+        path: path.to_string(),
+        message,
+    }
+}
+
+fn value(y: &Yaml, path: &str) -> Result<Value, Refused> {
     Ok(match y {
         Yaml::Null => Value::Null,
         Yaml::Boolean(b) => Value::Bool(*b),
         Yaml::Integer(i) => Value::Number((*i).into()),
-        Yaml::Real(r) => real(r)?,
+        Yaml::Real(r) => real(r).map_err(|m| refused(path, m))?,
         Yaml::String(s) => Value::String(s.clone()),
-        Yaml::Array(items) => Value::Array(items.iter().map(value).collect::<Result<_, _>>()?),
+        Yaml::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| value(v, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
         Yaml::Hash(entries) => {
             let mut map = Map::new();
             for (k, v) in entries {
-                let key = key(k)?;
-                if map.insert(key.clone(), value(v)?).is_some() {
-                    return Err(format!("duplicate entry with key `{key}`"));
+                let key = key(k).map_err(|m| refused(path, m))?;
+                let at = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                let v = value(v, &at)?;
+                if map.insert(key.clone(), v).is_some() {
+                    return Err(refused(&at, format!("duplicate entry with key `{key}`")));
                 }
             }
             Value::Object(map)
         }
         // The loader resolves aliases to their anchors' values.
-        Yaml::Alias(_) | Yaml::BadValue => return Err("unsupported YAML node".into()),
+        Yaml::Alias(_) | Yaml::BadValue => {
+            return Err(refused(path, "unsupported YAML node".into()))
+        }
     })
 }
 
@@ -93,11 +125,14 @@ mod tests {
     #[test]
     fn what_configures_nothing_is_refused() {
         assert_eq!(values("").unwrap(), Value::Null);
-        assert!(values("a: 1\na: 2\n").unwrap_err().contains("duplicate"));
-        assert!(values("a: .inf\n").unwrap_err().contains("finite"));
-        assert!(values("a: 1\n---\nb: 2\n")
-            .unwrap_err()
-            .contains("more than one"));
-        assert!(values("? [a, b]\n: 1\n").unwrap_err().contains("key"));
+        let err = |t: &str| values(t).unwrap_err();
+        let dup = err("r:\n  a: 1\n  a: 2\n");
+        assert_eq!(dup.path, "r.a");
+        assert!(dup.message.contains("duplicate"), "{dup:?}");
+        let inf = err("l: [1, .inf]\n");
+        assert_eq!(inf.path, "l[1]");
+        assert!(inf.message.contains("finite"), "{inf:?}");
+        assert!(err("a: 1\n---\nb: 2\n").message.contains("more than one"));
+        assert!(err("? [a, b]\n: 1\n").message.contains("key"));
     }
 }
