@@ -99,8 +99,10 @@ pub fn parse(name: &str, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<C
     };
     let map = locate::SourceMap::parse(text)
         .map_err(|(pos, msg)| vec![at(pos, "", format!("YAML syntax error: {msg}"))])?;
-    let values =
-        yaml::values(text).map_err(|r| vec![at(map.key_position(&r.path), &r.path, r.message)])?;
+    let values = yaml::values(text).map_err(|r| {
+        let pos = r.at.unwrap_or_else(|| map.key_position(&r.path));
+        vec![at(pos, &r.path, r.message)]
+    })?;
     let config: Config = serde_path_to_error::deserialize(values).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };

@@ -13,6 +13,8 @@ use yaml_rust2::{Yaml, YamlLoader};
 pub struct Refused {
     pub path: String,
     pub message: String,
+    /// (line, column), when the parser knows it better than the path does.
+    pub at: Option<(usize, usize)>,
 }
 
 /// The single document in `text` as plain data; an empty file is null. Syntax
@@ -32,7 +34,11 @@ pub fn values(text: &str) -> Result<Value, Refused> {
 
 /// Every document in `text` (`---`-separated), as plain data.
 pub fn documents(text: &str) -> Result<Vec<Value>, Refused> {
-    let docs = YamlLoader::load_from_str(text).map_err(|e| refused("", e.to_string()))?;
+    let docs = YamlLoader::load_from_str(text).map_err(|e| Refused {
+        path: String::new(),
+        message: loader_message(e.info()),
+        at: Some((e.marker().line(), e.marker().col() + 1)),
+    })?;
     docs.iter().map(|d| value(d, "")).collect()
 }
 
@@ -40,6 +46,22 @@ fn refused(path: &str, message: String) -> Refused {
     Refused {
         path: path.to_string(),
         message,
+        at: None,
+    }
+}
+
+/// The loader's words, with its one check the event parser does not make (a key
+/// given twice) said plainly.
+fn loader_message(info: &str) -> String {
+    match info.strip_suffix(": duplicated key in mapping") {
+        Some(key) => {
+            let key = key
+                .strip_prefix("String(\"")
+                .and_then(|k| k.strip_suffix("\")"))
+                .unwrap_or(key);
+            format!("duplicate entry with key `{key}`")
+        }
+        None => info.to_string(),
     }
 }
 
@@ -127,8 +149,8 @@ mod tests {
         assert_eq!(values("").unwrap(), Value::Null);
         let err = |t: &str| values(t).unwrap_err();
         let dup = err("r:\n  a: 1\n  a: 2\n");
-        assert_eq!(dup.path, "r.a");
-        assert!(dup.message.contains("duplicate"), "{dup:?}");
+        assert_eq!(dup.message, "duplicate entry with key `a`");
+        assert_eq!(dup.at.map(|(line, _)| line), Some(3), "{dup:?}");
         let inf = err("l: [1, .inf]\n");
         assert_eq!(inf.path, "l[1]");
         assert!(inf.message.contains("finite"), "{inf:?}");
