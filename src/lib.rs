@@ -33,5 +33,7 @@ pub mod shared;
 pub mod shutdown;
 pub mod snapshot;
 pub mod status;
+#[cfg(test)]
+mod test_support;
 pub mod tls;
 pub mod tokens;

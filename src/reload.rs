@@ -299,50 +299,10 @@ pub async fn watch(reloader: Arc<Reloader>, mut shutdown: ShutdownWatch) {
     }
 }
 
-/// A small valid config in a folder of its own, for unit tests that need a `Shared`.
-#[cfg(test)]
-pub(crate) mod test_config {
-    use std::path::PathBuf;
-
-    /// Two regions, r1 and r2, one origin each (127.0.0.1:1 and :2); the folder is
-    /// removed when this is dropped.
-    pub struct ConfigFile(PathBuf);
-
-    impl ConfigFile {
-        pub fn new(name: &str) -> ConfigFile {
-            let dir =
-                std::env::temp_dir().join(format!("meridian-test-{name}-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let path = dir.join("meridian.yaml");
-            std::fs::write(
-                &path,
-                "local_region: r1\n\
-                 listeners: [{ address: 127.0.0.1:8080 }]\n\
-                 admin: { address: 127.0.0.1:9901 }\n\
-                 regions:\n  \
-                   r1: { origins: [{ address: 127.0.0.1:1 }] }\n  \
-                   r2: { origins: [{ address: 127.0.0.1:2 }] }\n",
-            )
-            .unwrap();
-            ConfigFile(path)
-        }
-
-        pub fn path(&self) -> PathBuf {
-            self.0.clone()
-        }
-    }
-
-    impl Drop for ConfigFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::test_config::ConfigFile;
     use super::*;
+    use crate::test_support::ConfigFile;
 
     /// The listener and admin addresses of a config naming these.
     fn config(listeners: &[&str], admin: &str) -> (Vec<SocketAddr>, SocketAddr) {

@@ -521,7 +521,7 @@ impl ShiftGuards {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reload::test_config::ConfigFile;
+    use crate::test_support::ConfigFile;
 
     fn restarts(shared: &Shared, origin: &str) -> u64 {
         let region = if origin.ends_with(":1") { "r1" } else { "r2" };

@@ -77,15 +77,11 @@ impl Walk {
 mod tests {
     use super::*;
     use crate::health::HealthView;
+    use crate::test_support::ConfigFile;
 
     fn snapshot() -> Snapshot {
-        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("meridian-failover-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("walk-{n}.yaml"));
-        std::fs::write(
-            &path,
+        ConfigFile::with(
+            "walk",
             "local_region: a\n\
              listeners: [{address: 127.0.0.1:0}]\n\
              admin: {address: 127.0.0.1:1}\n\
@@ -93,9 +89,7 @@ mod tests {
              \x20 a: {origins: [{address: 127.0.0.1:1001}, {address: 127.0.0.1:1002}]}\n\
              \x20 b: {origins: [{address: 127.0.0.1:2001}]}\n",
         )
-        .unwrap();
-        let loaded = crate::config::load(&path).unwrap_or_else(|e| panic!("{e:?}"));
-        Snapshot::build(&loaded, &crate::health::HealthRegistry::default()).unwrap()
+        .snapshot()
     }
 
     fn walk(max_attempts: u32) -> Vec<(RegionIdx, usize)> {
