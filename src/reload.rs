@@ -44,7 +44,7 @@ pub struct Reloader {
 
 impl Reloader {
     pub fn new(shared: Arc<Shared>) -> Reloader {
-        let certificates = Mutex::new(shared.snapshot.load().certificate_digests());
+        let certificates = Mutex::new(certificate_digests(&shared.snapshot.load()));
         Reloader {
             shared,
             last_error: Mutex::new(None),
@@ -163,11 +163,32 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
         .unwrap_or("a panic without a message")
 }
 
+/// sha256 of each listener certificate file `snap` names, by path, as the files
+/// are now (read here, by the reload service, not by the compiled table).
+fn certificate_digests(snap: &Snapshot) -> BTreeMap<String, String> {
+    use sha2::Digest;
+    snap.listeners
+        .iter()
+        .flat_map(|l| &l.certificates)
+        .map(|(cert, _key)| {
+            let digest = std::fs::read(cert)
+                .map(|b| {
+                    sha2::Sha256::digest(b)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (cert.display().to_string(), digest)
+        })
+        .collect()
+}
+
 /// Journals each listener certificate a reload replaced (or added). The snapshot
 /// just built read these files; reading them again may see a newer write, which the
 /// next reload (the file's change triggers one) then reports as well.
 fn journal_certificates(reloader: &Reloader, snap: &Snapshot) {
-    let now = snap.certificate_digests();
+    let now = certificate_digests(snap);
     let mut seen = lock(&reloader.certificates);
     let shared = &reloader.shared;
     for (path, digest) in &now {

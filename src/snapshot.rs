@@ -605,26 +605,6 @@ impl Snapshot {
         })
     }
 
-    /// sha256 of each listener certificate file, by path, as the files are now.
-    pub fn certificate_digests(&self) -> std::collections::BTreeMap<String, String> {
-        use sha2::Digest;
-        self.listeners
-            .iter()
-            .flat_map(|l| &l.certificates)
-            .map(|(cert, _key)| {
-                let digest = std::fs::read(cert)
-                    .map(|b| {
-                        sha2::Sha256::digest(b)
-                            .iter()
-                            .map(|b| format!("{b:02x}"))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (cert.display().to_string(), digest)
-            })
-            .collect()
-    }
-
     /// Index of the region called `name`.
     pub fn region_idx(&self, name: &str) -> Option<RegionIdx> {
         self.regions.iter().position(|r| r.name == name)
