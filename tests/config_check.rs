@@ -180,7 +180,7 @@ fn a_key_given_twice_is_named_where_it_is() {
             "  eu-west-1:\n",
             "  eu-west-1:\n    weight: 10\n    weight: 20\n",
         ),
-        &["12:13: duplicate entry with key `weight`"],
+        &["12:5: regions.eu-west-1.weight: duplicate entry with key `weight`"],
     );
 }
 

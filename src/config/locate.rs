@@ -6,6 +6,7 @@
 //! The values come from the same parser (`config::yaml`): one YAML 1.2 grammar, in
 //! which `yes`, `no`, `on` and `off` are strings (a bool field refuses them).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
@@ -19,6 +20,8 @@ pub type Pos = (usize, usize);
 pub struct SourceMap {
     values: HashMap<String, Pos>,
     keys: HashMap<String, Pos>,
+    /// The first key given twice in one mapping: its path and where it is repeated.
+    pub duplicate: Option<(String, Pos)>,
 }
 
 enum Frame {
@@ -62,7 +65,14 @@ impl Builder {
                     // This node is a key (only scalar keys get a path).
                     let k = scalar.unwrap_or("?").to_string();
                     let full = join(path, &k);
-                    self.map.keys.entry(full).or_insert(pos);
+                    match self.map.keys.entry(full) {
+                        Entry::Occupied(e) => {
+                            self.map.duplicate.get_or_insert((e.key().clone(), pos));
+                        }
+                        Entry::Vacant(e) => {
+                            e.insert(pos);
+                        }
+                    }
                     *key = Some(k);
                     None
                 }

@@ -99,6 +99,15 @@ pub fn parse(name: &str, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<C
     };
     let map = locate::SourceMap::parse(text)
         .map_err(|(pos, msg)| vec![at(pos, "", format!("YAML syntax error: {msg}"))])?;
+    // YAML 1.2 allows no key twice in a mapping; keeping one silently would hide a typo.
+    if let Some((path, pos)) = &map.duplicate {
+        let key = path.rsplit('.').next().unwrap_or(path);
+        return Err(vec![at(
+            *pos,
+            path,
+            format!("duplicate entry with key `{key}`"),
+        )]);
+    }
     let values = yaml::values(text).map_err(|r| {
         let pos = r.at.unwrap_or_else(|| map.key_position(&r.path));
         vec![at(pos, &r.path, r.message)]
