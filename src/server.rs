@@ -102,11 +102,8 @@ async fn serve(shared: Arc<Shared>, on_ready: Option<OnReady>) -> anyhow::Result
     tokio::spawn(crate::probes::supervise(shared.clone(), shutdown.clone()));
     tokio::spawn(crate::dns::run(shared.clone(), shutdown.clone()));
 
-    let proxy = Arc::new(Proxy {
-        shared: shared.clone(),
-        retry_budget: Default::default(),
-        passthrough: std::env::var_os("MERIDIAN_PASSTHROUGH").is_some_and(|v| v == "1"),
-    });
+    let passthrough = std::env::var_os("MERIDIAN_PASSTHROUGH").is_some_and(|v| v == "1");
+    let proxy = Arc::new(Proxy::new(shared.clone(), passthrough));
     let live = Arc::new(());
     for l in listeners {
         tokio::spawn(listener::serve(

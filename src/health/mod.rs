@@ -149,6 +149,8 @@ pub struct RegionState {
     /// The health roll-up last recorded in the event journal (`probes::watch::region_health`);
     /// 0 = none yet.
     pub journaled_health: AtomicU8,
+    /// This region's per-request metric series, resolved once (data path only).
+    pub series: crate::metrics::RegionSeries,
 }
 
 /// Runtime state of one shift: aborted by its guard, until the shift is edited.

@@ -46,64 +46,78 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
-/// Headers that belong to one connection (RFC 9110 §7.6.1): never forwarded,
-/// except the upgrade pair on an upgrade and `TE: trailers` (gRPC needs it).
-fn hop_by_hop(name: &HeaderName, value: &HeaderValue, upgrade: bool) -> bool {
-    if name == header::CONNECTION || name == header::UPGRADE {
-        return !upgrade;
-    }
-    if name == header::TE {
-        return value.as_bytes() != b"trailers";
-    }
-    name == header::TRANSFER_ENCODING || name == KEEP_ALIVE || name == PROXY_CONNECTION
-}
-
-/// Drops hop-by-hop headers, and any header a `Connection` header names.
+/// Drops the headers that belong to one connection (RFC 9110 §7.6.1), and any
+/// header a `Connection` header names; an upgrade keeps its `Connection` and
+/// `Upgrade`, and `TE: trailers` stays (gRPC needs it).
+///
+/// One walk over the headers finds them: most messages carry none, or only
+/// `Connection: keep-alive` (every HTTP/1.1 origin answer), which costs one
+/// removal and no allocation. Five lookups by name per message cost more.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // Most requests and answers carry none: look before walking them all.
-    if !(headers.contains_key(header::CONNECTION)
-        || headers.contains_key(header::TRANSFER_ENCODING)
-        || headers.contains_key(header::TE)
-        || headers.contains_key(&KEEP_ALIVE)
-        || headers.contains_key(&PROXY_CONNECTION))
-    {
-        return;
+    let (mut connection, mut transfer_encoding, mut te) = (false, false, false);
+    let (mut keep_alive, mut proxy_connection, mut upgrade_header) = (false, false, false);
+    // Headers a `Connection` header names beyond the usual options: rare.
+    let mut named: Vec<HeaderName> = Vec::new();
+    for (name, value) in headers.iter() {
+        if name == header::CONNECTION {
+            connection = true;
+            for token in value.as_bytes().split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                let usual = [&b"keep-alive"[..], b"close", b"upgrade", b""]
+                    .iter()
+                    .any(|u| token.eq_ignore_ascii_case(u));
+                if !usual {
+                    named.extend(HeaderName::from_bytes(token).ok());
+                }
+            }
+        } else if name == header::UPGRADE {
+            upgrade_header = true;
+        } else if name == header::TRANSFER_ENCODING {
+            transfer_encoding = true;
+        } else if name == header::TE {
+            te |= value.as_bytes() != b"trailers";
+        } else if name == KEEP_ALIVE {
+            keep_alive = true;
+        } else if name == PROXY_CONNECTION {
+            proxy_connection = true;
+        }
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
-        .filter(|n| n != header::UPGRADE)
-        .collect();
+    if connection && !upgrade {
+        headers.remove(header::CONNECTION);
+        // `Upgrade` goes with the `Connection` that announced it.
+        if upgrade_header {
+            headers.remove(header::UPGRADE);
+        }
+    }
+    if transfer_encoding {
+        headers.remove(header::TRANSFER_ENCODING);
+    }
+    if te {
+        headers.remove(header::TE);
+    }
+    if keep_alive {
+        headers.remove(&KEEP_ALIVE);
+    }
+    if proxy_connection {
+        headers.remove(&PROXY_CONNECTION);
+    }
     for n in named {
         headers.remove(n);
     }
-    let drop: Vec<HeaderName> = headers
-        .iter()
-        .filter(|(n, v)| hop_by_hop(n, v, upgrade))
-        .map(|(n, _)| n.clone())
-        .collect();
-    for n in drop {
-        headers.remove(n);
-    }
 }
 
-/// The request one try sends to `origin`: the client's, with hop-by-hop
-/// headers dropped and the contract's forwarding headers added.
-pub fn upstream_request(
-    parts: &Parts,
+/// The client's request made ready for origins once, whatever the tries: its
+/// hop-by-hop headers dropped and the contract's forwarding headers set, in
+/// its own header map (no copy). Returns the client's host, which each try
+/// sends on unless its origin names its own (`host_header`).
+pub fn prepare(
+    parts: &mut Parts,
     ctx: &Ctx,
-    origin: &OriginEntry,
     snap: &Snapshot,
     upgrade: bool,
-    body: RequestBody,
-) -> Request<RequestBody> {
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 8);
-    for (name, value) in &parts.headers {
-        headers.append(name.clone(), value.clone());
-    }
-    strip_hop_by_hop(&mut headers, upgrade);
+) -> Option<HeaderValue> {
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers, upgrade);
     // Append the peer to any X-Forwarded-For the client sent (one header,
     // comma-joined), written by hand: `format!` costs several times more.
     let mut xff = Vec::with_capacity(64);
@@ -119,7 +133,7 @@ pub fn upstream_request(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
     );
-    let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+    let client_host = headers.get(header::HOST).cloned().or_else(|| {
         parts
             .uri
             .authority()
@@ -138,9 +152,22 @@ pub fn upstream_request(
         X_EDGE_REGION.clone(),
         snap.regions[snap.local_region].name_header.clone(),
     );
+    client_host
+}
+
+/// The request one try sends to `origin`: the prepared one, its header map
+/// copied (a copy keeps every entry's hash: far cheaper than building a map),
+/// with the host and target as that origin's protocol carries them.
+pub fn for_origin(
+    parts: &Parts,
+    client_host: Option<&HeaderValue>,
+    origin: &OriginEntry,
+    body: RequestBody,
+) -> Request<RequestBody> {
+    let mut headers = parts.headers.clone();
     let host = match &origin.host_header {
         Some(h) => HeaderValue::from_str(h).ok(),
-        None => client_host,
+        None => client_host.cloned(),
     };
     let path = parts
         .uri
@@ -169,8 +196,13 @@ pub fn upstream_request(
             (Version::HTTP_2, uri)
         }
         OriginProtocol::Http1 => {
-            if let Some(h) = host {
-                headers.insert(header::HOST, h);
+            // The client's Host is already in the map; only an origin's own
+            // name replaces it.
+            match host {
+                Some(h) if origin.host_header.is_some() || !headers.contains_key(header::HOST) => {
+                    headers.insert(header::HOST, h);
+                }
+                _ => {}
             }
             (Version::HTTP_11, Uri::from(path))
         }

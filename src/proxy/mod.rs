@@ -30,7 +30,7 @@ pub use body::ResponseBody;
 
 use crate::clock::now_ms;
 use crate::facts::{self, RawRequest};
-use crate::geo::Country;
+use crate::geo::{Country, GeoResult};
 use crate::pool::RequestBody;
 use crate::routing::retry::{self, Failure};
 use crate::routing::{self, Decision, LiveOrigins, Reasons, TokenUse, Walk};
@@ -58,6 +58,8 @@ pub struct Proxy {
     /// No policy at all (`MERIDIAN_PASSTHROUGH=1`): the floor meridian's own
     /// per-request work is measured against (loadtest/perf's `engine` row).
     pub passthrough: bool,
+    /// `geo_lookups_total{result}` for hit, miss and error, resolved once.
+    geo_lookups: [prometheus::IntCounter; 3],
 }
 
 /// Per-request facts the answer and the record need.
@@ -111,29 +113,42 @@ impl Record {
         let region = self
             .target
             .map_or("none", |(r, _)| snap.regions[r].name.as_str());
-        if let Some((r, _)) = self.target {
-            let state = &snap.regions[r].state;
-            state.responses.fetch_add(1, Relaxed);
-            if status == 0 || status >= 500 {
-                state.errors.fetch_add(1, Relaxed);
+        let failed = status == 0 || status >= 500;
+        let decision = self.reasons.unwrap_or_default();
+        let status_idx = status_class(self.status);
+        let labels = [
+            region,
+            decision.label(),
+            if self.ctx.is_write { "write" } else { "read" },
+            STATUS_CLASSES[status_idx],
+        ];
+        let m = &self.shared.metrics;
+        let elapsed = self.ctx.started.elapsed();
+        match self.target {
+            Some((r, o)) => {
+                let region = &snap.regions[r];
+                let slot = (decision.label_index() * 2 + usize::from(self.ctx.is_write))
+                    * STATUS_CLASSES.len()
+                    + status_idx;
+                let state = &region.state;
+                state.responses.fetch_add(1, Relaxed);
+                if failed {
+                    state.errors.fetch_add(1, Relaxed);
+                }
+                state.series.count_request(m, slot, &labels);
+                state
+                    .series
+                    .observe_duration(m, &region.name, elapsed.as_secs_f64());
+                let origin = region.origins.get(o).map(|o| &o.health.rates);
+                crate::rates::record(&state.rates, origin, failed, elapsed);
+            }
+            None => {
+                m.requests.with_label_values(&labels).inc();
+                m.request_duration
+                    .with_label_values(&[region])
+                    .observe(elapsed.as_secs_f64());
             }
         }
-        let decision = self.reasons.map_or("none", |r| r.label());
-        let class = if self.ctx.is_write { "write" } else { "read" };
-        let m = &self.shared.metrics;
-        m.requests
-            .with_label_values(&[region, decision, class, status_class(self.status)])
-            .inc();
-        let elapsed = self.ctx.started.elapsed();
-        if let Some((r, o)) = self.target {
-            let region = &snap.regions[r];
-            let origin = region.origins.get(o).map(|o| &o.health.rates);
-            let failed = status == 0 || status >= 500;
-            crate::rates::record(&region.state.rates, origin, failed, elapsed);
-        }
-        m.request_duration
-            .with_label_values(&[region])
-            .observe(elapsed.as_secs_f64());
         let sample = snap.data_path.access_log_sample;
         if sample > 0.0
             && tracing::enabled!(target: "meridian::access", tracing::Level::INFO)
@@ -146,7 +161,7 @@ impl Record {
                 method: self.ctx.method.as_str(),
                 path: self.ctx.uri.path(),
                 route: self.route,
-                decision,
+                decision: labels[1],
                 reasons: self.reasons,
                 region,
                 origin: self
@@ -186,14 +201,19 @@ impl Record {
     }
 }
 
-fn status_class(status: u16) -> &'static str {
+/// `requests_total`'s `status_class` values; `status_class` numbers them.
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+// Every series a region's requests can have fits its table of kept series.
+const _: () = assert!(
+    routing::Reasons::LABEL_COUNT * 2 * STATUS_CLASSES.len() <= crate::metrics::REQUEST_SLOTS
+);
+
+/// A status's class, as an index into `STATUS_CLASSES`.
+fn status_class(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
+        100..=599 => usize::from(status / 100 - 1),
+        _ => STATUS_CLASSES.len() - 1,
     }
 }
 
@@ -270,6 +290,17 @@ async fn within<F: std::future::Future>(
 }
 
 impl Proxy {
+    pub fn new(shared: Arc<Shared>, passthrough: bool) -> Proxy {
+        let geo_lookups = [GeoResult::Hit, GeoResult::Miss, GeoResult::Error]
+            .map(|r| shared.metrics.geo_lookups.with_label_values(&[r.as_str()]));
+        Proxy {
+            shared,
+            retry_budget: Default::default(),
+            passthrough,
+            geo_lookups,
+        }
+    }
+
     /// Answers one request; never fails (failures are answers).
     pub async fn handle(
         self: Arc<Self>,
@@ -343,7 +374,8 @@ impl Proxy {
             ));
         }
         let upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let client_host = headers::prepare(&mut parts, &rec.ctx, &snap, upgrade.is_some());
         let retries = &snap.data_path.retries;
         let mut payload = if body.is_end_stream() {
             Payload::Whole(None)
@@ -426,8 +458,7 @@ impl Proxy {
                     "body already sent",
                 ));
             };
-            let up =
-                headers::upstream_request(&parts, &rec.ctx, origin, &snap, upgrade.is_some(), body);
+            let up = headers::for_origin(&parts, client_host.as_ref(), origin, body);
             let attempt_started = Instant::now();
             let answer = within(t.read_timeout, sent.as_deref(), upstream::send(tx, up)).await;
             let (mut resp, reuse) = match answer {
@@ -653,7 +684,12 @@ impl Proxy {
     fn record_facts(&self, found: &facts::Findings, decision: &Decision) {
         let m = &self.shared.metrics;
         if let Some(r) = found.geo_result {
-            m.geo_lookups.with_label_values(&[r.as_str()]).inc();
+            let i = match r {
+                GeoResult::Hit => 0,
+                GeoResult::Miss => 1,
+                GeoResult::Error => 2,
+            };
+            self.geo_lookups[i].inc();
         }
         if found.xff_malformed > 0 {
             m.xff_malformed

@@ -69,29 +69,42 @@ impl Reasons {
     pub fn iter(self) -> impl Iterator<Item = Reason> {
         ALL.into_iter().filter(move |r| self.contains(*r))
     }
+    /// How many values `label` has: one per reason, and `none`.
+    pub const LABEL_COUNT: usize = LABEL_PRIORITY.len() + 1;
+
+    /// `label`'s value as a number below `LABEL_COUNT` (the data path keeps one
+    /// metric series per value).
+    pub fn label_index(self) -> usize {
+        LABEL_PRIORITY
+            .iter()
+            .position(|r| self.contains(*r))
+            .unwrap_or(LABEL_PRIORITY.len())
+    }
+
     /// The one reason that says most about the outcome: the `decision` metric label.
     /// Exceptional outcomes (reject, panic, failover, shift) win over the steering that
     /// would have applied.
     pub fn label(self) -> &'static str {
-        const PRIORITY: [Reason; 11] = [
-            Reason::ResidencyReject,
-            Reason::Panic,
-            Reason::Write,
-            Reason::ReadYourWrites,
-            Reason::Affinity,
-            Reason::Failover,
-            Reason::Shift,
-            Reason::Geo,
-            Reason::Latency,
-            Reason::Proximity,
-            Reason::Weighted,
-        ];
-        PRIORITY
-            .into_iter()
-            .find(|r| self.contains(*r))
-            .map_or("none", Reason::as_str)
+        LABEL_PRIORITY
+            .get(self.label_index())
+            .map_or("none", |r| r.as_str())
     }
 }
+
+/// Which reason names a decision that has several, weightiest first.
+const LABEL_PRIORITY: [Reason; 11] = [
+    Reason::ResidencyReject,
+    Reason::Panic,
+    Reason::Write,
+    Reason::ReadYourWrites,
+    Reason::Affinity,
+    Reason::Failover,
+    Reason::Shift,
+    Reason::Geo,
+    Reason::Latency,
+    Reason::Proximity,
+    Reason::Weighted,
+];
 
 impl fmt::Display for Reasons {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
