@@ -19,6 +19,10 @@ use crate::lock::lock;
 /// At most this many idle HTTP/1 connections are kept per origin.
 const MAX_IDLE_PER_ORIGIN: usize = 1024;
 
+/// How many of the most recently kept connections `take` looks at for one
+/// that is ready now.
+const READY_LOOKS: usize = 8;
+
 /// A request body on its way to an origin.
 #[derive(Debug)]
 pub enum RequestBody {
@@ -92,6 +96,17 @@ impl OriginPool {
                 .map(|tx| Sender::H2(tx.clone()));
         }
         let mut idle = lock(&self.idle);
+        // One put back a moment ago may not be ready yet: its connection task has
+        // not run since its answer ended, and its taker would wait for that task
+        // (a wake-up and a second poll of the request). Under load, a slightly
+        // older one usually is ready: take the most recent of those.
+        let recent = idle.len().saturating_sub(READY_LOOKS);
+        if let Some(i) = idle[recent..].iter().rposition(|(tx, _)| tx.is_ready()) {
+            let (tx, since) = idle.remove(recent + i);
+            if since.elapsed() < max_idle {
+                return Some(Sender::H1(tx));
+            }
+        }
         while let Some((tx, since)) = idle.pop() {
             if !tx.is_closed() && since.elapsed() < max_idle {
                 return Some(Sender::H1(tx));

@@ -21,7 +21,7 @@ use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{ConnInfo, Proxy, ResponseBody};
+use super::{ConnInfo, Proxy};
 use crate::proxy_protocol;
 use crate::shutdown::ShutdownWatch;
 
@@ -181,10 +181,6 @@ struct Limits {
     idle: Duration,
 }
 
-type BoxedAnswer = Pin<
-    Box<dyn Future<Output = Result<http::Response<ResponseBody>, std::convert::Infallible>> + Send>,
->;
-
 async fn serve_http<I>(
     io: I,
     h2: bool,
@@ -201,8 +197,8 @@ async fn serve_http<I>(
     // connections below are boxed too, each only as large as its own protocol
     // needs: inline, every connection's task would be sized for the largest
     // (HTTP/2 over TLS), 16 KiB each while idle.
-    let service = service_fn(move |req: http::Request<Incoming>| -> BoxedAnswer {
-        Box::pin(proxy.clone().handle(req, info))
+    let service = service_fn(move |req: http::Request<Incoming>| -> super::Answer {
+        proxy.clone().handle(req, info)
     });
     let io = TokioIo::new(io);
     let ended = if h2 {

@@ -239,6 +239,24 @@ fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
     }
 }
 
+/// An answer on its way, boxed (see `Proxy::handle`).
+pub type Answer = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>,
+>;
+
+/// A request decided and made ready for origins: what its tries need.
+struct Exchange {
+    rec: Record,
+    decision: Decision,
+    /// The client's request head, its headers made ready for origins.
+    parts: http::request::Parts,
+    /// Taken when the tries start.
+    body: Option<Incoming>,
+    client_host: Option<HeaderValue>,
+    /// The client's side of a protocol switch, when it asked for one.
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
 /// The request's body as the tries will send it.
 enum Payload {
     /// None, or kept whole: every try sends it.
@@ -271,9 +289,8 @@ impl Payload {
 async fn within<F: std::future::Future>(
     read: std::time::Duration,
     sent: Option<&AtomicU64>,
-    answer: F,
+    mut answer: std::pin::Pin<&mut F>,
 ) -> Option<F::Output> {
-    let mut answer = std::pin::pin!(answer);
     let mut seen = sent.map(|s| s.load(Relaxed));
     loop {
         match tokio::time::timeout(read, answer.as_mut()).await {
@@ -302,14 +319,29 @@ impl Proxy {
     }
 
     /// Answers one request; never fails (failures are answers).
-    pub async fn handle(
-        self: Arc<Self>,
+    ///
+    /// Everything up to the first wait (facts, decision, the request made ready
+    /// for origins) runs here, synchronously; the future returned holds only
+    /// what the tries need. It is boxed, and hyper moves it into its box once
+    /// per request: as one `async fn` it held the request, its parts and
+    /// their copies side by side (3,144 bytes).
+    pub fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Answer {
+        if self.passthrough {
+            return self.pass_through(req);
+        }
+        match self.decide(req, conn) {
+            Ok(exchange) => Box::pin(self.carry_out(exchange)),
+            Err(answer) => Box::pin(std::future::ready(Ok(answer))),
+        }
+    }
+
+    /// The request's facts, its decision and its record; a gateway answer
+    /// when it goes no further.
+    fn decide(
+        &self,
         mut req: Request<Incoming>,
         conn: ConnInfo,
-    ) -> Result<Response<ResponseBody>, Infallible> {
-        if self.passthrough {
-            return Ok(self.pass_through(req).await);
-        }
+    ) -> Result<Exchange, Response<ResponseBody>> {
         let snap = self.shared.snapshot.load_full();
         let peer_ip = conn.peer.ip().to_canonical();
         let mut ctx = Ctx {
@@ -329,7 +361,7 @@ impl Proxy {
             Err(bad) => {
                 self.count_rejected("bad_host");
                 let rec = self.record(ctx, None);
-                return Ok(gateway_error(rec, 400, "bad_request", bad.detail()));
+                return Err(gateway_error(rec, 400, "bad_request", bad.detail()));
             }
         };
         let snap = ctx.snap.clone();
@@ -364,9 +396,9 @@ impl Proxy {
             self.record_facts(&found, &decision);
             decision
         };
-        let mut rec = self.record(ctx, Some(&decision));
+        let rec = self.record(ctx, Some(&decision));
         if decision.rejected() {
-            return Ok(gateway_error(
+            return Err(gateway_error(
                 rec,
                 503,
                 "no_healthy_region",
@@ -376,202 +408,234 @@ impl Proxy {
         let upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let client_host = headers::prepare(&mut parts, &rec.ctx, &snap, upgrade.is_some());
-        let retries = &snap.data_path.retries;
-        let mut payload = if body.is_end_stream() {
-            Payload::Whole(None)
-        } else if retries.all_methods
-            && body
-                .size_hint()
-                .upper()
-                .is_some_and(|n| n <= RETRY_BODY_LIMIT)
-        {
-            match Limited::new(body, RETRY_BODY_LIMIT as usize)
-                .collect()
-                .await
-            {
-                Ok(b) => Payload::Whole(Some(b.to_bytes())),
-                Err(_) => return Ok(gateway_error(rec, 400, "bad_request", "request body")),
-            }
-        } else {
-            Payload::Once(Some(body))
-        };
-        let idempotent = parts.method.is_idempotent();
-        let t = &snap.data_path;
-        let mut walk = Walk::default();
-        loop {
-            let origins = LiveOrigins {
-                snap: &snap,
-                now_ms: now_ms(),
+        Ok(Exchange {
+            rec,
+            decision,
+            parts,
+            body: Some(body),
+            client_host,
+            upgrade,
+        })
+    }
+
+    /// Carries a decision out: the tries across origins and regions, until an
+    /// answer goes back to the client. An `async` block rather than an `async
+    /// fn`: an `async fn` keeps its arguments twice in its state (656 bytes
+    /// more per request), a block uses what it captured in place.
+    fn carry_out(
+        self: Arc<Self>,
+        mut x: Exchange,
+    ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, Infallible>> + Send {
+        async move {
+            let snap = x.rec.ctx.snap.clone();
+            let retries = &snap.data_path.retries;
+            let mut payload = match x.body.take() {
+                None => Payload::Whole(None),
+                Some(body) if body.is_end_stream() => Payload::Whole(None),
+                Some(body)
+                    if retries.all_methods
+                        && body
+                            .size_hint()
+                            .upper()
+                            .is_some_and(|n| n <= RETRY_BODY_LIMIT) =>
+                {
+                    match Limited::new(body, RETRY_BODY_LIMIT as usize)
+                        .collect()
+                        .await
+                    {
+                        Ok(b) => Payload::Whole(Some(b.to_bytes())),
+                        Err(_) => {
+                            return Ok(gateway_error(x.rec, 400, "bad_request", "request body"))
+                        }
+                    }
+                }
+                Some(body) => Payload::Once(Some(body)),
             };
-            let Some(target) = walk.next(
-                &snap,
-                &origins,
-                &decision.order,
-                retries.attempts,
-                &mut rand::thread_rng(),
-            ) else {
-                return Ok(gateway_error(
-                    rec,
-                    502,
-                    "upstream_unreachable",
-                    "no origin left to try",
-                ));
-            };
-            rec.begin(target);
-            let (r, o) = target;
-            let origin = &snap.regions[r].origins[o];
-            let tx = match upstream::connection(origin, t.connect_timeout, t.pool_idle).await {
-                Ok(tx) => tx,
-                Err(e) => {
+            let idempotent = x.parts.method.is_idempotent();
+            let t = &snap.data_path;
+            let mut walk = Walk::default();
+            loop {
+                let origins = LiveOrigins {
+                    snap: &snap,
+                    now_ms: now_ms(),
+                };
+                let Some(target) = walk.next(
+                    &snap,
+                    &origins,
+                    &x.decision.order,
+                    retries.attempts,
+                    &mut rand::thread_rng(),
+                ) else {
+                    return Ok(gateway_error(
+                        x.rec,
+                        502,
+                        "upstream_unreachable",
+                        "no origin left to try",
+                    ));
+                };
+                x.rec.begin(target);
+                let (r, o) = target;
+                let origin = &snap.regions[r].origins[o];
+                let tx = match upstream::connection(origin, t.connect_timeout, t.pool_idle).await {
+                    Ok(tx) => tx,
+                    Err(e) => {
+                        self.shared
+                            .metrics
+                            .upstream_connect_failures
+                            .with_label_values(&[&snap.regions[r].name, &origin.address])
+                            .inc();
+                        self.observe(&snap, target, None, now_ms());
+                        tracing::debug!(origin = %origin.address, "connect failed: {e}");
+                        if self.retry(
+                            &snap,
+                            r,
+                            &walk,
+                            &x.decision,
+                            Failure::Connect,
+                            false,
+                            true,
+                            true,
+                        ) {
+                            continue;
+                        }
+                        let (status, error) = if e.timed_out() {
+                            (504, "upstream_timeout")
+                        } else {
+                            (502, "upstream_unreachable")
+                        };
+                        return Ok(gateway_error(x.rec, status, error, &e.to_string()));
+                    }
+                };
+                let Some((body, sent)) = payload.take() else {
+                    return Ok(gateway_error(
+                        x.rec,
+                        502,
+                        "upstream_unreachable",
+                        "body already sent",
+                    ));
+                };
+                let up = headers::for_origin(&x.parts, x.client_host.as_ref(), origin, body);
+                let attempt_started = Instant::now();
+                let answer = std::pin::pin!(upstream::send(tx, up));
+                let answer = within(t.read_timeout, sent.as_deref(), answer).await;
+                let (mut resp, reuse) = match answer {
+                    Some(Ok(answer)) => answer,
+                    Some(Err(_)) | None => {
+                        let timed_out = answer.is_none();
+                        self.observe(&snap, target, None, now_ms());
+                        let replayable = payload.replayable();
+                        if self.retry(
+                            &snap,
+                            r,
+                            &walk,
+                            &x.decision,
+                            Failure::AfterSend,
+                            timed_out,
+                            idempotent,
+                            replayable,
+                        ) {
+                            continue;
+                        }
+                        let (status, error, detail) = match answer {
+                            Some(Err(e)) => (502, "upstream_unreachable", e.to_string()),
+                            _ => (
+                                504,
+                                "upstream_timeout",
+                                "no answer within timeouts.read".to_string(),
+                            ),
+                        };
+                        return Ok(gateway_error(x.rec, status, error, &detail));
+                    }
+                };
+                let status = resp.status().as_u16();
+                // A 5xx counts against the origin; any other answer feeds its latency.
+                self.observe(
+                    &snap,
+                    target,
+                    (status < 500).then_some(attempt_started),
+                    now_ms(),
+                );
+                if self.retry(
+                    &snap,
+                    r,
+                    &walk,
+                    &x.decision,
+                    Failure::Status(status),
+                    false,
+                    idempotent,
+                    payload.replayable(),
+                ) {
+                    continue;
+                }
+                x.rec.status = status;
+                headers::downstream_response(&mut resp, &snap, r, &x.decision);
+                if let Some(token) = facts::issue_write_token(
+                    &snap,
+                    x.decision.route,
+                    r,
+                    x.rec.ctx.is_write,
+                    status,
+                    now_ms(),
+                ) {
+                    headers::write_token(&mut resp, &token, x.rec.ctx.tls);
                     self.shared
                         .metrics
-                        .upstream_connect_failures
-                        .with_label_values(&[&snap.regions[r].name, &origin.address])
+                        .write_tokens
+                        .with_label_values(&["issued"])
                         .inc();
-                    self.observe(&snap, target, None, now_ms());
-                    tracing::debug!(origin = %origin.address, "connect failed: {e}");
-                    if self.retry(
-                        &snap,
-                        r,
-                        &walk,
-                        &decision,
-                        Failure::Connect,
-                        false,
-                        true,
-                        true,
-                    ) {
-                        continue;
+                }
+                if status == 101 {
+                    if let Some(client) = x.upgrade.take() {
+                        splice(client, hyper::upgrade::on(&mut resp));
                     }
-                    let (status, error) = if e.timed_out() {
-                        (504, "upstream_timeout")
-                    } else {
-                        (502, "upstream_unreachable")
-                    };
-                    return Ok(gateway_error(rec, status, error, &e.to_string()));
                 }
-            };
-            let Some((body, sent)) = payload.take() else {
-                return Ok(gateway_error(
-                    rec,
-                    502,
-                    "upstream_unreachable",
-                    "body already sent",
-                ));
-            };
-            let up = headers::for_origin(&parts, client_host.as_ref(), origin, body);
-            let attempt_started = Instant::now();
-            let answer = within(t.read_timeout, sent.as_deref(), upstream::send(tx, up)).await;
-            let (mut resp, reuse) = match answer {
-                Some(Ok(answer)) => answer,
-                Some(Err(_)) | None => {
-                    let timed_out = answer.is_none();
-                    self.observe(&snap, target, None, now_ms());
-                    let replayable = payload.replayable();
-                    if self.retry(
-                        &snap,
-                        r,
-                        &walk,
-                        &decision,
-                        Failure::AfterSend,
-                        timed_out,
-                        idempotent,
-                        replayable,
-                    ) {
-                        continue;
-                    }
-                    let (status, error, detail) = match answer {
-                        Some(Err(e)) => (502, "upstream_unreachable", e.to_string()),
-                        _ => (
-                            504,
-                            "upstream_timeout",
-                            "no answer within timeouts.read".to_string(),
-                        ),
-                    };
-                    return Ok(gateway_error(rec, status, error, &detail));
-                }
-            };
-            let status = resp.status().as_u16();
-            // A 5xx counts against the origin; any other answer feeds its latency.
-            self.observe(
-                &snap,
-                target,
-                (status < 500).then_some(attempt_started),
-                now_ms(),
-            );
-            if self.retry(
-                &snap,
-                r,
-                &walk,
-                &decision,
-                Failure::Status(status),
-                false,
-                idempotent,
-                payload.replayable(),
-            ) {
-                continue;
+                let (parts, body) = resp.into_parts();
+                let reuse = reuse.map(|tx| (origin.pool.clone(), tx));
+                let end = Box::new(End {
+                    record: Some(x.rec),
+                    reuse: if status == 101 { None } else { reuse },
+                    bytes: 0,
+                    complete: false,
+                });
+                let body = ResponseBody::origin(body, t.read_timeout, Some(end));
+                return Ok(Response::from_parts(parts, body));
             }
-            rec.status = status;
-            headers::downstream_response(&mut resp, &snap, r, &decision);
-            if let Some(token) = facts::issue_write_token(
-                &snap,
-                decision.route,
-                r,
-                rec.ctx.is_write,
-                status,
-                now_ms(),
-            ) {
-                headers::write_token(&mut resp, &token, rec.ctx.tls);
-                self.shared
-                    .metrics
-                    .write_tokens
-                    .with_label_values(&["issued"])
-                    .inc();
-            }
-            if status == 101 {
-                if let Some(client) = upgrade {
-                    splice(client, hyper::upgrade::on(&mut resp));
-                }
-            }
-            let (parts, body) = resp.into_parts();
-            let reuse = reuse.map(|tx| (origin.pool.clone(), tx));
-            let end = Box::new(End {
-                record: Some(rec),
-                reuse: if status == 101 { None } else { reuse },
-                bytes: 0,
-                complete: false,
-            });
-            let body = ResponseBody::origin(body, t.read_timeout, Some(end));
-            return Ok(Response::from_parts(parts, body));
         }
     }
 
     /// The engine alone: the request, hop-by-hop headers aside, to the local
     /// region's first origin over a pooled connection; its answer back.
-    async fn pass_through(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+    fn pass_through(&self, req: Request<Incoming>) -> Answer {
         let snap = self.shared.snapshot.load_full();
-        let t = &snap.data_path;
-        let Some(origin) = snap.regions[snap.local_region].origins.first() else {
-            return bare_error(502);
-        };
-        let Ok(tx) = upstream::connection(origin, t.connect_timeout, t.pool_idle).await else {
-            return bare_error(502);
-        };
         let (mut parts, body) = req.into_parts();
         headers::strip_for_origin(&mut parts);
         let up = Request::from_parts(parts, RequestBody::Stream(body, Arc::default()));
-        match tokio::time::timeout(t.read_timeout, upstream::send(tx, up)).await {
-            Ok(Ok((resp, reuse))) => {
-                let (parts, body) = resp.into_parts();
-                let end = Box::new(End {
-                    record: None,
-                    reuse: reuse.map(|tx| (origin.pool.clone(), tx)),
-                    bytes: 0,
-                    complete: false,
-                });
-                Response::from_parts(parts, ResponseBody::origin(body, t.read_timeout, Some(end)))
-            }
-            _ => bare_error(502),
-        }
+        Box::pin(async move {
+            let t = &snap.data_path;
+            let Some(origin) = snap.regions[snap.local_region].origins.first() else {
+                return Ok(bare_error(502));
+            };
+            let Ok(tx) = upstream::connection(origin, t.connect_timeout, t.pool_idle).await else {
+                return Ok(bare_error(502));
+            };
+            let answer = std::pin::pin!(upstream::send(tx, up));
+            Ok(match tokio::time::timeout(t.read_timeout, answer).await {
+                Ok(Ok((resp, reuse))) => {
+                    let (parts, body) = resp.into_parts();
+                    let end = Box::new(End {
+                        record: None,
+                        reuse: reuse.map(|tx| (origin.pool.clone(), tx)),
+                        bytes: 0,
+                        complete: false,
+                    });
+                    Response::from_parts(
+                        parts,
+                        ResponseBody::origin(body, t.read_timeout, Some(end)),
+                    )
+                }
+                _ => bare_error(502),
+            })
+        })
     }
 
     fn record(&self, ctx: Ctx, decision: Option<&Decision>) -> Record {
