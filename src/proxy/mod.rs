@@ -244,6 +244,17 @@ pub type Answer = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>,
 >;
 
+/// Where deciding left a request. Its large variant is the common one and is
+/// moved into the request's future at once: boxing it would cost every request
+/// an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Decided {
+    /// On its way to origins.
+    Tries(Exchange),
+    /// Answered by the gateway (a bad Host, no region to serve it).
+    Answered(Response<ResponseBody>),
+}
+
 /// A request decided and made ready for origins: what its tries need.
 struct Exchange {
     rec: Record,
@@ -330,18 +341,14 @@ impl Proxy {
             return self.pass_through(req);
         }
         match self.decide(req, conn) {
-            Ok(exchange) => Box::pin(self.carry_out(exchange)),
-            Err(answer) => Box::pin(std::future::ready(Ok(answer))),
+            Decided::Tries(exchange) => Box::pin(self.carry_out(exchange)),
+            Decided::Answered(answer) => Box::pin(std::future::ready(Ok(answer))),
         }
     }
 
     /// The request's facts, its decision and its record; a gateway answer
     /// when it goes no further.
-    fn decide(
-        &self,
-        mut req: Request<Incoming>,
-        conn: ConnInfo,
-    ) -> Result<Exchange, Response<ResponseBody>> {
+    fn decide(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Decided {
         let snap = self.shared.snapshot.load_full();
         let peer_ip = conn.peer.ip().to_canonical();
         let mut ctx = Ctx {
@@ -361,7 +368,7 @@ impl Proxy {
             Err(bad) => {
                 self.count_rejected("bad_host");
                 let rec = self.record(ctx, None);
-                return Err(gateway_error(rec, 400, "bad_request", bad.detail()));
+                return Decided::Answered(gateway_error(rec, 400, "bad_request", bad.detail()));
             }
         };
         let snap = ctx.snap.clone();
@@ -398,7 +405,7 @@ impl Proxy {
         };
         let rec = self.record(ctx, Some(&decision));
         if decision.rejected() {
-            return Err(gateway_error(
+            return Decided::Answered(gateway_error(
                 rec,
                 503,
                 "no_healthy_region",
@@ -408,7 +415,7 @@ impl Proxy {
         let upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let client_host = headers::prepare(&mut parts, &rec.ctx, &snap, upgrade.is_some());
-        Ok(Exchange {
+        Decided::Tries(Exchange {
             rec,
             decision,
             parts,
@@ -422,6 +429,7 @@ impl Proxy {
     /// answer goes back to the client. An `async` block rather than an `async
     /// fn`: an `async fn` keeps its arguments twice in its state (656 bytes
     /// more per request), a block uses what it captured in place.
+    #[allow(clippy::manual_async_fn)]
     fn carry_out(
         self: Arc<Self>,
         mut x: Exchange,
