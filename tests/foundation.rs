@@ -447,7 +447,17 @@ regions:
         "listeners[0].address is now {elsewhere}, still listening on {first}: \
          listener and admin addresses take effect on restart only"
     );
-    assert!(gw.stderr().contains(&want), "{want} in {}", gw.stderr());
+    // The log line goes through the log writer thread: it may land a moment
+    // after the reload is counted.
+    eventually(Duration::from_secs(5), &want, || async {
+        let seen = gw.stderr();
+        if seen.contains(&want) {
+            Ok(())
+        } else {
+            Err(seen)
+        }
+    })
+    .await;
     let r = reqwest::get(format!("http://{first}/hello")).await.unwrap();
     assert_eq!(r.status(), 200);
 }
