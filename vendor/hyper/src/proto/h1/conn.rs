@@ -908,9 +908,6 @@ where
         if self.state.is_idle() {
             // Nothing in flight: an idle connection keeps no buffers.
             self.io.release_idle_buffers();
-            // Nor the last message's header map kept for the next parse (a
-            // server's last response: its capacity, cleared, is over 1 KiB).
-            self.state.cached_headers = None;
         }
         trace!("flushed({}): {:?}", T::LOG, self.state);
         Poll::Ready(Ok(()))
