@@ -15,13 +15,12 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{ConnInfo, Proxy};
+use super::{ConnInfo, Proxy, ResponseBody};
 use crate::proxy_protocol;
 use crate::shutdown::ShutdownWatch;
 
@@ -41,8 +40,8 @@ pub struct Listener {
     pub proxy_protocol: bool,
 }
 
-/// Counters a connection may move before any request exists.
-#[derive(Clone)]
+/// Counters a connection may move before any request exists, shared by the
+/// listener's connections.
 struct Cuts {
     header_timeout: IntCounter,
     proxy_protocol: IntCounter,
@@ -59,11 +58,11 @@ pub async fn serve(
     live: Arc<()>,
 ) {
     let rejected = &proxy.shared.metrics.requests_rejected;
-    let cuts = Cuts {
+    let cuts = Arc::new(Cuts {
         header_timeout: rejected.with_label_values(&["header_timeout"]),
         proxy_protocol: rejected.with_label_values(&["proxy_protocol"]),
         malformed: rejected.with_label_values(&["malformed"]),
-    };
+    });
     let listener = Arc::new(listener);
     loop {
         let accepted = tokio::select! {
@@ -74,19 +73,15 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let conn = connection(
+                tokio::spawn(connection(
                     stream,
                     peer,
                     listener.clone(),
                     proxy.clone(),
                     shutdown.clone(),
                     cuts.clone(),
-                );
-                let live = live.clone();
-                tokio::spawn(async move {
-                    conn.await;
-                    drop(live);
-                });
+                    live.clone(),
+                ));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off, do not spin.
@@ -97,79 +92,141 @@ pub async fn serve(
     }
 }
 
-async fn connection(
-    stream: TcpStream,
+/// One client connection, to its end; its task holds this future, so an idle
+/// client costs what this future holds while it waits.
+///
+/// It is sized for the common case, a cleartext HTTP/1 connection, held inline:
+/// one allocation (the task) per idle client. What is larger is boxed and paid
+/// only by the connections that need it: the PROXY header read, TLS (the
+/// handshake, rustls' state) and HTTP/2. A plain `fn` around an `async move`
+/// block, not an `async fn`: an `async fn` keeps a second copy of its arguments
+/// in its future (rust-lang/rust#62958), and nothing here is awaited while a
+/// large value sits in a temporary (an `.await`'s temporaries live across it).
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn connection(
+    mut stream: TcpStream,
     mut peer: SocketAddr,
     listener: Arc<Listener>,
     proxy: Arc<Proxy>,
-    shutdown: ShutdownWatch,
-    cuts: Cuts,
-) {
-    let (header_limit, idle_limit) = {
-        let snap = proxy.shared.snapshot.load();
-        let t = &snap.data_path;
-        (t.request_header_timeout, t.client_idle_timeout)
-    };
-    let mut stream = stream;
-    if listener.proxy_protocol {
-        let read = Box::pin(tokio::time::timeout(
-            header_limit,
-            read_proxy_header(&mut stream),
-        ));
-        match read.await {
-            Ok(Ok(Some(source))) => peer = source,
-            Ok(Ok(None)) => {}
+    mut shutdown: ShutdownWatch,
+    cuts: Arc<Cuts>,
+    live: Arc<()>,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let _live = live;
+        let (header_limit, idle_limit) = {
+            let snap = proxy.shared.snapshot.load();
+            let t = &snap.data_path;
+            (t.request_header_timeout, t.client_idle_timeout)
+        };
+        if listener.proxy_protocol {
+            let read = Box::pin(tokio::time::timeout(
+                header_limit,
+                read_proxy_header(&mut stream),
+            ));
+            match read.await {
+                Ok(Ok(Some(source))) => peer = source,
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "PROXY header refused: {e}");
+                    cuts.proxy_protocol.inc();
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "no PROXY header within timeouts.request_header");
+                    cuts.proxy_protocol.inc();
+                    return;
+                }
+            }
+        }
+        let limits = Limits {
+            header: header_limit,
+            idle: idle_limit,
+        };
+        if listener.tls.is_some() {
+            let handler = Handler {
+                proxy,
+                info: ConnInfo { peer, tls: true },
+            };
+            let served = Box::pin(tls_connection(
+                stream, listener, handler, shutdown, limits, cuts,
+            ));
+            return served.await;
+        }
+        // Time the wait for the first bytes like a header's.
+        let h2 = match tokio::time::timeout(header_limit, starts_with_preface(&stream)).await {
+            Ok(Ok(h2)) => h2,
             Ok(Err(e)) => {
-                tracing::debug!(%peer, "PROXY header refused: {e}");
-                cuts.proxy_protocol.inc();
+                tracing::debug!(%peer, "no first request: {e}");
                 return;
             }
             Err(_) => {
-                tracing::debug!(%peer, "no PROXY header within timeouts.request_header");
-                cuts.proxy_protocol.inc();
+                cuts.header_timeout.inc();
                 return;
             }
-        }
+        };
+        let handler = Handler {
+            proxy,
+            info: ConnInfo { peer, tls: false },
+        };
+        let io = TokioIo::new(stream);
+        let ended = if h2 {
+            let served = Box::pin(serve_h2(io, handler, &mut shutdown));
+            served.await
+        } else {
+            let mut conn = pin!(http1(io, handler, limits));
+            until_drained(conn.as_mut(), &mut shutdown, |c| c.graceful_shutdown()).await
+        };
+        ended_by(ended, &cuts, peer);
     }
-    let limits = Limits {
-        header: header_limit,
-        idle: idle_limit,
+}
+
+/// A TLS connection after its TCP accept: the handshake (boxed, freed once
+/// done), then HTTP/1 or, by ALPN, HTTP/2 (boxed: larger).
+async fn tls_connection(
+    stream: TcpStream,
+    listener: Arc<Listener>,
+    handler: Handler,
+    mut shutdown: ShutdownWatch,
+    limits: Limits,
+    cuts: Arc<Cuts>,
+) {
+    let Some(acceptor) = &listener.tls else {
+        return;
     };
-    match &listener.tls {
-        Some(acceptor) => {
-            let accept = Box::pin(tokio::time::timeout(header_limit, acceptor.accept(stream)));
-            let tls = match accept.await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake took longer than timeouts.request_header");
-                    return;
-                }
-            };
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let info = ConnInfo { peer, tls: true };
-            Box::pin(serve_http(tls, h2, info, proxy, shutdown, limits, cuts)).await;
+    let peer = handler.info.peer;
+    let accept = Box::pin(tokio::time::timeout(limits.header, acceptor.accept(stream)));
+    let tls = match accept.await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "TLS handshake failed: {e}");
+            return;
         }
-        None => {
-            // Time the wait for the first bytes like a header's.
-            let h2 = match tokio::time::timeout(header_limit, starts_with_preface(&stream)).await {
-                Ok(Ok(h2)) => h2,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "no first request: {e}");
-                    return;
-                }
-                Err(_) => {
-                    cuts.header_timeout.inc();
-                    return;
-                }
-            };
-            let info = ConnInfo { peer, tls: false };
-            Box::pin(serve_http(stream, h2, info, proxy, shutdown, limits, cuts)).await;
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake took longer than timeouts.request_header");
+            return;
         }
-    }
+    };
+    let (tls, h2) = alpn_h2(tls);
+    let io = TokioIo::new(tls);
+    let ended = if h2 {
+        let served = Box::pin(serve_h2(io, handler, &mut shutdown));
+        served.await
+    } else {
+        let mut conn = pin!(http1(io, handler, limits));
+        until_drained(conn.as_mut(), &mut shutdown, |c| c.graceful_shutdown()).await
+    };
+    ended_by(ended, &cuts, peer);
+}
+
+/// Whether the client chose HTTP/2 by ALPN. Takes the stream by value and gives
+/// it back: a borrow of it in `tls_connection` would keep a second copy of the
+/// (large) stream in that future.
+fn alpn_h2(
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+) -> (tokio_rustls::server::TlsStream<TcpStream>, bool) {
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    (tls, h2)
 }
 
 #[derive(Clone, Copy)]
@@ -181,68 +238,83 @@ struct Limits {
     idle: Duration,
 }
 
-async fn serve_http<I>(
-    io: I,
-    h2: bool,
-    info: ConnInfo,
+/// A connection's service: each request to the proxy.
+#[derive(Clone)]
+struct Handler {
     proxy: Arc<Proxy>,
-    mut shutdown: ShutdownWatch,
+    info: ConnInfo,
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for Handler {
+    type Response = http::Response<ResponseBody>;
+    type Error = std::convert::Infallible;
+    type Future = super::Answer;
+
+    /// Boxed per request (`Proxy::handle` boxes it): hyper keeps room for one
+    /// service future per connection, so an unboxed one would cost every idle
+    /// client its size.
+    fn call(&self, req: http::Request<Incoming>) -> super::Answer {
+        self.proxy.clone().handle(req, self.info)
+    }
+}
+
+/// hyper's HTTP/1 server connection with meridian's limits.
+fn http1<I>(
+    io: TokioIo<I>,
+    handler: Handler,
     limits: Limits,
-    cuts: Cuts,
-) where
+) -> http1::UpgradeableConnection<TokioIo<I>, Handler>
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // Boxed per request: hyper keeps room for one service future per
-    // connection, so an unboxed one would cost every idle client its size. The
-    // connections below are boxed too, each only as large as its own protocol
-    // needs: inline, every connection's task would be sized for the largest
-    // (HTTP/2 over TLS), 16 KiB each while idle.
-    let service = service_fn(move |req: http::Request<Incoming>| -> super::Answer {
-        proxy.clone().handle(req, info)
-    });
-    let io = TokioIo::new(io);
-    let ended = if h2 {
-        let conn = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .serve_connection(io, service);
-        Box::pin(until_drained(conn, &mut shutdown, |c| {
-            c.graceful_shutdown()
-        }))
-        .await
-    } else {
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header)
-            .idle_timeout(limits.idle)
-            .max_buf_size(MAX_BUF)
-            .serve_connection(io, service)
-            .with_upgrades();
-        Box::pin(until_drained(conn, &mut shutdown, |c| {
-            c.graceful_shutdown()
-        }))
-        .await
-    };
+    http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header)
+        .idle_timeout(limits.idle)
+        .max_buf_size(MAX_BUF)
+        .serve_connection(io, handler)
+        .with_upgrades()
+}
+
+/// An HTTP/2 connection to its end (called boxed: its state is large).
+async fn serve_h2<I>(
+    io: TokioIo<I>,
+    handler: Handler,
+    shutdown: &mut ShutdownWatch,
+) -> hyper::Result<()>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut conn = pin!(http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .serve_connection(io, handler));
+    until_drained(conn.as_mut(), shutdown, |c| c.graceful_shutdown()).await
+}
+
+/// Counts and logs how a connection ended, when by an error.
+fn ended_by(ended: hyper::Result<()>, cuts: &Cuts, peer: SocketAddr) {
     if let Err(e) = ended {
         if e.is_timeout() {
             cuts.header_timeout.inc();
         } else if e.is_parse() {
             cuts.malformed.inc();
         }
-        tracing::debug!(peer = %info.peer, "connection ended: {e}");
+        tracing::debug!(%peer, "connection ended: {e}");
     }
 }
 
 /// Runs a connection to its end; once a shutdown starts, asks it to finish
-/// (`graceful`: an idle one closes at once, a busy one after its answer).
-async fn until_drained<C, E>(
-    conn: C,
+/// (`graceful`: an idle one closes at once, a busy one after its answer). The
+/// connection is pinned by the caller, in its own future: taken by value, it
+/// would be held twice (the argument and the pinned local).
+async fn until_drained<C>(
+    mut conn: Pin<&mut C>,
     shutdown: &mut ShutdownWatch,
     graceful: impl FnOnce(Pin<&mut C>),
-) -> Result<(), E>
+) -> hyper::Result<()>
 where
-    C: Future<Output = Result<(), E>>,
+    C: Future<Output = hyper::Result<()>>,
 {
-    let mut conn = pin!(conn);
     tokio::select! {
         r = conn.as_mut() => return r,
         _ = shutdown.wait_for(|stop| *stop) => {}
