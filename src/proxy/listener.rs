@@ -92,6 +92,25 @@ pub async fn serve(
     }
 }
 
+/// Serves a connection's stream to its end, HTTP/2 (boxed: large) or HTTP/1
+/// (pinned in the caller's own future), and counts how it ended. A macro, not a
+/// function: a function taking the stream (an `async fn`, or a `fn` returning a
+/// future) would hold it a second time, in its argument, in every idle client's
+/// task; expanded in place, the stream is held once.
+macro_rules! serve_to_end {
+    ($io:expr, $h2:expr, $handler:expr, $shutdown:ident, $limits:expr, $cuts:expr, $peer:expr) => {{
+        let io = $io;
+        let ended = if $h2 {
+            let served = Box::pin(serve_h2(io, $handler, &mut $shutdown));
+            served.await
+        } else {
+            let mut conn = pin!(http1(io, $handler, $limits));
+            until_drained(conn.as_mut(), &mut $shutdown, |c| c.graceful_shutdown()).await
+        };
+        ended_by(ended, &$cuts, $peer);
+    }};
+}
+
 /// One client connection, to its end; its task holds this future, so an idle
 /// client costs what this future holds while it waits.
 ///
@@ -169,15 +188,15 @@ fn connection(
             proxy,
             info: ConnInfo { peer, tls: false },
         };
-        let io = TokioIo::new(stream);
-        let ended = if h2 {
-            let served = Box::pin(serve_h2(io, handler, &mut shutdown));
-            served.await
-        } else {
-            let mut conn = pin!(http1(io, handler, limits));
-            until_drained(conn.as_mut(), &mut shutdown, |c| c.graceful_shutdown()).await
-        };
-        ended_by(ended, &cuts, peer);
+        serve_to_end!(
+            TokioIo::new(stream),
+            h2,
+            handler,
+            shutdown,
+            limits,
+            cuts,
+            peer
+        );
     }
 }
 
@@ -208,15 +227,7 @@ async fn tls_connection(
         }
     };
     let (tls, h2) = alpn_h2(tls);
-    let io = TokioIo::new(tls);
-    let ended = if h2 {
-        let served = Box::pin(serve_h2(io, handler, &mut shutdown));
-        served.await
-    } else {
-        let mut conn = pin!(http1(io, handler, limits));
-        until_drained(conn.as_mut(), &mut shutdown, |c| c.graceful_shutdown()).await
-    };
-    ended_by(ended, &cuts, peer);
+    serve_to_end!(TokioIo::new(tls), h2, handler, shutdown, limits, cuts, peer);
 }
 
 /// Whether the client chose HTTP/2 by ALPN. Takes the stream by value and gives
