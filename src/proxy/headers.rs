@@ -108,14 +108,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 
 /// The client's request made ready for origins once, whatever the tries: its
 /// hop-by-hop headers dropped and the contract's forwarding headers set, in
-/// its own header map (no copy). Returns the client's host, which each try
-/// sends on unless its origin names its own (`host_header`).
-pub fn prepare(
-    parts: &mut Parts,
-    ctx: &Ctx,
-    snap: &Snapshot,
-    upgrade: bool,
-) -> Option<HeaderValue> {
+/// its own header map (no copy). The map then carries the client's host as
+/// `Host` (an HTTP/2 client's `:authority` included), which each try sends on
+/// unless its origin names its own (`host_header`).
+pub fn prepare(parts: &mut Parts, ctx: &Ctx, snap: &Snapshot, upgrade: bool) {
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers, upgrade);
     // Append the peer to any X-Forwarded-For the client sent (one header,
@@ -133,14 +129,14 @@ pub fn prepare(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
     );
-    let client_host = headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    if let Some(h) = &client_host {
-        headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+    if !headers.contains_key(header::HOST) {
+        let authority = parts.uri.authority();
+        if let Some(h) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            headers.insert(header::HOST, h);
+        }
+    }
+    if let Some(h) = headers.get(header::HOST).cloned() {
+        headers.insert(X_FORWARDED_HOST.clone(), h);
     }
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
     headers.insert(
@@ -152,23 +148,18 @@ pub fn prepare(
         X_EDGE_REGION.clone(),
         snap.regions[snap.local_region].name_header.clone(),
     );
-    client_host
 }
 
 /// The request one try sends to `origin`: the prepared one, its header map
 /// copied (a copy keeps every entry's hash: far cheaper than building a map),
 /// with the host and target as that origin's protocol carries them.
-pub fn for_origin(
-    parts: &Parts,
-    client_host: Option<&HeaderValue>,
-    origin: &OriginEntry,
-    body: RequestBody,
-) -> Request<RequestBody> {
+pub fn for_origin(parts: &Parts, origin: &OriginEntry, body: RequestBody) -> Request<RequestBody> {
     let mut headers = parts.headers.clone();
-    let host = match &origin.host_header {
-        Some(h) => HeaderValue::from_str(h).ok(),
-        None => client_host.cloned(),
-    };
+    // The origin's own name, when it has one (the client's is in the map).
+    let own_host = origin
+        .host_header
+        .as_deref()
+        .map(|h| HeaderValue::from_str(h).ok());
     let path = parts
         .uri
         .path_and_query()
@@ -182,6 +173,7 @@ pub fn for_origin(
             } else {
                 Scheme::HTTP
             };
+            let host = own_host.unwrap_or_else(|| parts.headers.get(header::HOST).cloned());
             let authority = host
                 .as_ref()
                 .and_then(|h| h.to_str().ok())
@@ -196,13 +188,8 @@ pub fn for_origin(
             (Version::HTTP_2, uri)
         }
         OriginProtocol::Http1 => {
-            // The client's Host is already in the map; only an origin's own
-            // name replaces it.
-            match host {
-                Some(h) if origin.host_header.is_some() || !headers.contains_key(header::HOST) => {
-                    headers.insert(header::HOST, h);
-                }
-                _ => {}
+            if let Some(Some(h)) = own_host {
+                headers.insert(header::HOST, h);
             }
             (Version::HTTP_11, Uri::from(path))
         }

@@ -114,11 +114,11 @@ impl Record {
             .target
             .map_or("none", |(r, _)| snap.regions[r].name.as_str());
         let failed = status == 0 || status >= 500;
-        let decision = self.reasons.unwrap_or_default();
+        let decision = self.reasons.unwrap_or_default().label_index();
         let status_idx = status_class(self.status);
         let labels = [
             region,
-            decision.label(),
+            Reasons::label_of(decision),
             if self.ctx.is_write { "write" } else { "read" },
             STATUS_CLASSES[status_idx],
         ];
@@ -127,8 +127,7 @@ impl Record {
         match self.target {
             Some((r, o)) => {
                 let region = &snap.regions[r];
-                let slot = (decision.label_index() * 2 + usize::from(self.ctx.is_write))
-                    * STATUS_CLASSES.len()
+                let slot = (decision * 2 + usize::from(self.ctx.is_write)) * STATUS_CLASSES.len()
                     + status_idx;
                 let state = &region.state;
                 state.responses.fetch_add(1, Relaxed);
@@ -261,9 +260,7 @@ struct Exchange {
     decision: Decision,
     /// The client's request head, its headers made ready for origins.
     parts: http::request::Parts,
-    /// Taken when the tries start.
-    body: Option<Incoming>,
-    client_host: Option<HeaderValue>,
+    body: Incoming,
     /// The client's side of a protocol switch, when it asked for one.
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
@@ -414,13 +411,12 @@ impl Proxy {
         }
         let upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let client_host = headers::prepare(&mut parts, &rec.ctx, &snap, upgrade.is_some());
+        headers::prepare(&mut parts, &rec.ctx, &snap, upgrade.is_some());
         Decided::Tries(Exchange {
             rec,
             decision,
             parts,
-            body: Some(body),
-            client_host,
+            body,
             upgrade,
         })
     }
@@ -437,15 +433,13 @@ impl Proxy {
         async move {
             let snap = x.rec.ctx.snap.clone();
             let retries = &snap.data_path.retries;
-            let mut payload = match x.body.take() {
-                None => Payload::Whole(None),
-                Some(body) if body.is_end_stream() => Payload::Whole(None),
-                Some(body)
-                    if retries.all_methods
-                        && body
-                            .size_hint()
-                            .upper()
-                            .is_some_and(|n| n <= RETRY_BODY_LIMIT) =>
+            let mut payload = match x.body {
+                body if body.is_end_stream() => Payload::Whole(None),
+                body if retries.all_methods
+                    && body
+                        .size_hint()
+                        .upper()
+                        .is_some_and(|n| n <= RETRY_BODY_LIMIT) =>
                 {
                     match Limited::new(body, RETRY_BODY_LIMIT as usize)
                         .collect()
@@ -457,7 +451,7 @@ impl Proxy {
                         }
                     }
                 }
-                Some(body) => Payload::Once(Some(body)),
+                body => Payload::Once(Some(body)),
             };
             let idempotent = x.parts.method.is_idempotent();
             let t = &snap.data_path;
@@ -522,7 +516,7 @@ impl Proxy {
                         "body already sent",
                     ));
                 };
-                let up = headers::for_origin(&x.parts, x.client_host.as_ref(), origin, body);
+                let up = headers::for_origin(&x.parts, origin, body);
                 let attempt_started = Instant::now();
                 let answer = std::pin::pin!(upstream::send(tx, up));
                 let answer = within(t.read_timeout, sent.as_deref(), answer).await;

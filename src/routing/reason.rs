@@ -85,9 +85,12 @@ impl Reasons {
     /// Exceptional outcomes (reject, panic, failover, shift) win over the steering that
     /// would have applied.
     pub fn label(self) -> &'static str {
-        LABEL_PRIORITY
-            .get(self.label_index())
-            .map_or("none", |r| r.as_str())
+        Self::label_of(self.label_index())
+    }
+
+    /// The `label` whose `label_index` is `index`.
+    pub fn label_of(index: usize) -> &'static str {
+        LABEL_PRIORITY.get(index).map_or("none", |r| r.as_str())
     }
 }
 
@@ -115,5 +118,30 @@ impl fmt::Display for Reasons {
             f.write_str(r.as_str())?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_decision_label_has_its_own_index_below_the_count() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..Reasons::LABEL_COUNT {
+            assert!(
+                seen.insert(Reasons::label_of(i)),
+                "index {i} repeats a label"
+            );
+        }
+        assert_eq!(Reasons::default().label(), "none");
+        for r in ALL {
+            let mut rs = Reasons::only(r);
+            assert_eq!(rs.label(), r.as_str());
+            assert_eq!(Reasons::label_of(rs.label_index()), rs.label());
+            // Residency reject outranks everything.
+            rs.add(Reason::ResidencyReject);
+            assert_eq!(rs.label(), "residency_reject");
+        }
     }
 }
