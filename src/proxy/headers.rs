@@ -28,82 +28,174 @@ static X_DECISION: HeaderName = HeaderName::from_static("x-meridian-decision");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// An HTTP/1.1 request asking to switch protocols (WebSocket and the like).
-pub fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| has_token(v.as_bytes(), b"upgrade"))
+/// The hop-by-hop headers (RFC 9110 §7.6.1) a message carries, found by
+/// `HopByHop::note` during a walk over its headers.
+#[derive(Default)]
+pub struct HopByHop {
+    connection: bool,
+    upgrade: bool,
+    transfer_encoding: bool,
+    /// A `TE` other than `trailers` (gRPC needs `TE: trailers` to reach it).
+    te: bool,
+    keep_alive: bool,
+    proxy_connection: bool,
+    /// `Connection` lists `upgrade`.
+    connection_upgrade: bool,
+    /// Headers a `Connection` header names beyond the usual options: rare.
+    named: Vec<HeaderName>,
 }
 
-/// A comma-separated header value lists `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-}
-
-/// Drops the headers that belong to one connection (RFC 9110 §7.6.1), and any
-/// header a `Connection` header names; an upgrade keeps its `Connection` and
-/// `Upgrade`, and `TE: trailers` stays (gRPC needs it).
-///
-/// One walk over the headers finds them: most messages carry none, or only
-/// `Connection: keep-alive` (every HTTP/1.1 origin answer), which costs one
-/// removal and no allocation. Five lookups by name per message cost more.
-fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let (mut connection, mut transfer_encoding, mut te) = (false, false, false);
-    let (mut keep_alive, mut proxy_connection, mut upgrade_header) = (false, false, false);
-    // Headers a `Connection` header names beyond the usual options: rare.
-    let mut named: Vec<HeaderName> = Vec::new();
-    for (name, value) in headers.iter() {
+impl HopByHop {
+    /// Notes one header of the walk.
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
         if name == header::CONNECTION {
-            connection = true;
+            self.connection = true;
             for token in value.as_bytes().split(|b| *b == b',') {
                 let token = token.trim_ascii();
+                self.connection_upgrade |= token.eq_ignore_ascii_case(b"upgrade");
                 let usual = [&b"keep-alive"[..], b"close", b"upgrade", b""]
                     .iter()
                     .any(|u| token.eq_ignore_ascii_case(u));
                 if !usual {
-                    named.extend(HeaderName::from_bytes(token).ok());
+                    self.named.extend(HeaderName::from_bytes(token).ok());
                 }
             }
         } else if name == header::UPGRADE {
-            upgrade_header = true;
+            self.upgrade = true;
         } else if name == header::TRANSFER_ENCODING {
-            transfer_encoding = true;
+            self.transfer_encoding = true;
         } else if name == header::TE {
-            te |= value.as_bytes() != b"trailers";
+            self.te |= value.as_bytes() != b"trailers";
         } else if name == KEEP_ALIVE {
-            keep_alive = true;
+            self.keep_alive = true;
         } else if name == PROXY_CONNECTION {
-            proxy_connection = true;
+            self.proxy_connection = true;
         }
     }
-    if connection && !upgrade {
-        headers.remove(header::CONNECTION);
-        // `Upgrade` goes with the `Connection` that announced it.
-        if upgrade_header {
-            headers.remove(header::UPGRADE);
+
+    /// A `Connection` header named `name`: it stays on this hop.
+    pub fn names(&self, name: &HeaderName) -> bool {
+        self.named.contains(name)
+    }
+
+    /// An HTTP/1.1 request asking to switch protocols (WebSocket and the like):
+    /// `Upgrade`, and `Connection: upgrade`.
+    pub fn asks_upgrade(&self, version: Version) -> bool {
+        version == Version::HTTP_11 && self.upgrade && self.connection_upgrade
+    }
+
+    /// Drops what was noted, and any header a `Connection` header names; an
+    /// upgrade keeps its `Connection` and `Upgrade`. Most messages carry none,
+    /// or only `Connection: keep-alive` (every HTTP/1.1 origin answer), which
+    /// costs one removal and no allocation.
+    fn strip(self, headers: &mut HeaderMap, upgrade: bool) {
+        if self.connection && !upgrade {
+            headers.remove(header::CONNECTION);
+            // `Upgrade` goes with the `Connection` that announced it.
+            if self.upgrade {
+                headers.remove(header::UPGRADE);
+            }
+        }
+        if self.transfer_encoding {
+            headers.remove(header::TRANSFER_ENCODING);
+        }
+        if self.te {
+            headers.remove(header::TE);
+        }
+        if self.keep_alive {
+            headers.remove(&KEEP_ALIVE);
+        }
+        if self.proxy_connection {
+            headers.remove(&PROXY_CONNECTION);
+        }
+        for n in self.named {
+            headers.remove(n);
         }
     }
-    if transfer_encoding {
-        headers.remove(header::TRANSFER_ENCODING);
+}
+
+/// Drops the headers that belong to one connection (see `HopByHop`), found in
+/// one walk: five lookups by name per message cost more.
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let mut hop = HopByHop::default();
+    for (name, value) in headers.iter() {
+        hop.note(name, value);
     }
-    if te {
-        headers.remove(header::TE);
+    hop.strip(headers, upgrade);
+}
+
+/// What meridian reads of a client's request headers, found in one walk over
+/// them: a lookup by name hashes the name (most of these are long custom
+/// names), and the eight lookups a request made cost three times the walk.
+#[derive(Default)]
+pub struct Seen<'a> {
+    /// The first `Host`, and whether there were more.
+    pub host: Option<&'a HeaderValue>,
+    pub host_repeated: bool,
+    pub request_id: Option<&'a HeaderValue>,
+    /// The first `X-Forwarded-For`, and how many there were.
+    xff: Option<&'a HeaderValue>,
+    xff_count: u32,
+    /// `Cookie` values, in order (usually none or one: an empty Vec does not allocate).
+    pub cookies: Vec<&'a str>,
+    pub write_token: Option<&'a str>,
+    pub hop: HopByHop,
+}
+
+impl<'a> Seen<'a> {
+    pub fn read(headers: &'a HeaderMap) -> Seen<'a> {
+        let mut seen = Seen::default();
+        for (name, value) in headers.iter() {
+            if name == header::HOST {
+                seen.host_repeated |= seen.host.is_some();
+                seen.host.get_or_insert(value);
+            } else if name == header::COOKIE {
+                seen.cookies.extend(value.to_str().ok());
+            } else if name == X_FORWARDED_FOR {
+                seen.xff_count += 1;
+                seen.xff.get_or_insert(value);
+            } else if name == X_REQUEST_ID {
+                seen.request_id.get_or_insert(value);
+            } else if name == X_WRITE_TOKEN {
+                if seen.write_token.is_none() {
+                    seen.write_token = value.to_str().ok();
+                }
+            } else {
+                seen.hop.note(name, value);
+            }
+        }
+        seen
     }
-    if keep_alive {
-        headers.remove(&KEEP_ALIVE);
+
+    /// Every `X-Forwarded-For` value, in order (several headers form one list).
+    pub fn xff(&self, headers: &'a HeaderMap) -> impl Iterator<Item = &'a str> {
+        let one = if self.xff_count == 1 { self.xff } else { None };
+        let many = (self.xff_count > 1).then(|| headers.get_all(&X_FORWARDED_FOR).iter());
+        one.into_iter()
+            .chain(many.into_iter().flatten())
+            .filter_map(|v| v.to_str().ok())
     }
-    if proxy_connection {
-        headers.remove(&PROXY_CONNECTION);
+
+    /// The client's `X-Forwarded-For` with `peer` appended (one header,
+    /// comma-joined), written by hand: `format!` costs several times more.
+    pub fn forwarded_for(&self, peer: std::net::IpAddr) -> Option<HeaderValue> {
+        let mut xff = Vec::with_capacity(64);
+        let prev = self.xff.filter(|_| !self.hop.names(&X_FORWARDED_FOR));
+        if let Some(prev) = prev {
+            xff.extend_from_slice(prev.as_bytes());
+            xff.extend_from_slice(b", ");
+        }
+        crate::access_log::ip(&mut xff, peer);
+        HeaderValue::from_maybe_shared(Bytes::from(xff)).ok()
     }
-    for n in named {
-        headers.remove(n);
-    }
+}
+
+/// What `prepare` needs of the client's headers, read before they change hands.
+pub struct Found {
+    pub hop: HopByHop,
+    pub forwarded_for: Option<HeaderValue>,
+    /// The client's `Host`, when it sent one.
+    pub host: Option<HeaderValue>,
 }
 
 /// The client's request made ready for origins once, whatever the tries: its
@@ -111,31 +203,23 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 /// its own header map (no copy). The map then carries the client's host as
 /// `Host` (an HTTP/2 client's `:authority` included), which each try sends on
 /// unless its origin names its own (`host_header`).
-pub fn prepare(parts: &mut Parts, ctx: &Ctx, snap: &Snapshot, upgrade: bool) {
+pub fn prepare(parts: &mut Parts, found: Found, ctx: &Ctx, snap: &Snapshot, upgrade: bool) {
     let headers = &mut parts.headers;
-    strip_hop_by_hop(headers, upgrade);
-    // Append the peer to any X-Forwarded-For the client sent (one header,
-    // comma-joined), written by hand: `format!` costs several times more.
-    let mut xff = Vec::with_capacity(64);
-    if let Some(prev) = headers.get(&X_FORWARDED_FOR) {
-        xff.extend_from_slice(prev.as_bytes());
-        xff.extend_from_slice(b", ");
-    }
-    crate::access_log::ip(&mut xff, ctx.peer_ip);
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
+    found.hop.strip(headers, upgrade);
+    if let Some(v) = found.forwarded_for {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
     );
-    if !headers.contains_key(header::HOST) {
-        let authority = parts.uri.authority();
-        if let Some(h) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
-            headers.insert(header::HOST, h);
-        }
-    }
-    if let Some(h) = headers.get(header::HOST).cloned() {
+    let host = found.host.or_else(|| {
+        let authority = parts.uri.authority()?;
+        let h = HeaderValue::from_str(authority.as_str()).ok()?;
+        headers.insert(header::HOST, h.clone());
+        Some(h)
+    });
+    if let Some(h) = host {
         headers.insert(X_FORWARDED_HOST.clone(), h);
     }
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
@@ -247,10 +331,65 @@ pub fn write_token<B>(resp: &mut Response<B>, token: &IssuedToken, tls: bool) {
 mod tests {
     use super::*;
 
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_static(v));
+        }
+        h
+    }
+
     #[test]
-    fn connection_tokens_are_found_case_insensitively() {
-        assert!(has_token(b"keep-alive, Upgrade", b"upgrade"));
-        assert!(!has_token(b"keep-alive", b"upgrade"));
+    fn an_upgrade_is_asked_by_upgrade_and_a_connection_token_in_any_case() {
+        let asks = |pairs: &[(&'static str, &'static str)], v| {
+            let h = map(pairs);
+            Seen::read(&h).hop.asks_upgrade(v)
+        };
+        let ws = [
+            ("upgrade", "websocket"),
+            ("connection", "keep-alive, Upgrade"),
+        ];
+        assert!(asks(&ws, Version::HTTP_11));
+        assert!(!asks(&ws, Version::HTTP_10));
+        assert!(!asks(&[("upgrade", "websocket")], Version::HTTP_11));
+        assert!(!asks(
+            &[("upgrade", "websocket"), ("connection", "keep-alive")],
+            Version::HTTP_11
+        ));
+    }
+
+    #[test]
+    fn one_walk_finds_what_a_lookup_by_name_would() {
+        let h = map(&[
+            ("host", "a.example"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("cookie", "a=1"),
+            ("X-Request-Id", "abc"),
+            ("x-forwarded-for", "5.6.7.8, 9.9.9.9"),
+            ("cookie", "b=2"),
+            ("x-meridian-write-token", "t1"),
+            ("host", "b.example"),
+        ]);
+        let seen = Seen::read(&h);
+        assert_eq!(seen.host, h.get(header::HOST));
+        assert!(seen.host_repeated);
+        assert_eq!(seen.request_id, h.get(&X_REQUEST_ID));
+        assert_eq!(seen.cookies, ["a=1", "b=2"]);
+        assert_eq!(seen.write_token, Some("t1"));
+        let xff: Vec<_> = seen.xff(&h).collect();
+        assert_eq!(xff, ["1.2.3.4", "5.6.7.8, 9.9.9.9"]);
+        let one = map(&[("x-forwarded-for", "1.2.3.4")]);
+        let seen = Seen::read(&one);
+        assert_eq!(seen.xff(&one).collect::<Vec<_>>(), ["1.2.3.4"]);
+        assert_eq!(
+            seen.forwarded_for("10.0.0.1".parse().unwrap()).unwrap(),
+            "1.2.3.4, 10.0.0.1"
+        );
+        let none = HeaderMap::new();
+        let seen = Seen::read(&none);
+        assert_eq!(seen.xff(&none).count(), 0);
+        assert!(!seen.host_repeated && seen.host.is_none());
+        assert_eq!(seen.forwarded_for("::1".parse().unwrap()).unwrap(), "::1");
     }
 
     #[test]

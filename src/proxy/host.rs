@@ -1,8 +1,7 @@
 //! The request's Host, checked before anything routes on it, logs it or sends
 //! it to an origin. Pure.
 
-use http::header::HOST;
-use http::{HeaderMap, Uri, Version};
+use http::{HeaderValue, Uri, Version};
 
 /// Why a request's Host was refused (the 400's detail).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,16 +27,17 @@ impl BadHost {
 /// The host to route on, without its port: from Host, else the URI (HTTP/2's
 /// `:authority`, or an absolute-form request target). "" when neither has one
 /// (HTTP/1.0 may omit it).
+/// `host` is the request's first `Host` header, `repeated` whether it had more.
 pub fn check<'a>(
     version: Version,
     uri: &'a Uri,
-    headers: &'a HeaderMap,
+    host: Option<&'a HeaderValue>,
+    repeated: bool,
 ) -> Result<&'a str, BadHost> {
-    let mut hosts = headers.get_all(HOST).iter();
-    let host = match (hosts.next(), hosts.next()) {
-        (Some(h), None) => h.to_str().map_err(|_| BadHost::Invalid)?,
-        (Some(_), Some(_)) => return Err(BadHost::Repeated),
-        (None, _) => match uri.authority() {
+    let host = match host {
+        Some(_) if repeated => return Err(BadHost::Repeated),
+        Some(h) => h.to_str().map_err(|_| BadHost::Invalid)?,
+        None => match uri.authority() {
             Some(a) => a.as_str(),
             None if version == Version::HTTP_11 => return Err(BadHost::Missing),
             None => "",
@@ -76,15 +76,14 @@ fn without_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn host_of(version: Version, uri: &str, hosts: &[&str]) -> Result<String, BadHost> {
-        let mut headers = HeaderMap::new();
-        for h in hosts {
-            headers.append(HOST, HeaderValue::from_str(h).unwrap());
-        }
+        let values: Vec<_> = hosts
+            .iter()
+            .map(|h| HeaderValue::from_str(h).unwrap())
+            .collect();
         let uri: Uri = uri.parse().unwrap();
-        check(version, &uri, &headers).map(str::to_string)
+        check(version, &uri, values.first(), values.len() > 1).map(str::to_string)
     }
 
     #[test]

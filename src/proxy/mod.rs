@@ -66,7 +66,6 @@ pub struct Proxy {
 struct Ctx {
     snap: Arc<Snapshot>,
     started: Instant,
-    peer_ip: IpAddr,
     client_ip: IpAddr,
     country: Option<Country>,
     request_id: HeaderValue,
@@ -348,19 +347,19 @@ impl Proxy {
     fn decide(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Decided {
         let snap = self.shared.snapshot.load_full();
         let peer_ip = conn.peer.ip().to_canonical();
+        let seen = headers::Seen::read(req.headers());
         let mut ctx = Ctx {
             snap,
             started: Instant::now(),
-            peer_ip,
             client_ip: peer_ip,
             country: None,
-            request_id: request_id(req.headers().get(&headers::X_REQUEST_ID)),
+            request_id: request_id(seen.request_id),
             is_write: false,
             tls: conn.tls,
             method: req.method().clone(),
             uri: req.uri().clone(),
         };
-        let host = match host::check(req.version(), req.uri(), req.headers()) {
+        let host = match host::check(req.version(), req.uri(), seen.host, seen.host_repeated) {
             Ok(h) => h,
             Err(bad) => {
                 self.count_rejected("bad_host");
@@ -370,36 +369,25 @@ impl Proxy {
         };
         let snap = ctx.snap.clone();
         let now = now_ms();
-        let decision = {
-            let values = |name| {
-                req.headers()
-                    .get_all(name)
-                    .into_iter()
-                    .filter_map(|v| v.to_str().ok())
-            };
-            // Usually none or one: an empty Vec does not allocate.
-            let cookies: Vec<&str> = values(&http::header::COOKIE).collect();
-            let raw = RawRequest {
-                peer: peer_ip,
-                xff: values(&headers::X_FORWARDED_FOR),
-                cookies: &cookies,
-                token_header: values(&headers::X_WRITE_TOKEN).next(),
-                method: req.method().as_str(),
-                host,
-                path: req.uri().path(),
-                now_ms: now,
-            };
-            let (facts, found) = facts::gather(&snap, raw);
-            self.retry_budget.on_request(now / 1000);
-            ctx.is_write = facts.is_write;
-            ctx.country = facts.country;
-            ctx.client_ip = found.client;
-            // One reading of every region's health: the decision sees one state.
-            let health = snap.health_view(now);
-            let decision = routing::decide(&snap, &health, &facts, &mut rand::thread_rng());
-            self.record_facts(&found, &decision);
-            decision
+        let raw = RawRequest {
+            peer: peer_ip,
+            xff: seen.xff(req.headers()),
+            cookies: &seen.cookies,
+            token_header: seen.write_token,
+            method: req.method().as_str(),
+            host,
+            path: req.uri().path(),
+            now_ms: now,
         };
+        let (facts, found) = facts::gather(&snap, raw);
+        self.retry_budget.on_request(now / 1000);
+        ctx.is_write = facts.is_write;
+        ctx.country = facts.country;
+        ctx.client_ip = found.client;
+        // One reading of every region's health: the decision sees one state.
+        let health = snap.health_view(now);
+        let decision = routing::decide(&snap, &health, &facts, &mut rand::thread_rng());
+        self.record_facts(&found, &decision);
         let rec = self.record(ctx, Some(&decision));
         if decision.rejected() {
             return Decided::Answered(gateway_error(
@@ -409,9 +397,22 @@ impl Proxy {
                 "no region your data may be served from is available",
             ));
         }
-        let upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+        // What the origin's copy of the head needs of the client's headers,
+        // taken before they change hands.
+        let found = headers::Found {
+            forwarded_for: seen.forwarded_for(peer_ip),
+            host: seen
+                .host
+                .filter(|_| !seen.hop.names(&http::header::HOST))
+                .cloned(),
+            hop: seen.hop,
+        };
+        let upgrade = found
+            .hop
+            .asks_upgrade(req.version())
+            .then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        headers::prepare(&mut parts, &rec.ctx, &snap, upgrade.is_some());
+        headers::prepare(&mut parts, found, &rec.ctx, &snap, upgrade.is_some());
         Decided::Tries(Exchange {
             rec,
             decision,
