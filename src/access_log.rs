@@ -19,6 +19,8 @@ use crate::routing::Reasons;
 pub struct Entry<'a> {
     pub request_id: &'a str,
     pub client: IpAddr,
+    /// This and `decision`, `region` and `origin` are written without escaping
+    /// (`Fields::plain`): they come from meridian's own tables and its config.
     pub country: &'a str,
     pub method: &'a str,
     pub path: &'a str,
@@ -84,7 +86,7 @@ fn format(s: &mut Vec<u8>, e: &Entry<'_>, json: bool) {
     f.text(key!("request_id"), e.request_id);
     f.key(key!("client"));
     f.quote_if_json(|s| ip(s, e.client));
-    f.text(key!("country"), e.country);
+    f.plain(key!("country"), e.country);
     f.bare(key!("method"), e.method);
     f.bare(key!("path"), e.path);
     f.key(key!("route"));
@@ -92,7 +94,7 @@ fn format(s: &mut Vec<u8>, e: &Entry<'_>, json: bool) {
         f.s.push(b'-');
     }
     f.number(e.route.unsigned_abs());
-    f.text(key!("decision"), e.decision);
+    f.plain(key!("decision"), e.decision);
     f.key(key!("reasons"));
     f.quote_if_json(|s| {
         for (i, r) in e.reasons.into_iter().flat_map(Reasons::iter).enumerate() {
@@ -102,8 +104,8 @@ fn format(s: &mut Vec<u8>, e: &Entry<'_>, json: bool) {
             s.extend_from_slice(r.as_str().as_bytes());
         }
     });
-    f.text(key!("region"), e.region);
-    f.text(key!("origin"), e.origin);
+    f.plain(key!("region"), e.region);
+    f.plain(key!("origin"), e.origin);
     f.key(key!("status"));
     f.number(u64::from(e.status));
     f.key(key!("bytes"));
@@ -141,6 +143,17 @@ impl Fields<'_> {
         } else {
             quoted(self.s, v);
         }
+    }
+    /// A string with nothing to escape, quoted in both formats without looking
+    /// at its bytes: the country code, the decision's label, and the region
+    /// name and origin address, which config validation holds to letters,
+    /// digits and `-._:[]`.
+    fn plain(&mut self, key: Key, v: &str) {
+        debug_assert!(!v.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
+        self.key(key);
+        self.s.push(b'"');
+        self.s.extend_from_slice(v.as_bytes());
+        self.s.push(b'"');
     }
     /// A token (method, path): bare in text, a JSON string.
     fn bare(&mut self, key: Key, v: &str) {

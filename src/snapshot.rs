@@ -35,8 +35,9 @@ impl RegionSet {
     pub fn insert(&mut self, r: RegionIdx) {
         self.0 |= 1 << r;
     }
-    pub fn iter(self) -> impl Iterator<Item = RegionIdx> {
-        (0..64).filter(move |r| self.0 & (1u64 << r) != 0)
+    /// The regions in index order, one step per member (not one per bit).
+    pub fn iter(self) -> impl ExactSizeIterator<Item = RegionIdx> {
+        Members(self.0)
     }
     pub fn len(self) -> usize {
         self.0.count_ones() as usize
@@ -45,6 +46,27 @@ impl RegionSet {
         self.0 == 0
     }
 }
+
+/// `RegionSet::iter`: takes the lowest set bit each step.
+struct Members(u64);
+
+impl Iterator for Members {
+    type Item = RegionIdx;
+    fn next(&mut self) -> Option<RegionIdx> {
+        if self.0 == 0 {
+            return None;
+        }
+        let r = self.0.trailing_zeros() as RegionIdx;
+        self.0 &= self.0 - 1;
+        Some(r)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.0.count_ones() as usize;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Members {}
 
 /// One origin, resolved.
 #[derive(Debug)]
@@ -663,4 +685,18 @@ fn compile_route(r: &config::Route, default_steering: Steering) -> Route {
 /// A shift's start in unix ms; a start before 1970 counts as 1970 (already begun).
 fn shift_start_ms(s: &config::Shift) -> u64 {
     s.start.unix_millis().max(0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RegionSet;
+
+    #[test]
+    fn a_region_set_lists_its_members_in_index_order() {
+        let s = RegionSet(0b1010_0101 | 1 << 63);
+        assert_eq!(s.iter().collect::<Vec<_>>(), [0, 2, 5, 7, 63]);
+        assert_eq!(s.iter().len(), s.len());
+        assert_eq!(RegionSet::default().iter().count(), 0);
+        assert_eq!(RegionSet::all(64).iter().count(), 64);
+    }
 }
