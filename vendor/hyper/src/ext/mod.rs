@@ -55,6 +55,11 @@ mod h1_reason_phrase;
 pub use h1_reason_phrase::ReasonPhrase;
 
 #[cfg(all(feature = "http1", feature = "client"))]
+mod pre_encoded;
+#[cfg(all(feature = "http1", feature = "client"))]
+pub use pre_encoded::PreEncodedHeaders;
+
+#[cfg(all(feature = "http1", feature = "client"))]
 mod informational;
 #[cfg(all(feature = "http1", feature = "client"))]
 pub use informational::on_informational;

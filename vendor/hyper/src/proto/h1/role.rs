@@ -1255,6 +1255,9 @@ impl Http1Transaction for Client {
         } else {
             write_headers(&msg.head.headers, dst);
         }
+        if let Some(pre) = msg.head.extensions.get::<crate::ext::PreEncodedHeaders>() {
+            extend(dst, pre.as_bytes());
+        }
 
         extend(dst, b"\r\n");
         msg.head.headers.clear(); //TODO: remove when switching to drain()
