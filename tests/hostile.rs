@@ -341,3 +341,40 @@ async fn huge_bodies_stream_both_ways_in_bounded_memory() {
     assert!(o.control.seen().iter().any(|s| s.path == "/upload"));
     still_serves(&gw).await;
 }
+
+#[tokio::test]
+async fn a_client_cannot_forge_the_forwarding_headers_origins_trust() {
+    let (gw, o) = gateway().await;
+    let r = reqwest::Client::new()
+        .get(gw.url("/forged"))
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-proto", "wss")
+        .header("x-forwarded-host", "bank.example")
+        .header("x-meridian-client-country", "US")
+        .header("x-meridian-edge-region", "mars-1")
+        .header("x-request-id", "first")
+        .header("x-request-id", "second")
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = o.control.seen();
+    let s = seen.last().unwrap();
+    let all = |name: &str| -> Vec<&str> {
+        s.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    // Each once, as meridian set it.
+    assert_eq!(all("x-forwarded-proto"), ["http"]);
+    assert_eq!(all("x-forwarded-host"), [gw.addr.to_string().as_str()]);
+    assert_eq!(all("x-meridian-client-country"), ["XX"]);
+    assert_eq!(all("x-meridian-edge-region"), ["us-east-1"]);
+    // A client's request id is kept (the first), an untrusted peer's
+    // X-Forwarded-For too, with the real peer appended.
+    assert_eq!(all("x-request-id"), ["first"]);
+    assert_eq!(all("x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
+}

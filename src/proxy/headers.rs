@@ -6,6 +6,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, Request, Response, Uri, Version};
+use hyper::ext::PreEncodedHeaders;
 
 use super::Ctx;
 use crate::config::OriginProtocol;
@@ -25,6 +26,16 @@ static X_CLIENT_COUNTRY: HeaderName = HeaderName::from_static("x-meridian-client
 static X_EDGE_REGION: HeaderName = HeaderName::from_static("x-meridian-edge-region");
 static X_REGION: HeaderName = HeaderName::from_static("x-meridian-region");
 static X_DECISION: HeaderName = HeaderName::from_static("x-meridian-decision");
+/// The contract's forwarding headers (CONTRACT §4), in the order origins get
+/// them: meridian sets each, whatever the client sent.
+static FORWARDING: [&HeaderName; 6] = [
+    &X_FORWARDED_FOR,
+    &X_FORWARDED_PROTO,
+    &X_FORWARDED_HOST,
+    &X_REQUEST_ID,
+    &X_CLIENT_COUNTRY,
+    &X_EDGE_REGION,
+];
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -140,6 +151,8 @@ pub struct Seen<'a> {
     pub cookies: Vec<&'a str>,
     pub write_token: Option<&'a str>,
     pub hop: HopByHop,
+    /// Which of `FORWARDING` the client sent itself.
+    forwarding_sent: [bool; 6],
 }
 
 impl<'a> Seen<'a> {
@@ -151,14 +164,17 @@ impl<'a> Seen<'a> {
                 seen.host.get_or_insert(value);
             } else if name == header::COOKIE {
                 seen.cookies.extend(value.to_str().ok());
-            } else if name == X_FORWARDED_FOR {
-                seen.xff_count += 1;
-                seen.xff.get_or_insert(value);
-            } else if name == X_REQUEST_ID {
-                seen.request_id.get_or_insert(value);
             } else if name == X_WRITE_TOKEN {
                 if seen.write_token.is_none() {
                     seen.write_token = value.to_str().ok();
+                }
+            } else if let Some(i) = FORWARDING.iter().position(|f| name == *f) {
+                seen.forwarding_sent[i] = true;
+                if name == X_FORWARDED_FOR {
+                    seen.xff_count += 1;
+                    seen.xff.get_or_insert(value);
+                } else if name == X_REQUEST_ID {
+                    seen.request_id.get_or_insert(value);
                 }
             } else {
                 seen.hop.note(name, value);
@@ -174,6 +190,11 @@ impl<'a> Seen<'a> {
         one.into_iter()
             .chain(many.into_iter().flatten())
             .filter_map(|v| v.to_str().ok())
+    }
+
+    /// Which of the forwarding headers the client sent itself (`Found`).
+    pub fn forwarding_sent(&self) -> [bool; 6] {
+        self.forwarding_sent
     }
 
     /// The client's `X-Forwarded-For` with `peer` appended (one header,
@@ -196,49 +217,78 @@ pub struct Found {
     pub forwarded_for: Option<HeaderValue>,
     /// The client's `Host`, when it sent one.
     pub host: Option<HeaderValue>,
+    /// Which of `FORWARDING` the client sent itself.
+    pub forwarding_sent: [bool; 6],
 }
 
 /// The client's request made ready for origins once, whatever the tries: its
-/// hop-by-hop headers dropped and the contract's forwarding headers set, in
-/// its own header map (no copy). The map then carries the client's host as
-/// `Host` (an HTTP/2 client's `:authority` included), which each try sends on
-/// unless its origin names its own (`host_header`).
-pub fn prepare(parts: &mut Parts, found: Found, ctx: &Ctx, snap: &Snapshot, upgrade: bool) {
+/// hop-by-hop headers dropped and the contract's forwarding headers set. The
+/// map then carries the client's host as `Host` (an HTTP/2 client's
+/// `:authority` included), which each try sends on unless its origin names
+/// its own (`host_header`).
+///
+/// A forwarding header the client sent itself is replaced in the map, where it
+/// stands. The others are encoded once, here, and returned: each HTTP/1 try
+/// has hyper write the bytes after the map's headers, each HTTP/2 try inserts
+/// them. Inserting six long custom names into the map hashed each of them on
+/// every request, and every try copied and dropped them again.
+pub fn prepare(
+    parts: &mut Parts,
+    found: Found,
+    ctx: &Ctx,
+    snap: &Snapshot,
+    upgrade: bool,
+) -> PreEncodedHeaders {
     let headers = &mut parts.headers;
     found.hop.strip(headers, upgrade);
-    if let Some(v) = found.forwarded_for {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
-    );
     let host = found.host.or_else(|| {
         let authority = parts.uri.authority()?;
         let h = HeaderValue::from_str(authority.as_str()).ok()?;
         headers.insert(header::HOST, h.clone());
         Some(h)
     });
-    if let Some(h) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), h);
+    let country = ctx.country.as_ref().map_or("XX", |c| c.as_str());
+    let values = [
+        found.forwarded_for,
+        Some(HeaderValue::from_static(if ctx.tls {
+            "https"
+        } else {
+            "http"
+        })),
+        host,
+        Some(ctx.request_id.clone()),
+        HeaderValue::from_str(country).ok(),
+        Some(snap.regions[snap.local_region].name_header.clone()),
+    ];
+    let mut encoded: [Option<(&HeaderName, &HeaderValue)>; 6] = Default::default();
+    for (i, value) in values.iter().enumerate() {
+        let name = FORWARDING[i];
+        match value {
+            Some(v) if found.forwarding_sent[i] => {
+                headers.insert(name, v.clone());
+            }
+            // Nothing to send: the client's own must not go on either.
+            None if found.forwarding_sent[i] => {
+                headers.remove(name);
+            }
+            Some(v) => encoded[i] = Some((name, v)),
+            None => {}
+        }
     }
-    headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
-    headers.insert(
-        X_CLIENT_COUNTRY.clone(),
-        HeaderValue::from_str(ctx.country.as_ref().map_or("XX", |c| c.as_str()))
-            .unwrap_or(HeaderValue::from_static("XX")),
-    );
-    headers.insert(
-        X_EDGE_REGION.clone(),
-        snap.regions[snap.local_region].name_header.clone(),
-    );
+    PreEncodedHeaders::from_headers(encoded.into_iter().flatten())
 }
 
 /// The request one try sends to `origin`: the prepared one, its header map
 /// copied (a copy keeps every entry's hash: far cheaper than building a map),
 /// with the host and target as that origin's protocol carries them.
-pub fn for_origin(parts: &Parts, origin: &OriginEntry, body: RequestBody) -> Request<RequestBody> {
+pub fn for_origin(
+    parts: &Parts,
+    forwarding: &PreEncodedHeaders,
+    origin: &OriginEntry,
+    body: RequestBody,
+) -> Request<RequestBody> {
     let mut headers = parts.headers.clone();
+    let mut extensions = http::Extensions::new();
     // The origin's own name, when it has one (the client's is in the map).
     let own_host = origin
         .host_header
@@ -263,6 +313,9 @@ pub fn for_origin(parts: &Parts, origin: &OriginEntry, body: RequestBody) -> Req
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or(origin.address.as_str());
             headers.remove(header::HOST);
+            for (name, value) in forwarding.headers() {
+                headers.insert(name, value);
+            }
             let uri = Uri::builder()
                 .scheme(scheme)
                 .authority(authority)
@@ -275,6 +328,7 @@ pub fn for_origin(parts: &Parts, origin: &OriginEntry, body: RequestBody) -> Req
             if let Some(Some(h)) = own_host {
                 headers.insert(header::HOST, h);
             }
+            extensions.insert(forwarding.clone());
             (Version::HTTP_11, Uri::from(path))
         }
     };
@@ -283,6 +337,7 @@ pub fn for_origin(parts: &Parts, origin: &OriginEntry, body: RequestBody) -> Req
     *req.uri_mut() = uri;
     *req.version_mut() = version;
     *req.headers_mut() = headers;
+    *req.extensions_mut() = extensions;
     req
 }
 

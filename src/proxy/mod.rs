@@ -259,6 +259,8 @@ struct Exchange {
     decision: Decision,
     /// The client's request head, its headers made ready for origins.
     parts: http::request::Parts,
+    /// The forwarding headers not in `parts`, encoded once for every try.
+    forwarding: hyper::ext::PreEncodedHeaders,
     body: Incoming,
     /// The client's side of a protocol switch, when it asked for one.
     upgrade: Option<hyper::upgrade::OnUpgrade>,
@@ -405,6 +407,7 @@ impl Proxy {
                 .host
                 .filter(|_| !seen.hop.names(&http::header::HOST))
                 .cloned(),
+            forwarding_sent: seen.forwarding_sent(),
             hop: seen.hop,
         };
         let upgrade = found
@@ -412,11 +415,12 @@ impl Proxy {
             .asks_upgrade(req.version())
             .then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        headers::prepare(&mut parts, found, &rec.ctx, &snap, upgrade.is_some());
+        let forwarding = headers::prepare(&mut parts, found, &rec.ctx, &snap, upgrade.is_some());
         Decided::Tries(Exchange {
             rec,
             decision,
             parts,
+            forwarding,
             body,
             upgrade,
         })
@@ -517,7 +521,7 @@ impl Proxy {
                         "body already sent",
                     ));
                 };
-                let up = headers::for_origin(&x.parts, origin, body);
+                let up = headers::for_origin(&x.parts, &x.forwarding, origin, body);
                 let attempt_started = Instant::now();
                 let answer = std::pin::pin!(upstream::send(tx, up));
                 let answer = within(t.read_timeout, sent.as_deref(), answer).await;
