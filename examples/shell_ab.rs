@@ -140,7 +140,7 @@ fn run_pingora(listen: &str, origin: SocketAddr) {
     server.bootstrap();
     let mut service = Service::new("shell_ab".to_string(), HyperApp { origin });
     // No L4 buffers: hyper buffers reads and writes itself, so Pingora's (64 KiB read,
-    // 1,460 B write by default) would only add a copy and memory. Pingora's best case.
+    // 1,460 B write by default) would only add a copy and memory per connection.
     let l4 = L4BufferSettings::unbuffered();
     service.add_listener(ListenerConfig::tcp(listen).l4_buffer(l4));
     server.add_service(service);
