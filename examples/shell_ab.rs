@@ -14,7 +14,7 @@
 //! is streamed back.
 //!
 //!   cargo build --release --example shell_ab
-//!   shell_ab <tokio|pingora> LISTEN ORIGIN
+//!   shell_ab <tokio|pingora> LISTEN ORIGIN      (SHELL_AB_NO_STEAL=1: see run_pingora)
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -132,8 +132,12 @@ impl ServerApp for HyperApp {
 }
 
 fn run_pingora(listen: &str, origin: SocketAddr) {
+    // Pingora's defaults otherwise: its one thread is a one-worker multi-thread
+    // (work-stealing) tokio runtime. SHELL_AB_NO_STEAL=1 asks for its other flavour,
+    // a current-thread runtime like the tokio mode's, to see what that part costs.
     let conf = ServerConf {
         threads: 1,
+        work_stealing: std::env::var_os("SHELL_AB_NO_STEAL").is_none(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
