@@ -180,17 +180,35 @@ impl Fields<'_> {
     }
 }
 
-/// `v` in decimal.
+/// "00" to "99", for `number` to write two digits per division.
+const PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// `v` in decimal, two digits per step.
 fn number(s: &mut Vec<u8>, mut v: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    loop {
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if v >= 10 {
+        let pair = v as usize * 2;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        digits[i] = b'0' + v as u8;
     }
     s.extend_from_slice(&digits[i..]);
 }
@@ -330,6 +348,30 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn numbers_are_written_as_display_writes_them() {
+        for v in [
+            0,
+            7,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            12_345,
+            1_000_000,
+            u64::MAX,
+        ] {
+            let mut s = Vec::new();
+            number(&mut s, v);
+            assert_eq!(String::from_utf8(s).unwrap(), v.to_string());
+        }
+        let mut s = Vec::new();
+        padded(&mut s, 42, 6);
+        assert_eq!(s, b"000042");
+    }
 
     #[test]
     fn addresses_are_written_as_display_writes_them() {

@@ -14,6 +14,12 @@ pub fn now_ms() -> u64 {
 
 /// Milliseconds since the first call in this process; monotonic.
 pub fn monotonic_ms() -> u64 {
+    monotonic_ms_at(Instant::now())
+}
+
+/// `monotonic_ms` at `t`, for a caller that read the clock already.
+pub fn monotonic_ms_at(t: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+    t.saturating_duration_since(*START.get_or_init(|| t))
+        .as_millis() as u64
 }

@@ -17,8 +17,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::clock::monotonic_ms as now_ms;
-
 const SLOT_MS: u64 = 5_000;
 /// Slots summed: the current (partial) one and the 11 before it, 55–60 s in all.
 const IN_WINDOW: u64 = 12;
@@ -29,12 +27,18 @@ const BUCKETS: usize = 54;
 
 /// Records one finished request in the rolling rates of the region and the origin
 /// that served it. `is_error`: a 5xx answer, a gateway-made error, or no answer at
-/// all. `latency`: from request received to response finished.
+/// all. `latency`: from request received to response finished, at `now` (ms
+/// from [`crate::clock::monotonic_ms`]).
 ///
 /// Never inlined, so profiles (`loadtest/callgrind`) show its cost on its own line.
 #[inline(never)]
-pub fn record(region: &Window, origin: Option<&Window>, is_error: bool, latency: Duration) {
-    let now = now_ms();
+pub fn record(
+    region: &Window,
+    origin: Option<&Window>,
+    is_error: bool,
+    latency: Duration,
+    now: u64,
+) {
     let us = latency.as_micros().min(u128::from(u64::MAX)) as u64;
     region.add(now, is_error, us);
     if let Some(origin) = origin {
@@ -99,7 +103,7 @@ fn bucket_mid_us(b: usize) -> f64 {
 }
 
 impl Window {
-    /// Adds one request at `now` (ms from [`now_ms`]).
+    /// Adds one request at `now` (ms from [`crate::clock::monotonic_ms`]).
     pub fn add(&self, now: u64, is_error: bool, latency_us: u64) {
         let period = now / SLOT_MS + 1;
         let slot = &self.slots[(period % SLOTS as u64) as usize];
@@ -125,7 +129,7 @@ impl Window {
         slot.latency[bucket(latency_us)].fetch_add(1, Relaxed);
     }
 
-    /// The last 55–60 s as of `now` (ms from [`now_ms`]).
+    /// The last 55–60 s as of `now` (ms from [`crate::clock::monotonic_ms`]).
     pub fn summary(&self, now: u64) -> Summary {
         let period = now / SLOT_MS + 1;
         let mut hist = [0u64; BUCKETS];

@@ -122,7 +122,9 @@ impl Record {
             STATUS_CLASSES[status_idx],
         ];
         let m = &self.shared.metrics;
-        let elapsed = self.ctx.started.elapsed();
+        // One reading of the clock for the duration and the rolling rates.
+        let end = Instant::now();
+        let elapsed = end.saturating_duration_since(self.ctx.started);
         match self.target {
             Some((r, o)) => {
                 let region = &snap.regions[r];
@@ -138,7 +140,8 @@ impl Record {
                     .series
                     .observe_duration(m, &region.name, elapsed.as_secs_f64());
                 let origin = region.origins.get(o).map(|o| &o.health.rates);
-                crate::rates::record(&state.rates, origin, failed, elapsed);
+                let now = crate::clock::monotonic_ms_at(end);
+                crate::rates::record(&state.rates, origin, failed, elapsed, now);
             }
             None => {
                 m.requests.with_label_values(&labels).inc();
@@ -261,6 +264,8 @@ struct Exchange {
     parts: http::request::Parts,
     /// The forwarding headers not in `parts`, encoded once for every try.
     forwarding: hyper::ext::PreEncodedHeaders,
+    /// Wall-clock ms when it was decided.
+    decided_ms: u64,
     body: Incoming,
     /// The client's side of a protocol switch, when it asked for one.
     upgrade: Option<hyper::upgrade::OnUpgrade>,
@@ -421,6 +426,7 @@ impl Proxy {
             decision,
             parts,
             forwarding,
+            decided_ms: now,
             body,
             upgrade,
         })
@@ -461,10 +467,13 @@ impl Proxy {
             let idempotent = x.parts.method.is_idempotent();
             let t = &snap.data_path;
             let mut walk = Walk::default();
+            // The clock as of deciding, then as of each try's end: read once for
+            // what each step needs (health, outlier counts, a write token).
+            let mut now = x.decided_ms;
             loop {
                 let origins = LiveOrigins {
                     snap: &snap,
-                    now_ms: now_ms(),
+                    now_ms: now,
                 };
                 let Some(target) = walk.next(
                     &snap,
@@ -491,7 +500,8 @@ impl Proxy {
                             .upstream_connect_failures
                             .with_label_values(&[&snap.regions[r].name, &origin.address])
                             .inc();
-                        self.observe(&snap, target, None, now_ms());
+                        now = now_ms();
+                        self.observe(&snap, target, None, now);
                         tracing::debug!(origin = %origin.address, "connect failed: {e}");
                         if self.retry(
                             &snap,
@@ -529,7 +539,8 @@ impl Proxy {
                     Some(Ok(answer)) => answer,
                     Some(Err(_)) | None => {
                         let timed_out = answer.is_none();
-                        self.observe(&snap, target, None, now_ms());
+                        now = now_ms();
+                        self.observe(&snap, target, None, now);
                         let replayable = payload.replayable();
                         if self.retry(
                             &snap,
@@ -556,11 +567,12 @@ impl Proxy {
                 };
                 let status = resp.status().as_u16();
                 // A 5xx counts against the origin; any other answer feeds its latency.
+                now = now_ms();
                 self.observe(
                     &snap,
                     target,
                     (status < 500).then_some(attempt_started),
-                    now_ms(),
+                    now,
                 );
                 if self.retry(
                     &snap,
@@ -582,7 +594,7 @@ impl Proxy {
                     r,
                     x.rec.ctx.is_write,
                     status,
-                    now_ms(),
+                    now,
                 ) {
                     headers::write_token(&mut resp, &token, x.rec.ctx.tls);
                     self.shared
