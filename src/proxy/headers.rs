@@ -1,6 +1,8 @@
 //! The wire contract's headers (CONTRACT §4): what goes to the origin with each
 //! try, and what the client gets back. Hop-by-hop headers stay on their hop.
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -11,6 +13,7 @@ use hyper::ext::PreEncodedHeaders;
 use super::Ctx;
 use crate::config::OriginProtocol;
 use crate::facts::{IssuedToken, WRITE_COOKIE, WRITE_HEADER};
+use crate::geo::Country;
 use crate::pool::RequestBody;
 use crate::routing::Decision;
 use crate::snapshot::{OriginEntry, RegionIdx, Snapshot};
@@ -247,21 +250,19 @@ pub fn prepare(
         headers.insert(header::HOST, h.clone());
         Some(h)
     });
-    let country = ctx.country.as_ref().map_or("XX", |c| c.as_str());
+    static HTTP: HeaderValue = HeaderValue::from_static("http");
+    static HTTPS: HeaderValue = HeaderValue::from_static("https");
+    let country = country_value(ctx.country.as_ref());
     let values = [
-        found.forwarded_for,
-        Some(HeaderValue::from_static(if ctx.tls {
-            "https"
-        } else {
-            "http"
-        })),
-        host,
-        Some(ctx.request_id.clone()),
-        HeaderValue::from_str(country).ok(),
-        Some(snap.regions[snap.local_region].name_header.clone()),
+        found.forwarded_for.as_ref(),
+        Some(if ctx.tls { &HTTPS } else { &HTTP }),
+        host.as_ref(),
+        Some(&ctx.request_id),
+        Some(&country),
+        Some(&snap.regions[snap.local_region].name_header),
     ];
     let mut encoded: [Option<(&HeaderName, &HeaderValue)>; 6] = Default::default();
-    for (i, value) in values.iter().enumerate() {
+    for (i, value) in values.into_iter().enumerate() {
         let name = FORWARDING[i];
         match value {
             Some(v) if found.forwarding_sent[i] => {
@@ -276,6 +277,30 @@ pub fn prepare(
         }
     }
     PreEncodedHeaders::from_headers(encoded.into_iter().flatten())
+}
+
+/// `X-Meridian-Client-Country`'s value for `country` ("XX" for none). Every
+/// code has its value made once (from one leaked 1,352-byte string, so each is
+/// static): a request copies a pointer rather than allocating two bytes.
+fn country_value(country: Option<&Country>) -> HeaderValue {
+    static VALUES: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+    let values = VALUES.get_or_init(|| {
+        let letters = || (b'A'..=b'Z').map(char::from);
+        let text: String = letters()
+            .flat_map(|a| letters().flat_map(move |b| [a, b]))
+            .collect();
+        let text: &'static str = Box::leak(text.into_boxed_str());
+        (0..26 * 26)
+            .map(|i| HeaderValue::from_static(&text[2 * i..2 * i + 2]))
+            .collect()
+    });
+    match country.map(|c| c.0) {
+        None => HeaderValue::from_static("XX"),
+        Some([a @ b'A'..=b'Z', b @ b'A'..=b'Z']) => {
+            values[usize::from(a - b'A') * 26 + usize::from(b - b'A')].clone()
+        }
+        Some(other) => HeaderValue::from_bytes(&other).unwrap_or(HeaderValue::from_static("XX")),
+    }
 }
 
 /// The request one try sends to `origin`: the prepared one, its header map
@@ -392,6 +417,15 @@ mod tests {
             h.append(*n, HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn every_country_code_has_its_own_value() {
+        for code in ["DE", "AA", "ZZ", "JP"] {
+            let c = Country::parse(code).unwrap();
+            assert_eq!(country_value(Some(&c)), code);
+        }
+        assert_eq!(country_value(None), "XX");
     }
 
     #[test]
