@@ -54,6 +54,8 @@ pub struct Control {
     pub health_status: AtomicU16,
     /// Connections accepted.
     pub accepts: AtomicU64,
+    /// Connections ended (closed by either side); `accepts - closes` are open.
+    pub closes: AtomicU64,
     /// Requests answered (counted after `delay_ms`), health probes excluded.
     pub requests: AtomicU64,
     /// Requests arrived, counted before `delay_ms`: those now held are
@@ -73,6 +75,7 @@ impl Control {
             health_body: Mutex::new(r#"{"status":"healthy","replication_lag_ms":0}"#.into()),
             health_status: AtomicU16::new(0),
             accepts: AtomicU64::new(0),
+            closes: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             arrived: AtomicU64::new(0),
             probes: AtomicU64::new(0),
@@ -118,6 +121,7 @@ impl SimOrigin {
                     continue;
                 }
                 let (ctl, region) = (ctl.clone(), region_name.clone());
+                let ended = ctl.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let (ctl, region) = (ctl.clone(), region.clone());
@@ -132,6 +136,7 @@ impl SimOrigin {
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
+                    ended.closes.fetch_add(1, Relaxed);
                 });
             }
         });

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 
 use crate::lock::lock;
+use crate::shutdown::ShutdownWatch;
 
 /// At most this many idle HTTP/1 connections are kept per origin.
 const MAX_IDLE_PER_ORIGIN: usize = 1024;
@@ -126,6 +127,12 @@ impl OriginPool {
         }
     }
 
+    /// Closes the kept HTTP/1 connections unused for `max_idle` or more: their
+    /// senders dropped, hyper's connection tasks end and close the sockets.
+    pub fn expire(&self, max_idle: Duration) {
+        lock(&self.idle).retain(|(tx, since)| !tx.is_closed() && since.elapsed() < max_idle);
+    }
+
     /// Shares a new HTTP/2 connection with the requests that follow.
     pub fn share(&self, tx: &http2::SendRequest<RequestBody>) {
         *lock(&self.h2) = Some(tx.clone());
@@ -136,5 +143,27 @@ impl std::fmt::Debug for OriginPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let idle = lock(&self.idle).len();
         f.debug_struct("OriginPool").field("idle", &idle).finish()
+    }
+}
+
+/// How often `expire_idle` looks: a kept connection lives at most
+/// `timeouts.idle` plus this.
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+
+/// Closes pooled connections once unused for `timeouts.idle`, in every origin's
+/// pool of the current snapshot, until shutdown. `take` passes over stale ones
+/// too, but without traffic to an origin nothing would take them: its idle
+/// connections (and their descriptors at both ends) would stay open until the
+/// origin closed them.
+pub async fn expire_idle(shared: Arc<crate::shared::Shared>, mut shutdown: ShutdownWatch) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EXPIRE_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        let snap = shared.snapshot.load();
+        for origin in snap.regions.iter().flat_map(|r| &r.origins) {
+            origin.pool.expire(snap.data_path.pool_idle);
+        }
     }
 }

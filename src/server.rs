@@ -101,6 +101,7 @@ async fn serve(shared: Arc<Shared>, on_ready: Option<OnReady>) -> anyhow::Result
     tokio::spawn(crate::reload::watch(reloader, shutdown.clone()));
     tokio::spawn(crate::probes::supervise(shared.clone(), shutdown.clone()));
     tokio::spawn(crate::dns::run(shared.clone(), shutdown.clone()));
+    tokio::spawn(crate::pool::expire_idle(shared.clone(), shutdown.clone()));
 
     let passthrough = std::env::var_os("MERIDIAN_PASSTHROUGH").is_some_and(|v| v == "1");
     let proxy = Arc::new(Proxy::new(shared.clone(), passthrough));

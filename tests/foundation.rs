@@ -149,6 +149,36 @@ async fn upstream_connections_are_reused() {
 }
 
 #[tokio::test]
+async fn pooled_connections_close_after_timeouts_idle_without_traffic() {
+    let (gw, origin) = one_origin_gateway("timeouts: { idle: 1s }").await;
+    let open = || {
+        let c = &origin.control;
+        c.accepts.load(Relaxed) - c.closes.load(Relaxed)
+    };
+    let client = reqwest::Client::new();
+    for i in 0..20 {
+        let r = client.get(gw.url(&format!("/r/{i}"))).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    // Kept while in use; closed about 1 s after the last request (plus the
+    // pool's 1 s sweep), though nothing asks the pool for a connection again.
+    // Health probes' own connections open and close within a probe.
+    assert!(open() >= 1, "the pooled connection was not kept");
+    eventually(
+        Duration::from_secs(8),
+        "pooled connections closed",
+        || async {
+            match open() {
+                0 => Ok(()),
+                n => Err(n),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let origin = SimOrigin::start("us-east-1", "127.0.0.1:0".parse().unwrap())
         .await
