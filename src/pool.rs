@@ -15,7 +15,6 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 
 use crate::lock::lock;
-use crate::shutdown::ShutdownWatch;
 
 /// At most this many idle HTTP/1 connections are kept per origin.
 const MAX_IDLE_PER_ORIGIN: usize = 1024;
@@ -143,27 +142,5 @@ impl std::fmt::Debug for OriginPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let idle = lock(&self.idle).len();
         f.debug_struct("OriginPool").field("idle", &idle).finish()
-    }
-}
-
-/// How often `expire_idle` looks: a kept connection lives at most
-/// `timeouts.idle` plus this.
-const EXPIRE_EVERY: Duration = Duration::from_secs(1);
-
-/// Closes pooled connections once unused for `timeouts.idle`, in every origin's
-/// pool of the current snapshot, until shutdown. `take` passes over stale ones
-/// too, but without traffic to an origin nothing would take them: its idle
-/// connections (and their descriptors at both ends) would stay open until the
-/// origin closed them.
-pub async fn expire_idle(shared: Arc<crate::shared::Shared>, mut shutdown: ShutdownWatch) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(EXPIRE_EVERY) => {}
-            _ = shutdown.changed() => return,
-        }
-        let snap = shared.snapshot.load();
-        for origin in snap.regions.iter().flat_map(|r| &r.origins) {
-            origin.pool.expire(snap.data_path.pool_idle);
-        }
     }
 }

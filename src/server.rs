@@ -101,7 +101,7 @@ async fn serve(shared: Arc<Shared>, on_ready: Option<OnReady>) -> anyhow::Result
     tokio::spawn(crate::reload::watch(reloader, shutdown.clone()));
     tokio::spawn(crate::probes::supervise(shared.clone(), shutdown.clone()));
     tokio::spawn(crate::dns::run(shared.clone(), shutdown.clone()));
-    tokio::spawn(crate::pool::expire_idle(shared.clone(), shutdown.clone()));
+    tokio::spawn(expire_idle(shared.clone(), shutdown.clone()));
 
     let passthrough = std::env::var_os("MERIDIAN_PASSTHROUGH").is_some_and(|v| v == "1");
     let proxy = Arc::new(Proxy::new(shared.clone(), passthrough));
@@ -234,5 +234,27 @@ async fn stop_signal() -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+    }
+}
+
+/// How often `expire_idle` looks: a kept connection lives at most
+/// `timeouts.idle` plus this.
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+
+/// Closes pooled connections once unused for `timeouts.idle`, in every origin's
+/// pool of the current snapshot, until shutdown. `take` passes over stale ones
+/// too, but without traffic to an origin nothing would take them: its idle
+/// connections (and their descriptors at both ends) would stay open until the
+/// origin closed them.
+async fn expire_idle(shared: Arc<Shared>, mut shutdown: crate::shutdown::ShutdownWatch) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EXPIRE_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        let snap = shared.snapshot.load();
+        for origin in snap.regions.iter().flat_map(|r| &r.origins) {
+            origin.pool.expire(snap.data_path.pool_idle);
+        }
     }
 }
