@@ -108,7 +108,7 @@ impl OriginPool {
             }
         }
         while let Some((tx, since)) = idle.pop() {
-            if !tx.is_closed() && since.elapsed() < max_idle {
+            if usable(&tx, since, max_idle) {
                 return Some(Sender::H1(tx));
             }
         }
@@ -129,13 +129,18 @@ impl OriginPool {
     /// Closes the kept HTTP/1 connections unused for `max_idle` or more: their
     /// senders dropped, hyper's connection tasks end and close the sockets.
     pub fn expire(&self, max_idle: Duration) {
-        lock(&self.idle).retain(|(tx, since)| !tx.is_closed() && since.elapsed() < max_idle);
+        lock(&self.idle).retain(|(tx, since)| usable(tx, *since, max_idle));
     }
 
     /// Shares a new HTTP/2 connection with the requests that follow.
     pub fn share(&self, tx: &http2::SendRequest<RequestBody>) {
         *lock(&self.h2) = Some(tx.clone());
     }
+}
+
+/// A kept connection still open and unused for less than `max_idle`.
+fn usable(tx: &http1::SendRequest<RequestBody>, since: Instant, max_idle: Duration) -> bool {
+    !tx.is_closed() && since.elapsed() < max_idle
 }
 
 impl std::fmt::Debug for OriginPool {

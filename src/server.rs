@@ -241,20 +241,18 @@ async fn stop_signal() -> &'static str {
 /// `timeouts.idle` plus this.
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
-/// Closes pooled connections once unused for `timeouts.idle`, in every origin's
-/// pool of the current snapshot, until shutdown. `take` passes over stale ones
-/// too, but without traffic to an origin nothing would take them: its idle
-/// connections (and their descriptors at both ends) would stay open until the
-/// origin closed them.
+/// Closes pooled connections once unused for `timeouts.idle`, in every pool
+/// the health registry owns (those of origins a reload removed included), until
+/// shutdown. `take` passes over stale ones too, but without traffic to an
+/// origin nothing would take them: its idle connections (and their descriptors
+/// at both ends) would stay open until the origin closed them.
 async fn expire_idle(shared: Arc<Shared>, mut shutdown: crate::shutdown::ShutdownWatch) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(EXPIRE_EVERY) => {}
             _ = shutdown.changed() => return,
         }
-        let snap = shared.snapshot.load();
-        for origin in snap.regions.iter().flat_map(|r| &r.origins) {
-            origin.pool.expire(snap.data_path.pool_idle);
-        }
+        let max_idle = shared.snapshot.load().data_path.pool_idle;
+        shared.health.expire_pools(max_idle);
     }
 }

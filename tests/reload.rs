@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use meridian::demo::SimOrigin;
@@ -276,4 +277,56 @@ async fn drain_and_undrain_under_load_lose_nothing() {
     let (ok, failed) = load.finish().await;
     assert_eq!(failed, 0);
     assert!(ok > 100);
+}
+
+#[tokio::test]
+async fn a_removed_origins_pooled_connections_close_after_the_reload() {
+    let (old, new) = (origin("us-east-1").await, origin("us-east-1").await);
+    // A long idle timeout: only the reload can close the old origin's connection.
+    let config = |o: std::net::SocketAddr| {
+        format!(
+            r#"
+local_region: us-east-1
+listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
+admin: {{ address: "{{{{ADMIN}}}}" }}
+regions:
+  us-east-1: {{ origins: [ {{ address: "{o}" }} ] }}
+timeouts: {{ idle: 60s }}
+"#
+        )
+    };
+    let gw = Gateway::start(&config(old.addr)).await;
+    let open = |o: &SimOrigin| o.control.accepts.load(Relaxed) - o.control.closes.load(Relaxed);
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        let r = client.get(gw.url("/")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    assert!(open(&old) >= 1, "the old origin's connection was not kept");
+    rewrite(&gw, &config(new.addr));
+    gw.signal("HUP");
+    eventually(
+        Duration::from_secs(10),
+        "requests reach the new origin",
+        || async {
+            let r = client.get(gw.url("/")).send().await.unwrap();
+            let served = r.headers()["x-origin-region"].clone();
+            r.bytes().await.unwrap();
+            seen_if(new.control.requests.load(Relaxed) > 0, served)
+        },
+    )
+    .await;
+    // Its pool is no snapshot's now: dropped, it closes what it kept.
+    eventually(
+        Duration::from_secs(8),
+        "the old origin's connections closed",
+        || async {
+            match open(&old) {
+                0 => Ok(()),
+                n => Err(n),
+            }
+        },
+    )
+    .await;
 }

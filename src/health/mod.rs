@@ -194,6 +194,15 @@ impl HealthRegistry {
         let mut m = lock(&self.shifts);
         m.entry(key.to_string()).or_default().clone()
     }
+    /// Closes pooled connections unused for `max_idle`, and forgets the pools no
+    /// snapshot holds any more (a reload removed their origin or changed how it
+    /// is reached): dropping one closes what it kept.
+    pub fn expire_pools(&self, max_idle: std::time::Duration) {
+        lock(&self.pools).retain(|_, pool| {
+            pool.expire(max_idle);
+            Arc::strong_count(pool) > 1
+        });
+    }
     /// Forgets origins the current config no longer has (their probes have stopped).
     pub fn retain_origins(&self, keep: &dyn Fn(&str) -> bool) {
         let mut m = lock(&self.origins);
