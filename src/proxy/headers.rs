@@ -88,7 +88,7 @@ impl HopByHop {
     }
 
     /// A `Connection` header named `name`: it stays on this hop.
-    pub fn names(&self, name: &HeaderName) -> bool {
+    fn names(&self, name: &HeaderName) -> bool {
         self.named.contains(name)
     }
 
@@ -195,14 +195,24 @@ impl<'a> Seen<'a> {
             .filter_map(|v| v.to_str().ok())
     }
 
-    /// Which of the forwarding headers the client sent itself (`Found`).
-    pub fn forwarding_sent(&self) -> [bool; 6] {
-        self.forwarding_sent
+    /// What `prepare` needs of these headers, taken before they change hands.
+    /// A header a `Connection` header names stays on its hop: the client's
+    /// X-Forwarded-For and Host named there do not go on.
+    pub fn into_found(self, peer: std::net::IpAddr) -> Found {
+        Found {
+            forwarded_for: self.forwarded_for(peer),
+            host: self
+                .host
+                .filter(|_| !self.hop.names(&header::HOST))
+                .cloned(),
+            forwarding_sent: self.forwarding_sent,
+            hop: self.hop,
+        }
     }
 
     /// The client's `X-Forwarded-For` with `peer` appended (one header,
     /// comma-joined), written by hand: `format!` costs several times more.
-    pub fn forwarded_for(&self, peer: std::net::IpAddr) -> Option<HeaderValue> {
+    fn forwarded_for(&self, peer: std::net::IpAddr) -> Option<HeaderValue> {
         let mut xff = Vec::with_capacity(64);
         let prev = self.xff.filter(|_| !self.hop.names(&X_FORWARDED_FOR));
         if let Some(prev) = prev {
@@ -217,11 +227,11 @@ impl<'a> Seen<'a> {
 /// What `prepare` needs of the client's headers, read before they change hands.
 pub struct Found {
     pub hop: HopByHop,
-    pub forwarded_for: Option<HeaderValue>,
+    forwarded_for: Option<HeaderValue>,
     /// The client's `Host`, when it sent one.
-    pub host: Option<HeaderValue>,
+    host: Option<HeaderValue>,
     /// Which of `FORWARDING` the client sent itself.
-    pub forwarding_sent: [bool; 6],
+    forwarding_sent: [bool; 6],
 }
 
 /// The client's request made ready for origins once, whatever the tries: its

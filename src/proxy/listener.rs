@@ -162,13 +162,13 @@ fn connection(
             header: header_limit,
             idle: idle_limit,
         };
-        if listener.tls.is_some() {
+        if let Some(acceptor) = listener.tls.clone() {
             let handler = Handler {
                 proxy,
                 info: ConnInfo { peer, tls: true },
             };
             let served = Box::pin(tls_connection(
-                stream, listener, handler, shutdown, limits, cuts,
+                stream, acceptor, handler, shutdown, limits, cuts,
             ));
             return served.await;
         }
@@ -204,15 +204,12 @@ fn connection(
 /// done), then HTTP/1 or, by ALPN, HTTP/2 (boxed: larger).
 async fn tls_connection(
     stream: TcpStream,
-    listener: Arc<Listener>,
+    acceptor: tokio_rustls::TlsAcceptor,
     handler: Handler,
     mut shutdown: ShutdownWatch,
     limits: Limits,
     cuts: Arc<Cuts>,
 ) {
-    let Some(acceptor) = &listener.tls else {
-        return;
-    };
     let peer = handler.info.peer;
     let accept = Box::pin(tokio::time::timeout(limits.header, acceptor.accept(stream)));
     let tls = match accept.await {

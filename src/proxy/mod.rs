@@ -404,17 +404,7 @@ impl Proxy {
                 "no region your data may be served from is available",
             ));
         }
-        // What the origin's copy of the head needs of the client's headers,
-        // taken before they change hands.
-        let found = headers::Found {
-            forwarded_for: seen.forwarded_for(peer_ip),
-            host: seen
-                .host
-                .filter(|_| !seen.hop.names(&http::header::HOST))
-                .cloned(),
-            forwarding_sent: seen.forwarding_sent(),
-            hop: seen.hop,
-        };
+        let found = seen.into_found(peer_ip);
         let upgrade = found
             .hop
             .asks_upgrade(req.version())
