@@ -283,18 +283,7 @@ async fn drain_and_undrain_under_load_lose_nothing() {
 async fn a_removed_origins_pooled_connections_close_after_the_reload() {
     let (old, new) = (origin("us-east-1").await, origin("us-east-1").await);
     // A long idle timeout: only the reload can close the old origin's connection.
-    let config = |o: std::net::SocketAddr| {
-        format!(
-            r#"
-local_region: us-east-1
-listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
-admin: {{ address: "{{{{ADMIN}}}}" }}
-regions:
-  us-east-1: {{ origins: [ {{ address: "{o}" }} ] }}
-timeouts: {{ idle: 60s }}
-"#
-        )
-    };
+    let config = |o| one_region_config(o, "timeouts: { idle: 60s }");
     let gw = Gateway::start(&config(old.addr)).await;
     let open = |o: &SimOrigin| o.control.accepts.load(Relaxed) - o.control.closes.load(Relaxed);
     let client = reqwest::Client::new();

@@ -412,7 +412,12 @@ pub async fn one_origin_gateway(rest: &str) -> (Gateway, SimOrigin) {
 /// A gateway with one region, us-east-1, whose one origin is `origin`; `rest` is
 /// added to the config.
 pub async fn gateway_in_front_of(origin: SocketAddr, rest: &str) -> Gateway {
-    let yaml = format!(
+    Gateway::start(&one_region_config(origin, rest)).await
+}
+
+/// The config `gateway_in_front_of` starts with (for a test that rewrites it).
+pub fn one_region_config(origin: SocketAddr, rest: &str) -> String {
+    format!(
         r#"
 local_region: us-east-1
 listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
@@ -421,8 +426,7 @@ regions:
   us-east-1: {{ origins: [ {{ address: "{origin}" }} ] }}
 {rest}
 "#
-    );
-    Gateway::start(&yaml).await
+    )
 }
 
 /// A gateway with one TLS listener serving `leaf`, and one region, us-east-1,
