@@ -50,6 +50,26 @@ pub fn run_with(shared: Arc<Shared>, on_ready: Option<OnReady>) -> anyhow::Resul
     runtime.block_on(serve(shared, on_ready))
 }
 
+/// The accept queue asked of the kernel for client listeners (it caps it at
+/// `net.core.somaxconn`). The 128 that a plain bind asks for overflows when a burst
+/// of new clients (a failover, a DNS or load-balancer shift) arrives while the
+/// thread is busy serving: the kernel then drops SYNs, and each costs its client a
+/// one-second retransmit. nginx asks for 511.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A client listener on `addr` with [`LISTEN_BACKLOG`] (address reuse as a
+/// plain bind has it, so a restart binds again at once).
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Binds the admin listener and every proxy listener of the config in service.
 async fn bind(shared: &Arc<Shared>) -> anyhow::Result<(TcpListener, Vec<Listener>, Bound)> {
     let snap = shared.snapshot.load_full();
@@ -62,9 +82,8 @@ async fn bind(shared: &Arc<Shared>) -> anyhow::Result<(TcpListener, Vec<Listener
     };
     let mut listeners = Vec::with_capacity(snap.listeners.len());
     for (index, l) in snap.listeners.iter().enumerate() {
-        let tcp = TcpListener::bind(l.address)
-            .await
-            .with_context(|| format!("listeners: cannot bind {}", l.address))?;
+        let tcp =
+            listen(l.address).with_context(|| format!("listeners: cannot bind {}", l.address))?;
         bound
             .listeners
             .push(tcp.local_addr().context("listener address")?);

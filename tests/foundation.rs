@@ -123,6 +123,36 @@ fn futures_util_stream(
     S(items.into_iter())
 }
 
+/// The accept queue the kernel keeps for `addr`'s listening socket (`ss`'s Send-Q).
+fn accept_queue(addr: std::net::SocketAddr) -> u32 {
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{}", addr.port())])
+        .output()
+        .expect("ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no listener on {addr}: {text}"));
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn client_listeners_queue_a_burst_of_new_connections() {
+    // A plain bind asks for 128: a burst of new clients while the thread is busy
+    // overflowed it, and each dropped SYN cost a client a one-second retransmit.
+    let origin = SimOrigin::start("us-east-1", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let gw = Gateway::start(&one_region(origin.addr)).await;
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(accept_queue(gw.listeners[0]), somaxconn.min(4096));
+}
+
 #[tokio::test]
 async fn upstream_connections_are_reused() {
     let origin = SimOrigin::start("us-east-1", "127.0.0.1:0".parse().unwrap())
