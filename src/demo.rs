@@ -54,7 +54,7 @@ pub struct Control {
     pub health_status: AtomicU16,
     /// Connections accepted.
     pub accepts: AtomicU64,
-    /// Connections ended (closed by either side); `accepts - closes` are open.
+    /// Connections ended (closed by either side).
     pub closes: AtomicU64,
     /// Requests answered (counted after `delay_ms`), health probes excluded.
     pub requests: AtomicU64,
@@ -67,6 +67,11 @@ pub struct Control {
 }
 
 impl Control {
+    /// Connections open now: accepted and not yet ended.
+    pub fn open_connections(&self) -> u64 {
+        self.accepts.load(Relaxed) - self.closes.load(Relaxed)
+    }
+
     fn new() -> Control {
         Control {
             status: AtomicU16::new(0),
