@@ -191,17 +191,7 @@ async fn pooled_connections_close_after_timeouts_idle_without_traffic() {
         origin.control.open_connections() >= 1,
         "the pooled connection was not kept"
     );
-    eventually(
-        Duration::from_secs(8),
-        "pooled connections closed",
-        || async {
-            match origin.control.open_connections() {
-                0 => Ok(()),
-                n => Err(n),
-            }
-        },
-    )
-    .await;
+    all_connections_closed(&origin, Duration::from_secs(8)).await;
 }
 
 #[tokio::test]

@@ -309,15 +309,5 @@ async fn a_removed_origins_pooled_connections_close_after_the_reload() {
     )
     .await;
     // Its pool is no snapshot's now: dropped, it closes what it kept.
-    eventually(
-        Duration::from_secs(8),
-        "the old origin's connections closed",
-        || async {
-            match old.control.open_connections() {
-                0 => Ok(()),
-                n => Err(n),
-            }
-        },
-    )
-    .await;
+    all_connections_closed(&old, Duration::from_secs(8)).await;
 }

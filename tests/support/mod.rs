@@ -402,6 +402,18 @@ pub async fn origin(region: &str) -> SimOrigin {
         .unwrap()
 }
 
+/// Waits until every connection to `origin` has ended (fails after `within`,
+/// with the count still open).
+pub async fn all_connections_closed(origin: &SimOrigin, within: Duration) {
+    eventually(within, "every connection to the origin closed", || async {
+        match origin.control.open_connections() {
+            0 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+}
+
 /// A gateway in front of one simulated origin, in us-east-1; `rest` is added to the
 /// config (health, timeouts, shutdown, ...).
 pub async fn one_origin_gateway(rest: &str) -> (Gateway, SimOrigin) {
