@@ -315,15 +315,17 @@ fn country_value(country: Option<&Country>) -> HeaderValue {
 
 /// The request one try sends to `origin`: the prepared one, its header map
 /// copied (a copy keeps every entry's hash: far cheaper than building a map),
-/// with the host and target as that origin's protocol carries them.
+/// with the host and target as that origin's protocol carries them; and the
+/// forwarding lines an HTTP/1 origin gets beside it (none for HTTP/2, whose
+/// map carries them).
 pub fn for_origin(
     parts: &Parts,
     forwarding: &PreEncodedHeaders,
     origin: &OriginEntry,
     body: RequestBody,
-) -> Request<RequestBody> {
+) -> (Request<RequestBody>, PreEncodedHeaders) {
     let mut headers = parts.headers.clone();
-    let mut extensions = http::Extensions::new();
+    let mut lines = PreEncodedHeaders::default();
     // The origin's own name, when it has one (the client's is in the map).
     let own_host = origin
         .host_header
@@ -363,7 +365,7 @@ pub fn for_origin(
             if let Some(Some(h)) = own_host {
                 headers.insert(header::HOST, h);
             }
-            extensions.insert(forwarding.clone());
+            lines = forwarding.clone();
             (Version::HTTP_11, Uri::from(path))
         }
     };
@@ -372,8 +374,7 @@ pub fn for_origin(
     *req.uri_mut() = uri;
     *req.version_mut() = version;
     *req.headers_mut() = headers;
-    *req.extensions_mut() = extensions;
-    req
+    (req, lines)
 }
 
 /// The client's request made fit for an HTTP/1 origin as it is (passthrough

@@ -521,9 +521,9 @@ impl Proxy {
                         "body already sent",
                     ));
                 };
-                let up = headers::for_origin(&x.parts, &x.forwarding, origin, body);
+                let (up, lines) = headers::for_origin(&x.parts, &x.forwarding, origin, body);
                 let attempt_started = Instant::now();
-                let answer = std::pin::pin!(upstream::send(tx, up));
+                let answer = std::pin::pin!(upstream::send(tx, up, lines));
                 let answer = within(t.read_timeout, sent.as_deref(), answer).await;
                 let (mut resp, reuse) = match answer {
                     Some(Ok(answer)) => answer,
@@ -627,7 +627,7 @@ impl Proxy {
             let Ok(tx) = upstream::connection(origin, t.connect_timeout, t.pool_idle).await else {
                 return Ok(bare_error(502));
             };
-            let answer = std::pin::pin!(upstream::send(tx, up));
+            let answer = std::pin::pin!(upstream::send(tx, up, Default::default()));
             Ok(match tokio::time::timeout(t.read_timeout, answer).await {
                 Ok(Ok((resp, reuse))) => {
                     let (parts, body) = resp.into_parts();

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
+use hyper::ext::PreEncodedHeaders;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
@@ -110,8 +111,10 @@ where
     Ok(Sender::H1(tx))
 }
 
-/// Sends one request. The HTTP/1 connection comes back with the answer, to be
-/// returned to the pool once its body was read to the end.
+/// Sends one request, and to an HTTP/1 origin the header `lines` encoded for
+/// it (an HTTP/2 request carries all of its headers in its map). The HTTP/1
+/// connection comes back with the answer, to be returned to the pool once its
+/// body was read to the end.
 ///
 /// The request goes into the connection's queue now; the future only waits
 /// for the answer. Written by hand rather than as an `async fn`, which held
@@ -120,10 +123,11 @@ where
 pub fn send(
     tx: Sender,
     req: http::Request<RequestBody>,
+    lines: PreEncodedHeaders,
 ) -> Sent<impl Future<Output = Answered>, impl Future<Output = Answered>> {
     match tx {
         Sender::H1(mut tx) => Sent::H1 {
-            answer: tx.send_request(req),
+            answer: tx.send_request_with(req, lines),
             tx: Some(tx),
         },
         Sender::H2(mut tx) => Sent::H2 {

@@ -7,13 +7,17 @@ use http::header::{HeaderName, HeaderValue};
 /// A proxy adds the same few headers (`X-Forwarded-For` and the like) to
 /// every request it forwards, and sends a request again when a try fails.
 /// Inserting them into the request's `HeaderMap` hashes each name on every
-/// request; a request carrying them as this extension has them encoded once,
-/// and each try copies the bytes.
+/// request; a request sent with them beside it
+/// ([`SendRequest::send_request_with`]) has them encoded once, and each try
+/// copies a pointer to the bytes. They travel beside the request rather than
+/// in its extensions, whose map costs three allocations per request.
 ///
 /// Only the HTTP/1 client writes them; an HTTP/2 request must carry its
 /// headers in its `HeaderMap`. They are written as they are: nothing checks
 /// them against the request's own headers, so a name that is in both is sent
 /// twice.
+///
+/// [`SendRequest::send_request_with`]: crate::client::conn::http1::SendRequest::send_request_with
 ///
 /// # Example
 ///
@@ -24,8 +28,8 @@ use http::header::{HeaderName, HeaderValue};
 /// let via = HeaderName::from_static("via");
 /// let value = HeaderValue::from_static("1.1 edge");
 /// let extra = PreEncodedHeaders::from_headers([(&via, &value)]);
-/// let mut req = http::Request::new(());
-/// req.extensions_mut().insert(extra);
+/// assert_eq!(extra.as_bytes(), b"via: 1.1 edge\r\n");
+/// // sender.send_request_with(http::Request::new(body), extra.clone())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PreEncodedHeaders(Bytes);

@@ -28,6 +28,10 @@ pub(crate) struct MessageHead<S> {
     pub(crate) headers: http::HeaderMap,
     /// Extensions.
     extensions: http::Extensions,
+    /// Header lines an HTTP/1 client request carries beside its `headers`,
+    /// written after them (`SendRequest::send_request_with`).
+    #[cfg(feature = "client")]
+    pub(crate) pre_encoded: Option<crate::ext::PreEncodedHeaders>,
 }
 
 /// An incoming request message.

@@ -14,14 +14,16 @@ use httparse::ParserConfig;
 
 use super::super::dispatch::{self, TrySendError};
 use crate::body::{Body, Incoming as IncomingBody};
+use crate::ext::PreEncodedHeaders;
 use crate::proto;
+use crate::proto::h1::dispatch::Outgoing;
 
 type Dispatcher<T, B> =
     proto::dispatch::Dispatcher<proto::dispatch::Client<B>, B, T, proto::h1::ClientTransaction>;
 
 /// The sender side of an established connection.
 pub struct SendRequest<B> {
-    dispatch: dispatch::Sender<Request<B>, Response<IncomingBody>>,
+    dispatch: dispatch::Sender<Outgoing<B>, Response<IncomingBody>>,
 }
 
 /// Deconstructed parts of a `Connection`.
@@ -231,7 +233,26 @@ where
         &mut self,
         req: Request<B>,
     ) -> impl Future<Output = crate::Result<Response<IncomingBody>>> {
-        let sent = self.dispatch.send(req);
+        self.send((req, None))
+    }
+
+    /// Sends a `Request` with header lines encoded beforehand, written after
+    /// the request's own headers (see [`PreEncodedHeaders`]).
+    ///
+    /// Otherwise the same as [`send_request`](SendRequest::send_request).
+    pub fn send_request_with(
+        &mut self,
+        req: Request<B>,
+        headers: PreEncodedHeaders,
+    ) -> impl Future<Output = crate::Result<Response<IncomingBody>>> {
+        self.send((req, Some(headers)))
+    }
+
+    fn send(
+        &mut self,
+        msg: Outgoing<B>,
+    ) -> impl Future<Output = crate::Result<Response<IncomingBody>>> {
+        let sent = self.dispatch.send(msg);
 
         async move {
             match sent {
@@ -262,16 +283,19 @@ where
         &mut self,
         req: Request<B>,
     ) -> impl Future<Output = Result<Response<IncomingBody>, TrySendError<Request<B>>>> {
-        let sent = self.dispatch.try_send(req);
+        let sent = self.dispatch.try_send((req, None));
         async move {
             match sent {
                 Ok(rx) => match rx.await {
                     Ok(Ok(res)) => Ok(res),
-                    Ok(Err(err)) => Err(err),
+                    Ok(Err(err)) => Err(TrySendError {
+                        error: err.error,
+                        message: err.message.map(|(req, _)| req),
+                    }),
                     // this is definite bug if it happens, but it shouldn't happen!
                     Err(_) => unreachable!("dispatch dropped without returning error"),
                 },
-                Err(req) => {
+                Err((req, _)) => {
                     debug!("connection was not ready");
                     let error = crate::Error::new_canceled().with("connection was not ready");
                     Err(TrySendError {

@@ -54,14 +54,18 @@ cfg_server! {
 cfg_client! {
     pin_project_lite::pin_project! {
         pub(crate) struct Client<B> {
-            callback: Option<crate::client::dispatch::Callback<Request<B>, http::Response<IncomingBody>>>,
+            callback: Option<crate::client::dispatch::Callback<Outgoing<B>, http::Response<IncomingBody>>>,
             #[pin]
             rx: ClientRx<B>,
             rx_closed: bool,
         }
     }
 
-    type ClientRx<B> = crate::client::dispatch::Receiver<Request<B>, http::Response<IncomingBody>>;
+    type ClientRx<B> = crate::client::dispatch::Receiver<Outgoing<B>, http::Response<IncomingBody>>;
+
+    /// A request as the connection task gets it: with the header lines it
+    /// carries beside its headers, if any (`SendRequest::send_request_with`).
+    pub(crate) type Outgoing<B> = (Request<B>, Option<crate::ext::PreEncodedHeaders>);
 }
 
 impl<D, Bs, I, T> Dispatcher<D, Bs, I, T>
@@ -607,6 +611,8 @@ cfg_server! {
                     subject: parts.status,
                     headers: parts.headers,
                     extensions: parts.extensions,
+                    #[cfg(feature = "client")]
+                    pre_encoded: None,
                 };
                 Poll::Ready(Some(Ok((head, body))))
             } else {
@@ -676,7 +682,7 @@ cfg_client! {
             let mut this = self.as_mut();
             debug_assert!(!this.rx_closed);
             match this.rx.poll_recv(cx) {
-                Poll::Ready(Some((req, mut cb))) => {
+                Poll::Ready(Some(((req, pre_encoded), mut cb))) => {
                     // check that future hasn't been canceled already
                     match cb.poll_canceled(cx) {
                         Poll::Ready(()) => {
@@ -690,6 +696,7 @@ cfg_client! {
                                 subject: crate::proto::RequestLine(parts.method, parts.uri),
                                 headers: parts.headers,
                                 extensions: parts.extensions,
+                                pre_encoded,
                             };
                             this.callback = Some(cb);
                             Poll::Ready(Some(Ok((head, body))))
@@ -795,7 +802,7 @@ mod tests {
             handle.read(b"HTTP/1.1 200 OK\r\n\r\n");
 
             let mut res_rx = tx
-                .try_send(crate::Request::new(IncomingBody::empty()))
+                .try_send((crate::Request::new(IncomingBody::empty()), None))
                 .unwrap();
 
             tokio_test::assert_ready_ok!(Pin::new(&mut dispatcher).poll(cx));
@@ -835,7 +842,7 @@ mod tests {
 
         let req = crate::Request::builder().method("POST").body(body).unwrap();
 
-        let res = tx.try_send(req).unwrap().await.expect("response");
+        let res = tx.try_send((req, None)).unwrap().await.expect("response");
         drop(res);
 
         assert!(!tx.is_ready());
@@ -864,7 +871,7 @@ mod tests {
             body
         };
 
-        let _res_rx = tx.try_send(crate::Request::new(body)).unwrap();
+        let _res_rx = tx.try_send((crate::Request::new(body), None)).unwrap();
 
         // Ensure conn.write_body wasn't called with the empty chunk.
         // If it is, it will trigger an assertion.

@@ -379,6 +379,8 @@ impl Http1Transaction for Server {
                 subject,
                 headers,
                 extensions,
+                #[cfg(feature = "client")]
+                pre_encoded: None,
             },
             decode: decoder,
             expect_continue,
@@ -1185,6 +1187,7 @@ impl Http1Transaction for Client {
                 subject: status,
                 headers,
                 extensions,
+                pre_encoded: None,
             };
             if let Some((decode, is_upgrade)) = Client::decoder(&head, ctx.req_method)? {
                 return Ok(Some(ParsedMessage {
@@ -1255,7 +1258,7 @@ impl Http1Transaction for Client {
         } else {
             write_headers(&msg.head.headers, dst);
         }
-        if let Some(pre) = msg.head.extensions.get::<crate::ext::PreEncodedHeaders>() {
+        if let Some(pre) = &msg.head.pre_encoded {
             extend(dst, pre.as_bytes());
         }
 
