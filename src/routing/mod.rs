@@ -56,6 +56,10 @@ pub enum TokenUse {
     OutsideResidency,
 }
 
+/// Regions in the order to try them. Inline up to four, which covers most
+/// deployments: deciding allocates nothing.
+pub type Order = smallvec::SmallVec<[RegionIdx; 4]>;
+
 /// The outcome: regions in the order to try them, with the reasons.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -64,7 +68,7 @@ pub struct Decision {
     /// Index of the matched residency group.
     pub residency: Option<usize>,
     /// Regions to try, first choice first; empty when rejected.
-    pub order: Vec<RegionIdx>,
+    pub order: Order,
     pub reasons: Reasons,
     pub token: TokenUse,
 }
@@ -130,7 +134,7 @@ pub fn decide_traced<R: Rng + ?Sized, T: Trace>(
     let mut decision = Decision {
         route: route_idx,
         residency,
-        order: Vec::new(),
+        order: Order::new(),
         reasons: Reasons::default(),
         token: TokenUse::None,
     };
@@ -202,7 +206,7 @@ pub fn decide_traced<R: Rng + ?Sized, T: Trace>(
         // `allow_outside`: the group's regions are all down, so any healthy region may serve.
         let (mut all, _) =
             steer::order(snap, health, facts, route.steering, snap.all_regions(), rng);
-        all.retain(eligible);
+        all.retain(|r| eligible(r));
         trace.step(snap, "residency group down: allowed outside", &all);
         healthy = all.len();
         outside = Some(all);
@@ -226,7 +230,7 @@ pub fn decide_traced<R: Rng + ?Sized, T: Trace>(
     }
     match outside {
         Some(all) => order = all,
-        None => order.retain(eligible),
+        None => order.retain(|r| eligible(r)),
     }
 
     if let Some((r, why)) = pinned {

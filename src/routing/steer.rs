@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use super::{HealthView, Reason, RequestFacts};
+use super::{HealthView, Order, Reason, RequestFacts};
 use crate::config::Steering;
 use crate::snapshot::{RegionIdx, RegionSet, Snapshot};
 
@@ -15,8 +15,8 @@ pub(super) fn order<R: Rng + ?Sized>(
     steering: Steering,
     candidates: RegionSet,
     rng: &mut R,
-) -> (Vec<RegionIdx>, Reason) {
-    let mut regions: Vec<RegionIdx> = candidates.iter().collect();
+) -> (Order, Reason) {
+    let mut regions: Order = candidates.iter().collect();
     match steering {
         Steering::Geo => (geo(snap, health, facts, regions), Reason::Geo),
         Steering::Proximity => match facts.location {
@@ -47,12 +47,7 @@ pub(super) fn order<R: Rng + ?Sized>(
 
 /// The client's home region first (country map, then continent map, then the
 /// default), the others by measured latency.
-fn geo(
-    snap: &Snapshot,
-    health: &HealthView,
-    facts: &RequestFacts,
-    mut regions: Vec<RegionIdx>,
-) -> Vec<RegionIdx> {
+fn geo(snap: &Snapshot, health: &HealthView, facts: &RequestFacts, mut regions: Order) -> Order {
     let home = facts
         .country
         .and_then(|c| snap.geo_countries.get(&c).copied())
