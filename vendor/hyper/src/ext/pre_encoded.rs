@@ -40,10 +40,16 @@ impl PreEncodedHeaders {
     pub fn from_headers<'a, I>(headers: I) -> PreEncodedHeaders
     where
         I: IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+        I::IntoIter: Clone,
     {
-        // Room for a few forwarding headers at once: growing a Vec step by
-        // step from empty costs more than the copies.
-        let mut buf = Vec::with_capacity(256);
+        let headers = headers.into_iter();
+        // Sized exactly, in a first pass: the buffer never grows, and its
+        // bytes become a `Bytes` without another allocation.
+        let len = headers
+            .clone()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        let mut buf = Vec::with_capacity(len);
         for (name, value) in headers {
             buf.extend_from_slice(name.as_str().as_bytes());
             buf.extend_from_slice(b": ");
