@@ -315,7 +315,7 @@ fn eu_writes_go_to_the_groups_write_region_and_reject_when_it_is_down() {
     };
     let mut health = HealthView::all_healthy(snap.regions.len());
     let d = decide(snap, &health, &f, &mut StdRng::seed_from_u64(1));
-    assert_eq!(d.order, vec![euw1]);
+    assert_eq!(d.order.as_slice(), [euw1]);
     assert_eq!(d.reasons.label(), "write");
     health.region_mut(euw1).health = RegionHealth::Unhealthy;
     let d = decide(snap, &health, &f, &mut StdRng::seed_from_u64(1));

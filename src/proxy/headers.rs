@@ -9,6 +9,7 @@ use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, Request, Response, Uri, Version};
 use hyper::ext::PreEncodedHeaders;
+use smallvec::SmallVec;
 
 use super::Ctx;
 use crate::config::OriginProtocol;
@@ -154,8 +155,8 @@ pub struct Seen<'a> {
     pub cookies: Vec<&'a str>,
     pub write_token: Option<&'a str>,
     pub hop: HopByHop,
-    /// Which of `FORWARDING` the client sent itself.
-    forwarding_sent: [bool; 6],
+    /// How many of each of `FORWARDING` the client sent itself (at most 2: one or more).
+    forwarding_sent: [u8; 6],
 }
 
 impl<'a> Seen<'a> {
@@ -172,7 +173,7 @@ impl<'a> Seen<'a> {
                     seen.write_token = value.to_str().ok();
                 }
             } else if let Some(i) = FORWARDING.iter().position(|f| name == *f) {
-                seen.forwarding_sent[i] = true;
+                seen.forwarding_sent[i] = seen.forwarding_sent[i].saturating_add(1).min(2);
                 if name == X_FORWARDED_FOR {
                     seen.xff_count += 1;
                     seen.xff.get_or_insert(value);
@@ -230,8 +231,29 @@ pub struct Found {
     forwarded_for: Option<HeaderValue>,
     /// The client's `Host`, when it sent one.
     host: Option<HeaderValue>,
-    /// Which of `FORWARDING` the client sent itself.
-    forwarding_sent: [bool; 6],
+    /// How many of each of `FORWARDING` the client sent itself (2: more than one).
+    forwarding_sent: [u8; 6],
+}
+
+/// A request's headers made ready once for all of its tries (see `prepare`).
+pub struct Prepared {
+    /// Every header an HTTP/1 try sends beyond `framing`, encoded once: the
+    /// client's own (its host as `Host` included), then the forwarding headers
+    /// the client did not send itself.
+    lines: PreEncodedHeaders,
+    /// How many of `lines` are the client's own; the rest are forwarding headers.
+    own: usize,
+    /// What hyper reads to frame the body and the connection: the client's
+    /// `Content-Length`, and an upgrade's `Connection` and `Upgrade`. Usually
+    /// empty, and an empty map copies without allocating.
+    framing: HeaderMap,
+}
+
+impl Prepared {
+    /// The forwarding headers of `lines`, as names and values.
+    fn forwarding(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
+        self.lines.headers().skip(self.own)
+    }
 }
 
 /// The client's request made ready for origins once, whatever the tries: its
@@ -241,17 +263,19 @@ pub struct Found {
 /// its own (`host_header`).
 ///
 /// A forwarding header the client sent itself is replaced in the map, where it
-/// stands. The others are encoded once, here, and returned: each HTTP/1 try
-/// has hyper write the bytes after the map's headers, each HTTP/2 try inserts
-/// them. Inserting six long custom names into the map hashed each of them on
-/// every request, and every try copied and dropped them again.
+/// stands. Then the map's headers and the other forwarding headers are encoded
+/// once, here: an HTTP/1 try hands hyper these bytes and a map of what hyper
+/// itself must read (`framing`), so it copies no map, hashes no name and
+/// leaves hyper no small map to grow for the answer's headers. An HTTP/2 try
+/// (and one to an origin with its own `host_header`) copies the map and
+/// inserts the forwarding headers.
 pub fn prepare(
     parts: &mut Parts,
     found: Found,
     ctx: &Ctx,
     snap: &Snapshot,
     upgrade: bool,
-) -> PreEncodedHeaders {
+) -> Prepared {
     let headers = &mut parts.headers;
     found.hop.strip(headers, upgrade);
     let host = found.host.or_else(|| {
@@ -271,22 +295,58 @@ pub fn prepare(
         Some(&country),
         Some(&snap.regions[snap.local_region].name_header),
     ];
+    let sent = found.forwarding_sent;
+    // A forwarding header the client sent once is replaced where it stands,
+    // found in one walk: `insert` would hash its long custom name again.
+    let mut replaced = [false; 6];
+    if sent.contains(&1) {
+        for (name, value) in headers.iter_mut() {
+            if let Some(i) = FORWARDING.iter().position(|f| name == *f) {
+                if let (1, Some(v)) = (sent[i], values[i]) {
+                    *value = v.clone();
+                    replaced[i] = true;
+                }
+            }
+        }
+    }
     let mut encoded: [Option<(&HeaderName, &HeaderValue)>; 6] = Default::default();
     for (i, value) in values.into_iter().enumerate() {
         let name = FORWARDING[i];
         match value {
-            Some(v) if found.forwarding_sent[i] => {
+            Some(_) if replaced[i] => {}
+            // Sent more than once (one value replaces them all), or dropped
+            // above because the client's `Connection` named it.
+            Some(v) if sent[i] > 0 => {
                 headers.insert(name, v.clone());
             }
             // Nothing to send: the client's own must not go on either.
-            None if found.forwarding_sent[i] => {
+            None if sent[i] > 0 => {
                 headers.remove(name);
             }
             Some(v) => encoded[i] = Some((name, v)),
             None => {}
         }
     }
-    PreEncodedHeaders::from_headers(encoded.into_iter().flatten())
+    let frames = |name: &HeaderName| {
+        name == header::CONTENT_LENGTH
+            || (upgrade && (name == header::CONNECTION || name == header::UPGRADE))
+    };
+    let mut framing = HeaderMap::new();
+    let mut lines: SmallVec<[(&HeaderName, &HeaderValue); 16]> = SmallVec::new();
+    for (name, value) in headers.iter() {
+        if frames(name) {
+            framing.append(name.clone(), value.clone());
+        } else {
+            lines.push((name, value));
+        }
+    }
+    let own = lines.len();
+    lines.extend(encoded.into_iter().flatten());
+    Prepared {
+        lines: PreEncodedHeaders::from_headers(lines.iter().copied()),
+        own,
+        framing,
+    }
 }
 
 /// `X-Meridian-Client-Country`'s value for `country` ("XX" for none). Every
@@ -313,30 +373,28 @@ fn country_value(country: Option<&Country>) -> HeaderValue {
     }
 }
 
-/// The request one try sends to `origin`: the prepared one, its header map
-/// copied (a copy keeps every entry's hash: far cheaper than building a map),
-/// with the host and target as that origin's protocol carries them; and the
-/// forwarding lines an HTTP/1 origin gets beside it (none for HTTP/2, whose
-/// map carries them).
+/// The request one try sends to `origin`, with the host and target as that
+/// origin's protocol carries them; and the header lines an HTTP/1 origin gets
+/// beside it (none for HTTP/2, whose map carries every header). A map is
+/// copied only where one is needed (a copy keeps every entry's hash: far
+/// cheaper than building a map).
 pub fn for_origin(
     parts: &Parts,
-    forwarding: &PreEncodedHeaders,
+    prepared: &Prepared,
     origin: &OriginEntry,
     body: RequestBody,
 ) -> (Request<RequestBody>, PreEncodedHeaders) {
-    let mut headers = parts.headers.clone();
-    let mut lines = PreEncodedHeaders::default();
     // The origin's own name, when it has one (the client's is in the map).
     let own_host = origin
         .host_header
         .as_deref()
-        .map(|h| HeaderValue::from_str(h).ok());
+        .and_then(|h| HeaderValue::from_str(h).ok());
     let path = parts
         .uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let (version, uri) = match origin.protocol {
+    let (version, uri, headers, lines) = match origin.protocol {
         // HTTP/2 carries the host as `:authority`, from an absolute URI.
         OriginProtocol::H2 | OriginProtocol::H2c => {
             let scheme = if origin.tls.is_some() {
@@ -344,29 +402,34 @@ pub fn for_origin(
             } else {
                 Scheme::HTTP
             };
-            let host = own_host.unwrap_or_else(|| parts.headers.get(header::HOST).cloned());
+            let host = own_host.or_else(|| parts.headers.get(header::HOST).cloned());
             let authority = host
                 .as_ref()
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or(origin.address.as_str());
+            let mut headers = parts.headers.clone();
             headers.remove(header::HOST);
-            for (name, value) in forwarding.headers() {
-                headers.insert(name, value);
-            }
+            headers.extend(prepared.forwarding());
             let uri = Uri::builder()
                 .scheme(scheme)
                 .authority(authority)
                 .path_and_query(path)
                 .build()
                 .unwrap_or_default();
-            (Version::HTTP_2, uri)
+            (Version::HTTP_2, uri, headers, PreEncodedHeaders::default())
         }
         OriginProtocol::Http1 => {
-            if let Some(Some(h)) = own_host {
-                headers.insert(header::HOST, h);
-            }
-            lines = forwarding.clone();
-            (Version::HTTP_11, Uri::from(path))
+            let (headers, lines) = match own_host {
+                None => (prepared.framing.clone(), prepared.lines.clone()),
+                // Rare: the encoded lines carry the client's host.
+                Some(h) => {
+                    let mut headers = parts.headers.clone();
+                    headers.insert(header::HOST, h);
+                    headers.extend(prepared.forwarding());
+                    (headers, PreEncodedHeaders::default())
+                }
+            };
+            (Version::HTTP_11, Uri::from(path), headers, lines)
         }
     };
     let mut req = Request::new(body);

@@ -266,8 +266,8 @@ struct Exchange {
     decision: Decision,
     /// The client's request head, its headers made ready for origins.
     parts: http::request::Parts,
-    /// The forwarding headers not in `parts`, encoded once for every try.
-    forwarding: hyper::ext::PreEncodedHeaders,
+    /// Its headers made ready once for every try.
+    prepared: headers::Prepared,
     /// Wall-clock ms when it was decided.
     decided_ms: u64,
     body: Incoming,
@@ -414,12 +414,12 @@ impl Proxy {
             .asks_upgrade(req.version())
             .then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let forwarding = headers::prepare(&mut parts, found, &rec.ctx, &snap, upgrade.is_some());
+        let prepared = headers::prepare(&mut parts, found, &rec.ctx, &snap, upgrade.is_some());
         Decided::Tries(Exchange {
             rec,
             decision,
             parts,
-            forwarding,
+            prepared,
             decided_ms: now,
             body,
             upgrade,
@@ -525,7 +525,7 @@ impl Proxy {
                         "body already sent",
                     ));
                 };
-                let (up, lines) = headers::for_origin(&x.parts, &x.forwarding, origin, body);
+                let (up, lines) = headers::for_origin(&x.parts, &x.prepared, origin, body);
                 let attempt_started = Instant::now();
                 let answer = std::pin::pin!(upstream::send(tx, up, lines));
                 let answer = within(t.read_timeout, sent.as_deref(), answer).await;
