@@ -64,6 +64,19 @@ impl PreEncodedHeaders {
         &self.0
     }
 
+    /// The lines after the first `n`, sharing the encoded bytes (none when
+    /// there are fewer).
+    pub fn skip_lines(&self, n: usize) -> PreEncodedHeaders {
+        let mut at = 0;
+        for _ in 0..n {
+            match self.0[at..].iter().position(|b| *b == b'\n') {
+                Some(end) => at += end + 1,
+                None => return PreEncodedHeaders::default(),
+            }
+        }
+        PreEncodedHeaders(self.0.slice(at..))
+    }
+
     /// Each header as a name and a value (the value shares the encoded bytes),
     /// for a request that goes out over HTTP/2 after all.
     pub fn headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
@@ -99,5 +112,8 @@ mod tests {
         let back: Vec<_> = pre.headers().collect();
         assert_eq!(back, [(a, va), (b, vb)]);
         assert_eq!(PreEncodedHeaders::default().headers().count(), 0);
+        assert_eq!(pre.skip_lines(1).as_bytes(), b"x-request-id: abc\r\n");
+        assert_eq!(pre.skip_lines(2), PreEncodedHeaders::default());
+        assert_eq!(pre.skip_lines(3), PreEncodedHeaders::default());
     }
 }
