@@ -342,9 +342,9 @@ async fn huge_bodies_stream_both_ways_in_bounded_memory() {
     still_serves(&gw).await;
 }
 
-#[tokio::test]
-async fn a_client_cannot_forge_the_forwarding_headers_origins_trust() {
-    let (gw, o) = gateway().await;
+/// Sends a request forging every forwarding header the contract sets; `seen(name)`
+/// then gives the values the origin got for `name`: each must be meridian's own.
+async fn forged_forwarding_headers_are_replaced(gw: &Gateway, seen: impl Fn(&str) -> Vec<String>) {
     let r = reqwest::Client::new()
         .get(gw.url("/forged"))
         .header("x-forwarded-proto", "https")
@@ -359,22 +359,58 @@ async fn a_client_cannot_forge_the_forwarding_headers_origins_trust() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let seen = o.control.seen();
-    let s = seen.last().unwrap();
-    let all = |name: &str| -> Vec<&str> {
+    // Each once, as meridian set it.
+    assert_eq!(seen("x-forwarded-proto"), ["http"]);
+    assert_eq!(seen("x-forwarded-host"), [gw.addr.to_string().as_str()]);
+    assert_eq!(seen("x-meridian-client-country"), ["XX"]);
+    assert_eq!(seen("x-meridian-edge-region"), ["us-east-1"]);
+    // A client's request id is kept (the first), an untrusted peer's
+    // X-Forwarded-For too, with the real peer appended.
+    assert_eq!(seen("x-request-id"), ["first"]);
+    assert_eq!(seen("x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
+}
+
+#[tokio::test]
+async fn a_client_cannot_forge_the_forwarding_headers_origins_trust() {
+    let (gw, o) = gateway().await;
+    forged_forwarding_headers_are_replaced(&gw, |name| {
+        let seen = o.control.seen();
+        let s = seen.last().unwrap();
         s.headers
             .iter()
             .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.clone())
             .collect()
-    };
-    // Each once, as meridian set it.
-    assert_eq!(all("x-forwarded-proto"), ["http"]);
-    assert_eq!(all("x-forwarded-host"), [gw.addr.to_string().as_str()]);
-    assert_eq!(all("x-meridian-client-country"), ["XX"]);
-    assert_eq!(all("x-meridian-edge-region"), ["us-east-1"]);
-    // A client's request id is kept (the first), an untrusted peer's
-    // X-Forwarded-For too, with the real peer appended.
-    assert_eq!(all("x-request-id"), ["first"]);
-    assert_eq!(all("x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nor_can_it_forge_them_for_an_http2_origin() {
+    // An HTTP/2 try sends a copy of the client's map with meridian's forwarding
+    // headers inserted over the client's, not the encoded lines an HTTP/1 try sends.
+    let o = support::origin::HttpOrigin::start(support::origin::Speaks::H2c).await;
+    let yaml = format!(
+        r#"
+local_region: us-east-1
+listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
+admin: {{ address: "{{{{ADMIN}}}}" }}
+regions:
+  us-east-1: {{ origins: [ {{ address: "{}", protocol: h2c }} ] }}
+health: {{ interval: 200ms, timeout: 100ms }}
+"#,
+        o.addr
+    );
+    let gw = Gateway::start(&yaml).await;
+    forged_forwarding_headers_are_replaced(&gw, |name| {
+        let seen = o.record.seen();
+        let s = seen.last().unwrap();
+        assert_eq!(s.version, http::Version::HTTP_2);
+        s.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    })
+    .await;
 }

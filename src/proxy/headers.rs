@@ -155,8 +155,6 @@ pub struct Seen<'a> {
     pub cookies: Vec<&'a str>,
     pub write_token: Option<&'a str>,
     pub hop: HopByHop,
-    /// How many of each of `FORWARDING` the client sent itself (at most 2: one or more).
-    forwarding_sent: [u8; 6],
 }
 
 impl<'a> Seen<'a> {
@@ -172,14 +170,11 @@ impl<'a> Seen<'a> {
                 if seen.write_token.is_none() {
                     seen.write_token = value.to_str().ok();
                 }
-            } else if let Some(i) = FORWARDING.iter().position(|f| name == *f) {
-                seen.forwarding_sent[i] = seen.forwarding_sent[i].saturating_add(1).min(2);
-                if name == X_FORWARDED_FOR {
-                    seen.xff_count += 1;
-                    seen.xff.get_or_insert(value);
-                } else if name == X_REQUEST_ID {
-                    seen.request_id.get_or_insert(value);
-                }
+            } else if name == X_FORWARDED_FOR {
+                seen.xff_count += 1;
+                seen.xff.get_or_insert(value);
+            } else if name == X_REQUEST_ID {
+                seen.request_id.get_or_insert(value);
             } else {
                 seen.hop.note(name, value);
             }
@@ -206,7 +201,6 @@ impl<'a> Seen<'a> {
                 .host
                 .filter(|_| !self.hop.names(&header::HOST))
                 .cloned(),
-            forwarding_sent: self.forwarding_sent,
             hop: self.hop,
         }
     }
@@ -231,15 +225,13 @@ pub struct Found {
     forwarded_for: Option<HeaderValue>,
     /// The client's `Host`, when it sent one.
     host: Option<HeaderValue>,
-    /// How many of each of `FORWARDING` the client sent itself (2: more than one).
-    forwarding_sent: [u8; 6],
 }
 
 /// A request's headers made ready once for all of its tries (see `prepare`).
 pub struct Prepared {
     /// Every header an HTTP/1 try sends beyond `framing`, encoded once: the
-    /// client's own (its host as `Host` included), then the forwarding headers
-    /// the client did not send itself.
+    /// client's own (its host as `Host` included; its forwarding headers left
+    /// out), then the forwarding headers.
     lines: PreEncodedHeaders,
     /// How many of `lines` are the client's own; the rest are forwarding headers.
     own: usize,
@@ -250,25 +242,29 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// The forwarding headers of `lines`, as names and values.
-    fn forwarding(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
-        self.lines.headers().skip(self.own)
+    /// The client's map with the forwarding headers of `lines` inserted over
+    /// the client's own: what a try that sends no encoded lines sends.
+    fn map_with_forwarding(&self, client: &HeaderMap) -> HeaderMap {
+        let mut headers = client.clone();
+        for (name, value) in self.lines.skip_lines(self.own).headers() {
+            headers.insert(name, value);
+        }
+        headers
     }
 }
 
 /// The client's request made ready for origins once, whatever the tries: its
-/// hop-by-hop headers dropped and the contract's forwarding headers set. The
+/// hop-by-hop headers dropped and the contract's forwarding headers made. The
 /// map then carries the client's host as `Host` (an HTTP/2 client's
 /// `:authority` included), which each try sends on unless its origin names
 /// its own (`host_header`).
 ///
-/// A forwarding header the client sent itself is replaced in the map, where it
-/// stands. Then the map's headers and the other forwarding headers are encoded
-/// once, here: an HTTP/1 try hands hyper these bytes and a map of what hyper
-/// itself must read (`framing`), so it copies no map, hashes no name and
-/// leaves hyper no small map to grow for the answer's headers. An HTTP/2 try
-/// (and one to an origin with its own `host_header`) copies the map and
-/// inserts the forwarding headers.
+/// Then every header but what hyper itself must read (`framing`) is encoded
+/// once, here, the forwarding headers last, in place of any the client sent:
+/// an HTTP/1 try hands hyper these bytes and `framing`, so it copies no map,
+/// hashes no name and leaves hyper no small map to grow for the answer's
+/// headers. An HTTP/2 try (and one to an origin with its own `host_header`)
+/// copies the map and inserts the forwarding headers over the client's.
 pub fn prepare(
     parts: &mut Parts,
     found: Found,
@@ -295,36 +291,10 @@ pub fn prepare(
         Some(&country),
         Some(&snap.regions[snap.local_region].name_header),
     ];
-    let sent = found.forwarding_sent;
-    // A forwarding header the client sent once is replaced where it stands,
-    // found in one walk: `insert` would hash its long custom name again.
-    let mut replaced = [false; 6];
-    if sent.contains(&1) {
-        for (name, value) in headers.iter_mut() {
-            if let Some(i) = FORWARDING.iter().position(|f| name == *f) {
-                if let (1, Some(v)) = (sent[i], values[i]) {
-                    *value = v.clone();
-                    replaced[i] = true;
-                }
-            }
-        }
-    }
-    let mut encoded: [Option<(&HeaderName, &HeaderValue)>; 6] = Default::default();
-    for (i, value) in values.into_iter().enumerate() {
-        let name = FORWARDING[i];
-        match value {
-            Some(_) if replaced[i] => {}
-            // Sent more than once (one value replaces them all), or dropped
-            // above because the client's `Connection` named it.
-            Some(v) if sent[i] > 0 => {
-                headers.insert(name, v.clone());
-            }
-            // Nothing to send: the client's own must not go on either.
-            None if sent[i] > 0 => {
-                headers.remove(name);
-            }
-            Some(v) => encoded[i] = Some((name, v)),
-            None => {}
+    // Nothing to send (no host known): the client's own must not go on either.
+    for (name, value) in FORWARDING.iter().zip(values) {
+        if value.is_none() {
+            headers.remove(*name);
         }
     }
     let frames = |name: &HeaderName| {
@@ -336,12 +306,17 @@ pub fn prepare(
     for (name, value) in headers.iter() {
         if frames(name) {
             framing.append(name.clone(), value.clone());
-        } else {
+        } else if !FORWARDING.contains(&name) {
             lines.push((name, value));
         }
     }
     let own = lines.len();
-    lines.extend(encoded.into_iter().flatten());
+    lines.extend(
+        FORWARDING
+            .into_iter()
+            .zip(values)
+            .filter_map(|(n, v)| Some((n, v?))),
+    );
     Prepared {
         lines: PreEncodedHeaders::from_headers(lines.iter().copied()),
         own,
@@ -389,6 +364,7 @@ pub fn for_origin(
         .host_header
         .as_deref()
         .and_then(|h| HeaderValue::from_str(h).ok());
+    let own_host = own_host.as_ref();
     let path = parts
         .uri
         .path_and_query()
@@ -402,14 +378,12 @@ pub fn for_origin(
             } else {
                 Scheme::HTTP
             };
-            let host = own_host.or_else(|| parts.headers.get(header::HOST).cloned());
+            let host = own_host.or_else(|| parts.headers.get(header::HOST));
             let authority = host
-                .as_ref()
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or(origin.address.as_str());
-            let mut headers = parts.headers.clone();
+            let mut headers = prepared.map_with_forwarding(&parts.headers);
             headers.remove(header::HOST);
-            headers.extend(prepared.forwarding());
             let uri = Uri::builder()
                 .scheme(scheme)
                 .authority(authority)
@@ -423,9 +397,8 @@ pub fn for_origin(
                 None => (prepared.framing.clone(), prepared.lines.clone()),
                 // Rare: the encoded lines carry the client's host.
                 Some(h) => {
-                    let mut headers = parts.headers.clone();
-                    headers.insert(header::HOST, h);
-                    headers.extend(prepared.forwarding());
+                    let mut headers = prepared.map_with_forwarding(&parts.headers);
+                    headers.insert(header::HOST, h.clone());
                     (headers, PreEncodedHeaders::default())
                 }
             };
