@@ -79,7 +79,9 @@ pub struct OriginEntry {
     /// HTTPS to the origin (and its probes) when set.
     pub tls: Option<crate::tls::OriginTls>,
     pub sni: String,
-    pub host_header: Option<String>,
+    /// The `Host` (HTTP/2: `:authority`) its requests and probes carry instead
+    /// of the client's; made once here, not on every try.
+    pub host_header: Option<http::HeaderValue>,
     /// HTTP/1.1, HTTP/2 over TLS (ALPN `h2`) or cleartext HTTP/2 with prior
     /// knowledge; validation guarantees `H2` has `tls` and `H2c` has none.
     pub protocol: crate::config::OriginProtocol,
@@ -417,7 +419,11 @@ impl Snapshot {
                     socket,
                     tls,
                     sni,
-                    host_header: o.host_header.clone(),
+                    // Validation holds it to a host and port: a valid header value.
+                    host_header: o
+                        .host_header
+                        .as_deref()
+                        .and_then(|h| http::HeaderValue::from_str(h).ok()),
                 });
             }
             let name_header = http::HeaderValue::from_str(name).unwrap_or_else(|_| {

@@ -356,6 +356,19 @@ fn origin_protocol_must_match_its_tls() {
     assert_eq!(code, 0, "{stderr}");
 }
 
+#[test]
+fn an_origins_host_header_must_be_a_host() {
+    // It becomes the `Host` (HTTP/2: `:authority`) of every request and probe.
+    broken(
+        "host-header",
+        &BASE.replace(
+            "      - address: 127.0.0.1:18081\n",
+            "      - address: 127.0.0.1:18081\n        host_header: \"api.example.com\\r\\nx-evil: 1\"\n",
+        ),
+        &["10:22: regions.us-east-1.origins[0].host_header: expected a host name, optionally with `:port`, found \"api.example.com\\r\\nx-evil: 1\""],
+    );
+}
+
 /// Every field of the schema is in the annotated reference, so it documents them all.
 #[test]
 fn reference_config_names_every_field() {

@@ -144,6 +144,9 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             if let Err(e) = check_host_port(&o.address) {
                 k.error(format!("{at}.origins[{i}].address"), e);
             }
+            if let Some(Err(e)) = o.host_header.as_deref().map(check_host_header) {
+                k.error(format!("{at}.origins[{i}].host_header"), e);
+            }
             // HTTP/2 over TLS is chosen by ALPN, so it needs TLS; h2c is the
             // cleartext form and TLS would make the origin see a handshake it
             // does not expect.
@@ -496,6 +499,17 @@ fn overlaps(a: &Shift, b: &Shift) -> bool {
 }
 
 /// `host:port` with a valid port; `[v6]:port` for IPv6.
+/// An origin's `host_header`: a host, optionally with `:port`, as `Host` and
+/// HTTP/2's `:authority` carry it.
+fn check_host_header(s: &str) -> Result<(), String> {
+    match s.parse::<http::uri::Authority>() {
+        Ok(a) if !a.host().is_empty() && !s.contains('@') => Ok(()),
+        _ => Err(format!(
+            "expected a host name, optionally with `:port`, found {s:?}"
+        )),
+    }
+}
+
 fn check_host_port(s: &str) -> Result<(), String> {
     let bad = |why: &str| format!("{why}: expected `host:port`, found `{s}`");
     let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("no port"))?;

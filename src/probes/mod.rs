@@ -332,8 +332,10 @@ where
     let io = hyper_util::rt::TokioIo::new(stream);
     let host = origin
         .host_header
-        .clone()
-        .unwrap_or_else(|| origin.address.clone());
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(&origin.address)
+        .to_string();
     let resp = if h2 {
         // HTTP/2 carries the host as `:authority`, which needs an absolute URI
         // (hyper's h2 client refuses a bare path); the scheme is what the

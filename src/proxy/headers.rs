@@ -360,11 +360,7 @@ pub fn for_origin(
     body: RequestBody,
 ) -> (Request<RequestBody>, PreEncodedHeaders) {
     // The origin's own name, when it has one (the client's is in the map).
-    let own_host = origin
-        .host_header
-        .as_deref()
-        .and_then(|h| HeaderValue::from_str(h).ok());
-    let own_host = own_host.as_ref();
+    let own_host = origin.host_header.as_ref();
     let path = parts
         .uri
         .path_and_query()
