@@ -1315,6 +1315,7 @@ mod tests {
                 subject: RequestLine(Method::GET, "/".parse().unwrap()),
                 headers,
                 extensions: http::Extensions::new(),
+                pre_encoded: None,
             };
             conn.write_head(head, None);
             conn.state.wants_keep_alive()
