@@ -390,18 +390,11 @@ async fn nor_can_it_forge_them_for_an_http2_origin() {
     // An HTTP/2 try sends a copy of the client's map with meridian's forwarding
     // headers inserted over the client's, not the encoded lines an HTTP/1 try sends.
     let o = support::origin::HttpOrigin::start(support::origin::Speaks::H2c).await;
-    let yaml = format!(
-        r#"
-local_region: us-east-1
-listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
-admin: {{ address: "{{{{ADMIN}}}}" }}
-regions:
-  us-east-1: {{ origins: [ {{ address: "{}", protocol: h2c }} ] }}
-health: {{ interval: 200ms, timeout: 100ms }}
-"#,
-        o.addr
-    );
-    let gw = Gateway::start(&yaml).await;
+    let gw = Gateway::start(&one_origin_config(
+        &format!(r#"{{ address: "{}", protocol: h2c }}"#, o.addr),
+        "health: { interval: 200ms, timeout: 100ms }",
+    ))
+    .await;
     forged_forwarding_headers_are_replaced(&gw, |name| {
         let seen = o.record.seen();
         let s = seen.last().unwrap();

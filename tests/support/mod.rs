@@ -429,13 +429,19 @@ pub async fn gateway_in_front_of(origin: SocketAddr, rest: &str) -> Gateway {
 
 /// The config `gateway_in_front_of` starts with (for a test that rewrites it).
 pub fn one_region_config(origin: SocketAddr, rest: &str) -> String {
+    one_origin_config(&format!(r#"{{ address: "{origin}" }}"#), rest)
+}
+
+/// One region in us-east-1 with one origin, `entry` its YAML (address,
+/// protocol, TLS, ...); `rest` is added to the config.
+pub fn one_origin_config(entry: &str, rest: &str) -> String {
     format!(
         r#"
 local_region: us-east-1
 listeners: [ {{ address: "{{{{LISTEN}}}}" }} ]
 admin: {{ address: "{{{{ADMIN}}}}" }}
 regions:
-  us-east-1: {{ origins: [ {{ address: "{origin}" }} ] }}
+  us-east-1: {{ origins: [ {entry} ] }}
 {rest}
 "#
     )
