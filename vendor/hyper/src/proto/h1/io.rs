@@ -19,6 +19,74 @@ pub(crate) const INIT_BUFFER_SIZE: usize = 8192;
 /// request heads fit, and a larger one takes a second read.
 const IDLE_READ_SIZE: usize = 4096;
 
+/// Buffers of `INIT_BUFFER_SIZE` that idle connections gave up, kept on their
+/// thread for the next connection that needs one.
+///
+/// Idle connections hold no buffers, so a kept-alive connection takes a read and
+/// a write buffer for every message and gives them back when it is idle again.
+/// An allocator serves blocks this large on its slow path (a few hundred
+/// instructions to allocate and free each); a spare costs a pop and a push.
+/// Bounded: a thread keeps at most `SPARE_LIMIT` of each kind, however many
+/// connections go idle at once.
+mod spare {
+    use std::cell::RefCell;
+    use std::thread::LocalKey;
+
+    use bytes::BytesMut;
+
+    use super::INIT_BUFFER_SIZE;
+
+    const SPARE_LIMIT: usize = 64;
+
+    thread_local! {
+        static READ: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+        static WRITE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn pop<T>(spares: &'static LocalKey<RefCell<Vec<T>>>) -> Option<T> {
+        spares.try_with(|s| s.borrow_mut().pop()).ok().flatten()
+    }
+
+    fn push<T>(spares: &'static LocalKey<RefCell<Vec<T>>>, buf: T) {
+        let _ = spares.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARE_LIMIT {
+                s.push(buf);
+            }
+        });
+    }
+
+    /// An empty read buffer with room for `INIT_BUFFER_SIZE` bytes.
+    pub(super) fn read_buf() -> BytesMut {
+        pop(&READ).unwrap_or_else(|| BytesMut::with_capacity(INIT_BUFFER_SIZE))
+    }
+
+    /// Keeps an empty read buffer when nothing else shares its allocation (the
+    /// bytes of a message read into it may still be in use) and it is the size
+    /// `read_buf` gives; otherwise only this handle on it is dropped.
+    pub(super) fn give_read_buf(mut buf: BytesMut) {
+        // Empty and not shared: `try_reclaim` moves its start back to the
+        // beginning of its allocation, without copying or allocating.
+        if buf.is_empty() && buf.try_reclaim(INIT_BUFFER_SIZE) && buf.capacity() == INIT_BUFFER_SIZE
+        {
+            push(&READ, buf);
+        }
+    }
+
+    /// An empty write buffer with room for `INIT_BUFFER_SIZE` bytes.
+    pub(super) fn write_buf() -> Vec<u8> {
+        pop(&WRITE).unwrap_or_else(|| Vec::with_capacity(INIT_BUFFER_SIZE))
+    }
+
+    /// Keeps a write buffer of the size `write_buf` gives; frees any other.
+    pub(super) fn give_write_buf(mut buf: Vec<u8>) {
+        if buf.capacity() == INIT_BUFFER_SIZE {
+            buf.clear();
+            push(&WRITE, buf);
+        }
+    }
+}
+
 /// The minimum value that can be set to max buffer size.
 pub(crate) const MINIMUM_MAX_BUFFER_SIZE: usize = INIT_BUFFER_SIZE;
 
@@ -247,7 +315,13 @@ where
             return self.poll_read_unbuffered(cx, next);
         }
         if self.read_buf_remaining_mut() < next {
-            self.read_buf.reserve(next);
+            if self.read_buf.is_empty() && next <= INIT_BUFFER_SIZE {
+                // What is left of the buffer is too small and holds nothing
+                // (the message before took its bytes): a spare one instead.
+                spare::give_read_buf(std::mem::replace(&mut self.read_buf, spare::read_buf()));
+            } else {
+                self.read_buf.reserve(next);
+            }
         }
 
         // SAFETY: ReadBuf and poll_read promise not to set any uninitialized
@@ -286,7 +360,11 @@ where
                 let n = buf.filled().len();
                 trace!("received {} bytes", n);
                 if n > 0 {
-                    self.read_buf.reserve(cmp::max(next, n));
+                    if cmp::max(next, n) <= INIT_BUFFER_SIZE {
+                        self.read_buf = spare::read_buf();
+                    } else {
+                        self.read_buf.reserve(cmp::max(next, n));
+                    }
                     self.read_buf.extend_from_slice(buf.filled());
                 }
                 self.read_buf_strategy.record(n);
@@ -300,11 +378,11 @@ where
         }
     }
 
-    /// Frees the read and write buffers when they hold nothing: called once a
-    /// connection is idle, so an idle keep-alive connection costs no buffers.
+    /// Gives up the read and write buffers when they hold nothing: called once
+    /// a connection is idle, so an idle keep-alive connection costs no buffers.
     pub(crate) fn release_idle_buffers(&mut self) {
         if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
-            self.read_buf = BytesMut::new();
+            spare::give_read_buf(std::mem::take(&mut self.read_buf));
         }
         if self.write_buf.remaining() == 0 {
             self.write_buf.headers.release();
@@ -540,10 +618,10 @@ impl Cursor<Vec<u8>> {
 }
 
 impl Cursor<Vec<u8>> {
-    /// Empties the cursor and frees its allocation.
+    /// Empties the cursor and gives its allocation to the spares.
     fn release(&mut self) {
         self.pos = 0;
-        self.bytes = Vec::new();
+        spare::give_write_buf(std::mem::take(&mut self.bytes));
     }
 }
 
@@ -649,7 +727,7 @@ impl<B: Buf> WriteBuf<B> {
     fn headers_mut(&mut self) -> &mut Cursor<Vec<u8>> {
         debug_assert!(!self.queue.has_remaining());
         if self.headers.bytes.capacity() == 0 {
-            self.headers.bytes.reserve(INIT_BUFFER_SIZE);
+            self.headers.bytes = spare::write_buf();
         }
         &mut self.headers
     }
@@ -780,6 +858,44 @@ mod tests {
             buffered.read_buf,
             b"HTTP/1.1 200 OK\r\nServer: hyper\r\n"[..]
         );
+    }
+
+    #[test]
+    fn spare_read_buf_is_reused_once_nothing_shares_it() {
+        // A message's bytes still use the buffer: it is not kept.
+        let mut buf = spare::read_buf();
+        let at = buf.as_ptr();
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let head = buf.split_to(buf.len()).freeze();
+        spare::give_read_buf(buf);
+        assert_ne!(spare::read_buf().as_ptr(), at);
+        drop(head);
+
+        // Once they are gone it is kept, from the start of its allocation.
+        let mut buf = spare::read_buf();
+        let at = buf.as_ptr();
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        drop(buf.split_to(buf.len()).freeze());
+        spare::give_read_buf(buf);
+        let again = spare::read_buf();
+        assert_eq!(again.as_ptr(), at);
+        assert_eq!(again.capacity(), INIT_BUFFER_SIZE);
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn spare_write_buf_keeps_only_its_size() {
+        let mut buf = spare::write_buf();
+        let at = buf.as_ptr();
+        buf.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        spare::give_write_buf(buf);
+        let again = spare::write_buf();
+        assert_eq!(again.as_ptr(), at);
+        assert!(again.is_empty());
+        drop(again);
+        // A grown one is freed, not handed out again.
+        spare::give_write_buf(Vec::with_capacity(INIT_BUFFER_SIZE * 2));
+        assert_eq!(spare::write_buf().capacity(), INIT_BUFFER_SIZE);
     }
 
     #[test]
