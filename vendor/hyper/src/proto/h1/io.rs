@@ -316,9 +316,15 @@ where
         }
         if self.read_buf_remaining_mut() < next {
             if self.read_buf.is_empty() && next <= INIT_BUFFER_SIZE {
-                // What is left of the buffer is too small and holds nothing
-                // (the message before took its bytes): a spare one instead.
-                spare::give_read_buf(std::mem::replace(&mut self.read_buf, spare::read_buf()));
+                // It holds nothing: the message before took its bytes, which
+                // may still be in use. With a useful amount of room left, the
+                // read goes there (usually the look for a next message, which
+                // finds none), and the buffer is given back whole once the
+                // connection is idle and those bytes are gone. With less, a
+                // spare one instead.
+                if self.read_buf_remaining_mut() < IDLE_READ_SIZE {
+                    spare::give_read_buf(std::mem::replace(&mut self.read_buf, spare::read_buf()));
+                }
             } else {
                 self.read_buf.reserve(next);
             }
@@ -881,6 +887,36 @@ mod tests {
         assert_eq!(again.as_ptr(), at);
         assert_eq!(again.capacity(), INIT_BUFFER_SIZE);
         assert!(again.is_empty());
+    }
+
+    #[cfg(not(miri))]
+    #[tokio::test]
+    async fn the_look_for_a_next_message_reads_into_what_is_left() {
+        let mock = Mock::new()
+            .read(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .wait(Duration::from_secs(1))
+            .build();
+        let mut buffered = Buffered::<_, Cursor<Vec<u8>>>::new(Compat::new(mock));
+        futures_util::future::poll_fn(|cx| {
+            assert!(matches!(buffered.poll_read_from_io(cx), Poll::Ready(Ok(n)) if n > 0));
+            Poll::Ready(())
+        })
+        .await;
+        let start = buffered.read_buf.as_ptr();
+        // The message's bytes, still in use while the next one is looked for.
+        let message = buffered.read_buf.split().freeze();
+        futures_util::future::poll_fn(|cx| {
+            assert!(buffered.poll_read_from_io(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        // No new buffer: the read went into the rest of the same one.
+        assert_eq!(buffered.read_buf.as_ptr(), start.wrapping_add(message.len()));
+        drop(message);
+        // Idle, and nothing shares it any more: given back whole.
+        buffered.release_idle_buffers();
+        assert_eq!(buffered.read_buf.capacity(), 0);
+        assert_eq!(spare::read_buf().as_ptr(), start);
     }
 
     #[test]
