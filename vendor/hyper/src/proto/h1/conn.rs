@@ -906,8 +906,9 @@ where
         ready!(Pin::new(&mut self.io).poll_flush(cx))?;
         self.try_keep_alive(cx);
         if self.state.is_idle() {
-            // Nothing in flight: an idle connection keeps no buffers.
-            self.io.release_idle_buffers();
+            // Nothing in flight: an idle connection keeps no buffers (but for
+            // a client's read buffer still in use by an answer's bytes).
+            self.io.release_idle_buffers(T::is_client());
         }
         trace!("flushed({}): {:?}", T::LOG, self.state);
         Poll::Ready(Ok(()))

@@ -61,14 +61,19 @@ mod spare {
         pop(&READ).unwrap_or_else(|| BytesMut::with_capacity(INIT_BUFFER_SIZE))
     }
 
-    /// Keeps an empty read buffer when nothing else shares its allocation (the
-    /// bytes of a message read into it may still be in use) and it is the size
-    /// `read_buf` gives; otherwise only this handle on it is dropped.
+    /// Whether an empty read buffer may be kept: nothing else shares its
+    /// allocation (the bytes of a message read into it may still be in use)
+    /// and it is the size `read_buf` gives. When so, it is made whole again:
+    /// `try_reclaim` moves its start back to the beginning of its allocation,
+    /// without copying or allocating.
+    pub(super) fn reclaim(buf: &mut BytesMut) -> bool {
+        buf.is_empty() && buf.try_reclaim(INIT_BUFFER_SIZE) && buf.capacity() == INIT_BUFFER_SIZE
+    }
+
+    /// Keeps an empty read buffer when `reclaim` says it may be kept;
+    /// otherwise only this handle on it is dropped.
     pub(super) fn give_read_buf(mut buf: BytesMut) {
-        // Empty and not shared: `try_reclaim` moves its start back to the
-        // beginning of its allocation, without copying or allocating.
-        if buf.is_empty() && buf.try_reclaim(INIT_BUFFER_SIZE) && buf.capacity() == INIT_BUFFER_SIZE
-        {
+        if reclaim(&mut buf) {
             push(&READ, buf);
         }
     }
@@ -386,9 +391,22 @@ where
 
     /// Gives up the read and write buffers when they hold nothing: called once
     /// a connection is idle, so an idle keep-alive connection costs no buffers.
-    pub(crate) fn release_idle_buffers(&mut self) {
+    ///
+    /// With `keep_shared_read_buf` (a client's connection), a read buffer whose
+    /// allocation the last message's bytes still share is kept instead. Such a
+    /// connection is idle as soon as it has read an answer, while the answer's
+    /// head is still on its way and uses the buffer: dropping this handle would
+    /// only free the buffer later, when those bytes go. Kept, the next answer
+    /// is read into what is left of it, and it is given back whole once nothing
+    /// else uses it. A server's connections must hold nothing while idle (there
+    /// may be thousands), and their buffer is seldom still shared by then.
+    pub(crate) fn release_idle_buffers(&mut self, keep_shared_read_buf: bool) {
         if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
-            spare::give_read_buf(std::mem::take(&mut self.read_buf));
+            if spare::reclaim(&mut self.read_buf) {
+                spare::give_read_buf(std::mem::take(&mut self.read_buf));
+            } else if !keep_shared_read_buf {
+                self.read_buf = BytesMut::new();
+            }
         }
         if self.write_buf.remaining() == 0 {
             self.write_buf.headers.release();
@@ -911,12 +929,34 @@ mod tests {
         })
         .await;
         // No new buffer: the read went into the rest of the same one.
-        assert_eq!(buffered.read_buf.as_ptr(), start.wrapping_add(message.len()));
+        assert_eq!(
+            buffered.read_buf.as_ptr(),
+            start.wrapping_add(message.len())
+        );
         drop(message);
         // Idle, and nothing shares it any more: given back whole.
-        buffered.release_idle_buffers();
+        buffered.release_idle_buffers(false);
         assert_eq!(buffered.read_buf.capacity(), 0);
         assert_eq!(spare::read_buf().as_ptr(), start);
+    }
+
+    #[tokio::test]
+    async fn an_idle_client_keeps_a_read_buffer_still_in_use() {
+        let mut buffered = Buffered::<_, Cursor<Vec<u8>>>::new(Compat::new(Mock::new().build()));
+        buffered.read_buf = spare::read_buf();
+        buffered
+            .read_buf
+            .extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\n");
+        let answer = buffered.read_buf.split().freeze();
+        let rest = buffered.read_buf.as_ptr();
+        // A client's connection keeps it (the next answer goes there)...
+        buffered.release_idle_buffers(true);
+        assert_eq!(buffered.read_buf.as_ptr(), rest);
+        assert!(buffered.read_buf.capacity() > 0);
+        // ...a server's holds nothing while idle.
+        buffered.release_idle_buffers(false);
+        assert_eq!(buffered.read_buf.capacity(), 0);
+        drop(answer);
     }
 
     #[test]
