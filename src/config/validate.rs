@@ -498,7 +498,6 @@ fn overlaps(a: &Shift, b: &Shift) -> bool {
     a0 < b1 && b0 < a1
 }
 
-/// `host:port` with a valid port; `[v6]:port` for IPv6.
 /// An origin's `host_header`: a host, optionally with `:port`, as `Host` and
 /// HTTP/2's `:authority` carry it.
 fn check_host_header(s: &str) -> Result<(), String> {
@@ -510,6 +509,7 @@ fn check_host_header(s: &str) -> Result<(), String> {
     }
 }
 
+/// `host:port` with a valid port; `[v6]:port` for IPv6.
 fn check_host_port(s: &str) -> Result<(), String> {
     let bad = |why: &str| format!("{why}: expected `host:port`, found `{s}`");
     let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("no port"))?;
