@@ -61,21 +61,20 @@ mod spare {
         pop(&READ).unwrap_or_else(|| BytesMut::with_capacity(INIT_BUFFER_SIZE))
     }
 
-    /// Whether an empty read buffer may be kept: nothing else shares its
-    /// allocation (the bytes of a message read into it may still be in use)
-    /// and it is the size `read_buf` gives. When so, it is made whole again:
-    /// `try_reclaim` moves its start back to the beginning of its allocation,
-    /// without copying or allocating.
-    pub(super) fn reclaim(buf: &mut BytesMut) -> bool {
-        buf.is_empty() && buf.try_reclaim(INIT_BUFFER_SIZE) && buf.capacity() == INIT_BUFFER_SIZE
-    }
-
-    /// Keeps an empty read buffer when `reclaim` says it may be kept;
-    /// otherwise only this handle on it is dropped.
-    pub(super) fn give_read_buf(mut buf: BytesMut) {
-        if reclaim(&mut buf) {
-            push(&READ, buf);
+    /// Takes an empty read buffer from `buf` for the spares (leaving `buf`
+    /// with none) when nothing else shares its allocation (the bytes of a
+    /// message read into it may still be in use) and it is the size `read_buf`
+    /// gives; false, leaving `buf` as it is, otherwise. `try_reclaim` moves its
+    /// start back to the beginning of its allocation, without copying or
+    /// allocating.
+    pub(super) fn give_read_buf(buf: &mut BytesMut) -> bool {
+        let whole = buf.is_empty()
+            && buf.try_reclaim(INIT_BUFFER_SIZE)
+            && buf.capacity() == INIT_BUFFER_SIZE;
+        if whole {
+            push(&READ, std::mem::take(buf));
         }
+        whole
     }
 
     /// An empty write buffer with room for `INIT_BUFFER_SIZE` bytes.
@@ -319,20 +318,20 @@ where
         if self.read_buf.capacity() == 0 {
             return self.poll_read_unbuffered(cx, next);
         }
-        if self.read_buf_remaining_mut() < next {
-            if self.read_buf.is_empty() && next <= INIT_BUFFER_SIZE {
-                // It holds nothing: the message before took its bytes, which
-                // may still be in use. With a useful amount of room left, the
-                // read goes there (usually the look for a next message, which
-                // finds none), and the buffer is given back whole once the
-                // connection is idle and those bytes are gone. With less, a
-                // spare one instead.
-                if self.read_buf_remaining_mut() < IDLE_READ_SIZE {
-                    spare::give_read_buf(std::mem::replace(&mut self.read_buf, spare::read_buf()));
-                }
-            } else {
+        let room = self.read_buf_remaining_mut();
+        if room < next {
+            if !self.read_buf.is_empty() || next > INIT_BUFFER_SIZE {
                 self.read_buf.reserve(next);
+            } else if room < IDLE_READ_SIZE {
+                // Empty, and too little left: a spare one instead (this one
+                // goes to the spares if nothing else uses it).
+                spare::give_read_buf(&mut self.read_buf);
+                self.read_buf = spare::read_buf();
             }
+            // Otherwise the read goes into what is left (usually the look for a
+            // next message, which finds none): the bytes of the message before
+            // may still use the buffer, and it is given back whole once the
+            // connection is idle and they are gone.
         }
 
         // SAFETY: ReadBuf and poll_read promise not to set any uninitialized
@@ -401,12 +400,12 @@ where
     /// else uses it. A server's connections must hold nothing while idle (there
     /// may be thousands), and their buffer is seldom still shared by then.
     pub(crate) fn release_idle_buffers(&mut self, keep_shared_read_buf: bool) {
-        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
-            if spare::reclaim(&mut self.read_buf) {
-                spare::give_read_buf(std::mem::take(&mut self.read_buf));
-            } else if !keep_shared_read_buf {
-                self.read_buf = BytesMut::new();
-            }
+        if self.read_buf.is_empty()
+            && self.read_buf.capacity() > 0
+            && !spare::give_read_buf(&mut self.read_buf)
+            && !keep_shared_read_buf
+        {
+            self.read_buf = BytesMut::new();
         }
         if self.write_buf.remaining() == 0 {
             self.write_buf.headers.release();
@@ -891,7 +890,7 @@ mod tests {
         let at = buf.as_ptr();
         buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
         let head = buf.split_to(buf.len()).freeze();
-        spare::give_read_buf(buf);
+        assert!(!spare::give_read_buf(&mut buf));
         assert_ne!(spare::read_buf().as_ptr(), at);
         drop(head);
 
@@ -900,7 +899,7 @@ mod tests {
         let at = buf.as_ptr();
         buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
         drop(buf.split_to(buf.len()).freeze());
-        spare::give_read_buf(buf);
+        assert!(spare::give_read_buf(&mut buf));
         let again = spare::read_buf();
         assert_eq!(again.as_ptr(), at);
         assert_eq!(again.capacity(), INIT_BUFFER_SIZE);
