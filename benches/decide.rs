@@ -7,11 +7,11 @@ use std::fmt::Write;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use meridian::config;
-use meridian::geo::{Continent, Country};
-use meridian::health::{HealthRegistry, HealthView, ProbeState};
-use meridian::routing::{decide, match_route, RequestFacts};
-use meridian::snapshot::Snapshot;
+use meridian::core::config;
+use meridian::core::health::{HealthRegistry, HealthView, ProbeState};
+use meridian::core::routing::{decide, match_route, RequestFacts};
+use meridian::core::snapshot::Snapshot;
+use meridian::request::geo::{Continent, Country};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 

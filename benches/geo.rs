@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use meridian::client::client_ip;
-use meridian::config::units::Cidr;
-use meridian::geo::GeoDb;
+use meridian::core::config::units::Cidr;
+use meridian::request::client_ip::client_ip;
+use meridian::request::geo::GeoDb;
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)

@@ -4,9 +4,9 @@
 use std::fmt::Write;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use meridian::config;
-use meridian::health::HealthRegistry;
-use meridian::snapshot::Snapshot;
+use meridian::core::config;
+use meridian::core::health::HealthRegistry;
+use meridian::core::snapshot::Snapshot;
 
 fn large_config() -> String {
     let mut y = String::from(

@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use meridian::tokens::KeyRing;
+use meridian::request::tokens::KeyRing;
 
 fn bench(c: &mut Criterion) {
     let ring =

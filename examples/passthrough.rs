@@ -7,7 +7,7 @@
 //!   cargo run --release --example passthrough -- LISTEN ORIGIN
 
 use async_trait::async_trait;
-use meridian::config::Timeouts;
+use meridian::core::config::Timeouts;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};

@@ -54,7 +54,7 @@ enum Command {
         #[arg(long, default_value = "/")]
         path: String,
         /// A request header, `Name: value`; repeatable (e.g. X-Forwarded-For).
-        #[arg(long = "header", value_parser = meridian::explain::parse_header)]
+        #[arg(long = "header", value_parser = meridian::cli::explain::parse_header)]
         headers: Vec<(String, String)>,
         /// A cookie, `name=value`; repeatable.
         #[arg(long = "cookie")]
@@ -106,8 +106,8 @@ fn no_transparent_huge_pages() {
 }
 
 /// Loads a config, printing every error (one per line) when it does not load.
-fn load_or_report(path: &std::path::Path) -> Option<meridian::config::Loaded> {
-    meridian::config::load(path)
+fn load_or_report(path: &std::path::Path) -> Option<meridian::core::config::Loaded> {
+    meridian::core::config::load(path)
         .map_err(|errors| {
             for e in &errors {
                 eprintln!("{e}");
@@ -126,7 +126,7 @@ fn main() -> ExitCode {
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
             }
-            print!("{}", meridian::config::summary(&loaded));
+            print!("{}", meridian::core::config::summary(&loaded));
             return ExitCode::SUCCESS;
         }
         Command::Explain {
@@ -143,7 +143,7 @@ fn main() -> ExitCode {
             let Some(loaded) = load_or_report(&config) else {
                 return ExitCode::FAILURE;
             };
-            let req = meridian::explain::Request {
+            let req = meridian::cli::explain::Request {
                 client_ip,
                 method: method.to_ascii_uppercase(),
                 host,
@@ -152,9 +152,9 @@ fn main() -> ExitCode {
                 cookies,
                 unhealthy,
                 drained,
-                now_ms: meridian::clock::now_ms(),
+                now_ms: meridian::util::clock::now_ms(),
             };
-            return match meridian::explain::explain(&loaded, &req) {
+            return match meridian::cli::explain::explain(&loaded, &req) {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS
@@ -172,16 +172,17 @@ fn main() -> ExitCode {
             json,
             check,
         } => {
-            let admin = match meridian::status::admin_url(admin.as_deref(), config.as_deref()) {
+            let admin = match meridian::cli::status::admin_url(admin.as_deref(), config.as_deref())
+            {
                 Ok(a) => a,
                 Err(e) => {
                     eprintln!("meridian status: {e}");
-                    return ExitCode::from(meridian::status::UNREACHABLE);
+                    return ExitCode::from(meridian::cli::status::UNREACHABLE);
                 }
             };
             let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
                 && std::env::var_os("NO_COLOR").is_none();
-            let opts = meridian::status::Options {
+            let opts = meridian::cli::status::Options {
                 admin,
                 watch,
                 json,
@@ -192,7 +193,7 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build();
             return match rt {
-                Ok(rt) => ExitCode::from(rt.block_on(meridian::status::run(&opts))),
+                Ok(rt) => ExitCode::from(rt.block_on(meridian::cli::status::run(&opts))),
                 Err(e) => {
                     eprintln!("meridian status: {e}");
                     ExitCode::FAILURE
@@ -201,20 +202,20 @@ fn main() -> ExitCode {
         }
         Command::Run { config, ready_file } => {
             no_transparent_huge_pages();
-            meridian::logging::init(&cli.log_format);
+            meridian::telemetry::logging::init(&cli.log_format);
             ready_file
-                .map(meridian::server::ready_file)
+                .map(meridian::services::server::ready_file)
                 .transpose()
-                .and_then(|on_ready| meridian::server::run(config, on_ready))
+                .and_then(|on_ready| meridian::services::server::run(config, on_ready))
         }
         Command::Demo { config } => {
             no_transparent_huge_pages();
-            meridian::logging::init(&cli.log_format);
-            meridian::demo::run(config)
+            meridian::telemetry::logging::init(&cli.log_format);
+            meridian::cli::demo::run(config)
         }
     };
     // Lines still queued for the writer thread go out before the process ends.
-    meridian::logging::flush();
+    meridian::telemetry::logging::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

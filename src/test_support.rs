@@ -40,10 +40,13 @@ impl ConfigFile {
     }
 
     /// The file, loaded and compiled with a fresh health registry.
-    pub fn snapshot(&self) -> crate::snapshot::Snapshot {
-        let loaded = crate::config::load(&self.0).unwrap_or_else(|e| panic!("{e:?}"));
-        crate::snapshot::Snapshot::build(&loaded, &crate::health::HealthRegistry::default())
-            .unwrap_or_else(|e| panic!("{e:?}"))
+    pub fn snapshot(&self) -> crate::core::snapshot::Snapshot {
+        let loaded = crate::core::config::load(&self.0).unwrap_or_else(|e| panic!("{e:?}"));
+        crate::core::snapshot::Snapshot::build(
+            &loaded,
+            &crate::core::health::HealthRegistry::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"))
     }
 }
 

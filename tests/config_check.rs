@@ -372,7 +372,7 @@ fn an_origins_host_header_must_be_a_host() {
 /// Every field of the schema is in the annotated reference, so it documents them all.
 #[test]
 fn reference_config_names_every_field() {
-    let types = std::fs::read_to_string(repo("src/config/types.rs")).unwrap();
+    let types = std::fs::read_to_string(repo("src/core/config/types.rs")).unwrap();
     let reference = std::fs::read_to_string(repo("config/meridian.yaml")).unwrap();
     let mut missing = Vec::new();
     let mut rename = None;

@@ -13,11 +13,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_route53::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_route53::types::RrType;
-use meridian::config::Dns;
-use meridian::dns::record::{RecordSet, Target};
-use meridian::dns::route53::{ApiError, Aws, Route53Api};
-use meridian::dns::votes::{Observation, View};
-use meridian::dns::{sync, Settings, SyncResult};
+use meridian::core::config::Dns;
+use meridian::services::dns::record::{RecordSet, Target};
+use meridian::services::dns::route53::{ApiError, Aws, Route53Api};
+use meridian::services::dns::votes::{Observation, View};
+use meridian::services::dns::{sync, Settings, SyncResult};
 use support::*;
 
 /// A moto_server on a free loopback port, stopped on drop.
@@ -173,7 +173,7 @@ hold_down: 60s
 {extra}
 "#
     );
-    serde_json::from_value(meridian::config::yaml::values(&yaml).expect("yaml"))
+    serde_json::from_value(meridian::core::config::yaml::values(&yaml).expect("yaml"))
         .expect("dns config")
 }
 

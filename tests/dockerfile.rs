@@ -87,7 +87,7 @@ fn exposes_the_reference_configs_ports() {
         .flat_map(|l| l.split_whitespace().map(String::from))
         .collect();
     let reference = std::fs::read_to_string(repo("config/meridian.yaml")).unwrap();
-    let config = meridian::config::yaml::values(&reference).unwrap();
+    let config = meridian::core::config::yaml::values(&reference).unwrap();
     let port = |addr: &serde_json::Value| {
         addr.as_str()
             .unwrap()

@@ -40,7 +40,7 @@ fn valid_config_seeds_validate() {
         "shifts_routes.yaml",
     ] {
         let text = std::fs::read_to_string(dir.join(seed)).expect("seed");
-        if let Err(e) = meridian::config::parse(seed, &text) {
+        if let Err(e) = meridian::core::config::parse(seed, &text) {
             panic!("{seed}: {e:?}");
         }
     }
@@ -101,9 +101,11 @@ fn timestamp_with_multibyte_characters_is_an_error() {
                 admin: { address: 127.0.0.1:9901 }\n\
                 regions: { r1: { origins: [{ address: 127.0.0.1:1 }] }, r2: { origins: [{ address: 127.0.0.1:2 }] } }\n\
                 shifts: [{ name: s, from: r1, to: r2, percent: 10, start: \"START\" }]\n";
-    assert!(
-        meridian::config::parse("t.yaml", &base.replace("START", "2026-11-22T10:00:00Z")).is_ok()
-    );
+    assert!(meridian::core::config::parse(
+        "t.yaml",
+        &base.replace("START", "2026-11-22T10:00:00Z")
+    )
+    .is_ok());
     for start in [
         "2026-11-22T10:00:0é+01:00",
         "2026-11-22T10:00:00.5é+01:00",
@@ -113,7 +115,7 @@ fn timestamp_with_multibyte_characters_is_an_error() {
     ] {
         let text = base.replace("START", start);
         checks::config_parse(text.as_bytes());
-        let errors = meridian::config::parse("t.yaml", &text).expect_err(start);
+        let errors = meridian::core::config::parse("t.yaml", &text).expect_err(start);
         assert!(
             errors[0].to_string().contains("RFC 3339"),
             "{start}: {errors:?}"

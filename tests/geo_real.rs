@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use meridian::geo::{Continent, GeoDb, GeoResult};
+use meridian::request::geo::{Continent, GeoDb, GeoResult};
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)

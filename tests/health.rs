@@ -7,7 +7,7 @@ mod support;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use meridian::demo::SimOrigin;
+use meridian::cli::demo::SimOrigin;
 use support::*;
 
 /// us-east-1 (local, two origins) and eu-west-1 (one), geo steering, fast probes.
@@ -397,7 +397,7 @@ async fn a_503_is_retried_elsewhere_for_gets_but_never_for_posts() {
     );
     let m = gw.metrics().await;
     assert!(metric_sum(&m, "meridian_retries_total", &[("reason", "status_503")]) >= 1.0);
-    let known = meridian::metric_labels::retry_reasons();
+    let known = meridian::telemetry::metric_labels::retry_reasons();
     assert_only_known_labels(&m, "meridian_retries_total", "reason", &known);
     // POSTs are not idempotent: a 503 goes back to the client, and no POST reaches two origins.
     let (a0, b0) = (
@@ -559,12 +559,12 @@ async fn the_retry_budget_caps_retries_when_everything_fails() {
     a.control.status.store(503, Relaxed);
     e.control.status.store(503, Relaxed);
     let n = 400;
-    let window = |t: u64| t / 1000 / meridian::retry_budget::WINDOW_S;
-    let first_window = window(meridian::clock::now_ms());
+    let window = |t: u64| t / 1000 / meridian::proxy::retry_budget::WINDOW_S;
+    let first_window = window(meridian::util::clock::now_ms());
     for i in 0..n {
         assert_eq!(get(&gw, &format!("/b/{i}")).await.status(), 503);
     }
-    let windows = window(meridian::clock::now_ms()) - first_window + 1;
+    let windows = window(meridian::util::clock::now_ms()) - first_window + 1;
     let m = gw.metrics().await;
     let retries = metric_sum(&m, "meridian_retries_total", &[]);
     let denied = metric_sum(&m, "meridian_retries_denied_total", &[("reason", "budget")]);

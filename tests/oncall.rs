@@ -92,7 +92,7 @@ async fn a_killed_origin_is_journaled_with_its_region_and_status_says_so() {
     let gw = Gateway::start(&three_regions(&a, &b, &c, "")).await;
     // Every kind's counter exists from start-up, at 0 for what has not happened.
     let m = gw.metrics().await;
-    for kind in meridian::events::Kind::ALL {
+    for kind in meridian::telemetry::events::Kind::ALL {
         assert!(
             m.contains(&format!(
                 "meridian_events_total{{kind=\"{}\"}}",
@@ -253,7 +253,7 @@ async fn drains_ejections_shifts_and_rolling_rates() {
     let dir = temp_dir("oncall-token");
     std::fs::write(dir.join("admin.token"), TOKEN).unwrap();
     // A shift that starts in a few seconds (after start-up) and ramps over two.
-    let start = meridian::clock::now_ms() / 1000 + 4;
+    let start = meridian::util::clock::now_ms() / 1000 + 4;
     let date = Command::new("date")
         .args(["-u", "-d", &format!("@{start}"), "+%Y-%m-%dT%H:%M:%SZ"])
         .output()

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use meridian::demo::SimOrigin;
+use meridian::cli::demo::SimOrigin;
 use support::*;
 
 const TOKEN: &str = "ops-token";
@@ -189,7 +189,7 @@ async fn admin_state_field_by_field() {
         origin("us-east-1").await,
         origin("eu-west-1").await,
     );
-    let now = meridian::clock::now_ms();
+    let now = meridian::util::clock::now_ms();
     let shift = format!(
         "shifts:\n  - {{ name: move, from: us-east-1, to: eu-west-1, percent: 40, start: {}, ramp: 1h }}\n",
         // Started 30 minutes ago: half way.
@@ -275,7 +275,7 @@ fn iso(ms: u64) -> String {
 /// Metric names the binary exports: every family it registers, checked against a
 /// live scrape (every name scraped is one of them).
 async fn exported_names() -> BTreeSet<String> {
-    let names: BTreeSet<String> = meridian::metrics::Metrics::new()
+    let names: BTreeSet<String> = meridian::telemetry::metrics::Metrics::new()
         .names()
         .into_iter()
         .collect();
@@ -333,7 +333,7 @@ async fn the_grafana_dashboard_names_only_exported_metrics() {
 #[test]
 fn kubernetes_manifests_match_the_binary() {
     let text = std::fs::read_to_string(repo("config/kubernetes/meridian.yaml")).unwrap();
-    let docs = meridian::config::yaml::documents(&text).unwrap();
+    let docs = meridian::core::config::yaml::documents(&text).unwrap();
     let kind = |k: &str| {
         docs.iter()
             .find(|d| d["kind"] == k)
@@ -354,7 +354,7 @@ fn kubernetes_manifests_match_the_binary() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let parsed = meridian::config::yaml::values(config).unwrap();
+    let parsed = meridian::core::config::yaml::values(config).unwrap();
     let port = |a: &serde_json::Value| {
         a.as_str()
             .unwrap()

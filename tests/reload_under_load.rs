@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use meridian::clock::now_ms;
-use meridian::demo::SimOrigin;
+use meridian::cli::demo::SimOrigin;
+use meridian::util::clock::now_ms;
 use support::*;
 
 fn config(use1: &SimOrigin, euw1: &SimOrigin, w_use1: u32) -> String {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use meridian::demo::SimOrigin;
+use meridian::cli::demo::SimOrigin;
 use support::*;
 
 const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-1"];
@@ -301,7 +301,7 @@ async fn bad_tokens_are_ignored_and_counted() {
     let other_region = token.replacen("us-east-1", "eu-west-1", 1);
     let unknown_key = token.replacen(".k1.", ".k9.", 1);
     // Genuinely signed with the shared key, but long past its window.
-    let expired = meridian::tokens::KeyRing::load(&world.keys_file)
+    let expired = meridian::request::tokens::KeyRing::load(&world.keys_file)
         .unwrap()
         .sign_write("us-east-1", 1000);
     for (bad, outcome) in [

@@ -5,12 +5,14 @@
 
 mod support;
 
-use meridian::config;
-use meridian::geo::{Continent, Country};
-use meridian::health::HealthRegistry;
-use meridian::health::HealthView;
-use meridian::routing::{decide, match_route, Reason, RegionHealth, RegionStatus, RequestFacts};
-use meridian::snapshot::{RegionIdx, Snapshot};
+use meridian::core::config;
+use meridian::core::health::HealthRegistry;
+use meridian::core::health::HealthView;
+use meridian::core::routing::{
+    decide, match_route, Reason, RegionHealth, RegionStatus, RequestFacts,
+};
+use meridian::core::snapshot::{RegionIdx, Snapshot};
+use meridian::request::geo::{Continent, Country};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;

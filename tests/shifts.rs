@@ -6,8 +6,8 @@ mod support;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use meridian::clock::now_ms;
-use meridian::demo::SimOrigin;
+use meridian::cli::demo::SimOrigin;
+use meridian::util::clock::now_ms;
 use support::*;
 
 /// RFC 3339 (UTC, millisecond precision) for unix ms.

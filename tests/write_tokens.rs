@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use base64::Engine;
-use meridian::demo::SimOrigin;
-use meridian::tokens::KeyRing;
+use meridian::cli::demo::SimOrigin;
+use meridian::request::tokens::KeyRing;
 use support::*;
 
 const ADMIN_TOKEN: &str = "admin-token-for-tests";
@@ -94,7 +94,7 @@ fn header(r: &reqwest::Response, name: &str) -> String {
 }
 
 async fn write(gw: &Gateway) -> (String, u64) {
-    let now = meridian::clock::now_ms();
+    let now = meridian::util::clock::now_ms();
     let r = reqwest::Client::new()
         .post(gw.url("/api/orders"))
         .header("x-forwarded-for", DE)
@@ -130,7 +130,7 @@ async fn an_eu_write_pins_reads_to_the_write_region_for_the_window() {
     // Waiting out the 1 s window is what this test is about: the same token, read
     // after its `not_after`, no longer pins.
     let not_after: u64 = token.split('.').nth(2).unwrap().parse().unwrap();
-    let left = not_after.saturating_sub(meridian::clock::now_ms());
+    let left = not_after.saturating_sub(meridian::util::clock::now_ms());
     tokio::time::sleep(Duration::from_millis(left + 100)).await;
     let r = read(&gw, &token).await;
     assert_eq!(header(&r, "x-meridian-region"), "eu-west-1");
@@ -142,7 +142,7 @@ async fn an_eu_write_pins_reads_to_the_write_region_for_the_window() {
             n
         );
     }
-    let known = meridian::metric_labels::write_token_outcomes();
+    let known = meridian::telemetry::metric_labels::write_token_outcomes();
     assert_only_known_labels(&m, "meridian_write_tokens_total", "outcome", &known);
 }
 
@@ -202,18 +202,18 @@ async fn hostile_tokens_change_nothing_but_a_counter() {
         (token[..token.len() - 5].to_string(), "malformed"),
         (format!("{token}.extra"), "malformed"),
         (
-            ring.sign_write("eu-central-1", meridian::clock::now_ms() + 3_600_000),
+            ring.sign_write("eu-central-1", meridian::util::clock::now_ms() + 3_600_000),
             "beyond_cap",
         ),
         (
-            ring.sign_write("mars-1", meridian::clock::now_ms() + 1_000),
+            ring.sign_write("mars-1", meridian::util::clock::now_ms() + 1_000),
             "region_unknown",
         ),
         ("x".repeat(10 * 1024), "malformed"),
         (
             KeyRing::from_keys(vec![("k1".into(), vec![9; 32])])
                 .unwrap()
-                .sign_write("eu-central-1", meridian::clock::now_ms() + 1_000),
+                .sign_write("eu-central-1", meridian::util::clock::now_ms() + 1_000),
             "tampered",
         ),
     ];
@@ -240,7 +240,7 @@ async fn hostile_tokens_change_nothing_but_a_counter() {
         metric_sum(&m, "meridian_write_tokens_total", &[("outcome", "honored")]),
         0.0
     );
-    let known = meridian::metric_labels::write_token_outcomes();
+    let known = meridian::telemetry::metric_labels::write_token_outcomes();
     assert_only_known_labels(&m, "meridian_write_tokens_total", "outcome", &known);
 }
 

@@ -7,15 +7,15 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use meridian::client::{client_ip, parse_entry};
-use meridian::config::units::Cidr;
-use meridian::config::{self, Loaded};
-use meridian::health::judge::{judge, FailReason, Verdict};
-use meridian::health::HealthRegistry;
-use meridian::proxy_protocol::{self, MAX_HEADER_LEN};
-use meridian::routing::match_route;
-use meridian::snapshot::Snapshot;
-use meridian::tokens::{is_valid_region, KeyRing, TokenError};
+use meridian::core::config::units::Cidr;
+use meridian::core::config::{self, Loaded};
+use meridian::core::health::judge::{judge, FailReason, Verdict};
+use meridian::core::health::HealthRegistry;
+use meridian::core::routing::match_route;
+use meridian::core::snapshot::Snapshot;
+use meridian::proxy::proxy_protocol::{self, MAX_HEADER_LEN};
+use meridian::request::client_ip::{client_ip, parse_entry};
+use meridian::request::tokens::{is_valid_region, KeyRing, TokenError};
 
 /// The file name `config_parse` passes to `parse`; every error must start with it.
 pub const CONFIG_NAME: &str = "fuzz/in put.yaml";
@@ -83,7 +83,7 @@ pub fn config_parse(data: &[u8]) {
                 // The one limit validation leaves to the compiler.
                 Err(errors) => {
                     assert!(
-                        regions > meridian::snapshot::MAX_REGIONS,
+                        regions > meridian::core::snapshot::MAX_REGIONS,
                         "a validated config did not compile: {errors:?}"
                     );
                 }

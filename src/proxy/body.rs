@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use tokio::time::Sleep;
 
-use crate::pool::{OriginPool, RequestBody};
+use crate::proxy::pool::{OriginPool, RequestBody};
 
 /// An answer's body.
 pub struct ResponseBody {

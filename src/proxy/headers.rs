@@ -12,12 +12,12 @@ use hyper::ext::PreEncodedHeaders;
 use smallvec::SmallVec;
 
 use super::Ctx;
-use crate::config::OriginProtocol;
-use crate::facts::{IssuedToken, WRITE_COOKIE, WRITE_HEADER};
-use crate::geo::Country;
-use crate::pool::RequestBody;
-use crate::routing::Decision;
-use crate::snapshot::{OriginEntry, RegionIdx, Snapshot};
+use crate::core::config::OriginProtocol;
+use crate::core::routing::Decision;
+use crate::core::snapshot::{OriginEntry, RegionIdx, Snapshot};
+use crate::proxy::pool::RequestBody;
+use crate::request::facts::{IssuedToken, WRITE_COOKIE, WRITE_HEADER};
+use crate::request::geo::Country;
 
 // Header names used on every request, parsed once: a `&str` name is parsed
 // again at each use.
@@ -214,7 +214,7 @@ impl<'a> Seen<'a> {
             xff.extend_from_slice(prev.as_bytes());
             xff.extend_from_slice(b", ");
         }
-        crate::access_log::ip(&mut xff, peer);
+        crate::telemetry::access_log::ip(&mut xff, peer);
         HeaderValue::from_maybe_shared(Bytes::from(xff)).ok()
     }
 }
@@ -440,7 +440,8 @@ pub fn downstream_response<B>(
 
 /// Hands the client its write token, as a cookie and as a header.
 pub fn write_token<B>(resp: &mut Response<B>, token: &IssuedToken, tls: bool) {
-    let cookie = crate::cookie::set_cookie_value(WRITE_COOKIE, &token.token, token.max_age_s, tls);
+    let cookie =
+        crate::request::cookie::set_cookie_value(WRITE_COOKIE, &token.token, token.max_age_s, tls);
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         headers.append(header::SET_COOKIE, v);

@@ -21,8 +21,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{ConnInfo, Proxy, ResponseBody};
-use crate::proxy_protocol;
-use crate::shutdown::ShutdownWatch;
+use crate::proxy::proxy_protocol;
+use crate::util::shutdown::ShutdownWatch;
 
 /// hyper's HTTP/1 buffer cap per connection (its default is ~400 KiB): bounds
 /// what one streaming body holds in flight, and is the largest request header

@@ -13,6 +13,11 @@ pub mod listener;
 pub mod sni;
 mod upstream;
 
+pub mod pool;
+pub mod proxy_protocol;
+pub mod retry_budget;
+pub mod tls;
+
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -28,14 +33,14 @@ use hyper::body::Incoming;
 use body::End;
 pub use body::ResponseBody;
 
-use crate::clock::now_ms;
-use crate::facts::{self, RawRequest};
-use crate::geo::{Country, GeoResult};
-use crate::pool::RequestBody;
-use crate::routing::retry::{self, Failure};
-use crate::routing::{self, Decision, LiveOrigins, Reasons, TokenUse, Walk};
-use crate::shared::Shared;
-use crate::snapshot::{RegionIdx, Snapshot};
+use crate::core::routing::retry::{self, Failure};
+use crate::core::routing::{self, Decision, LiveOrigins, Reasons, TokenUse, Walk};
+use crate::core::snapshot::{RegionIdx, Snapshot};
+use crate::proxy::pool::RequestBody;
+use crate::request::facts::{self, RawRequest};
+use crate::request::geo::{Country, GeoResult};
+use crate::services::shared::Shared;
+use crate::util::clock::now_ms;
 
 /// Request bodies up to this size are kept whole when `retries.methods: all`, so
 /// a retry can send them again; larger ones stream and are sent once.
@@ -54,7 +59,7 @@ pub struct Proxy {
     pub shared: Arc<Shared>,
     /// Caps retries to a share of the request rate (`routing.retries.budget`);
     /// only the data path counts and spends it.
-    pub retry_budget: crate::retry_budget::RetryBudget,
+    pub retry_budget: crate::proxy::retry_budget::RetryBudget,
     /// No policy at all (`MERIDIAN_PASSTHROUGH=1`): the floor meridian's own
     /// per-request work is measured against (loadtest/perf's `engine` row).
     pub passthrough: bool,
@@ -140,8 +145,8 @@ impl Record {
                     .series
                     .observe_duration(m, &region.name, elapsed.as_secs_f64());
                 let origin = region.origins.get(o).map(|o| &o.health.rates);
-                let now = crate::clock::monotonic_ms_at(end);
-                crate::rates::record(&state.rates, origin, failed, elapsed, now);
+                let now = crate::util::clock::monotonic_ms_at(end);
+                crate::telemetry::rates::record(&state.rates, origin, failed, elapsed, now);
             }
             None => {
                 m.requests.with_label_values(&labels).inc();
@@ -155,7 +160,7 @@ impl Record {
             && tracing::enabled!(target: "meridian::access", tracing::Level::INFO)
             && (sample >= 1.0 || rand::random::<f64>() < sample)
         {
-            let entry = crate::access_log::Entry {
+            let entry = crate::telemetry::access_log::Entry {
                 request_id: self.ctx.request_id.to_str().unwrap_or(""),
                 client: self.ctx.client_ip,
                 country: self.ctx.country.as_ref().map_or("XX", |c| c.as_str()),
@@ -173,7 +178,7 @@ impl Record {
                 duration: elapsed,
                 tries: self.tries,
             };
-            crate::access_log::log(&entry, crate::logging::json());
+            crate::telemetry::access_log::log(&entry, crate::telemetry::logging::json());
         }
     }
 
@@ -207,7 +212,8 @@ const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
 // Every series a region's requests can have fits its table of kept series.
 const _: () = assert!(
-    routing::Reasons::LABEL_COUNT * 2 * STATUS_CLASSES.len() <= crate::metrics::REQUEST_SLOTS
+    routing::Reasons::LABEL_COUNT * 2 * STATUS_CLASSES.len()
+        <= crate::telemetry::metrics::REQUEST_SLOTS
 );
 
 /// A status's class, as an index into `STATUS_CLASSES`.
@@ -745,9 +751,13 @@ impl Proxy {
         }
         let failed = answered_since.is_none();
         let policy = &snap.outlier;
-        if let Some(ms) =
-            crate::health::outlier::record(&origin.health, &region.origins, failed, now, policy)
-        {
+        if let Some(ms) = crate::core::health::outlier::record(
+            &origin.health,
+            &region.origins,
+            failed,
+            now,
+            policy,
+        ) {
             tracing::warn!(
                 region = %region.name,
                 origin = %origin.address,

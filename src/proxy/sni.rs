@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::snapshot::Snapshot;
+use crate::core::snapshot::Snapshot;
 
 /// rustls asks this for a certificate at every handshake of listener `index`.
 pub struct SniResolver {

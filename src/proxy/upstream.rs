@@ -14,9 +14,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 
-use crate::config::OriginProtocol;
-use crate::pool::{OriginPool, RequestBody, Sender};
-use crate::snapshot::OriginEntry;
+use crate::core::config::OriginProtocol;
+use crate::core::snapshot::OriginEntry;
+use crate::proxy::pool::{OriginPool, RequestBody, Sender};
 
 /// Why no connection could be had.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +26,7 @@ pub enum ConnectError {
     #[error("connect: {0}")]
     Io(#[from] std::io::Error),
     #[error("TLS: {0}")]
-    Tls(#[from] crate::tls::HandshakeError),
+    Tls(#[from] crate::proxy::tls::HandshakeError),
     #[error("handshake: {0}")]
     Http(#[from] hyper::Error),
 }
@@ -73,7 +73,7 @@ async fn connect(origin: &OriginEntry, pool: &OriginPool) -> Result<Sender, Conn
     match &origin.tls {
         None => handshake(tcp, h2, pool).await,
         Some(tls) => {
-            let stream = crate::tls::connect_origin(tls, &origin.sni, h2, tcp)
+            let stream = crate::proxy::tls::connect_origin(tls, &origin.sni, h2, tcp)
                 .await
                 .map_err(ConnectError::Tls)?;
             handshake(stream, h2, pool).await

@@ -1,5 +1,5 @@
 //! Shared end-to-end fixtures: the real `meridian` binary on free loopback ports,
-//! simulated origins (`meridian::demo::SimOrigin`), and polling helpers.
+//! simulated origins (`meridian::cli::demo::SimOrigin`), and polling helpers.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)] // not every test binary uses it
-pub use meridian::demo::SimOrigin;
+pub use meridian::cli::demo::SimOrigin;
 
 pub mod certs;
 pub mod origin;
@@ -372,7 +372,7 @@ pub fn label_values(text: &str, name: &str, label: &str) -> std::collections::BT
 }
 
 /// Fails unless the series of counter `name` carry exactly the `label` values in
-/// `known` (`meridian::metric_labels`, the ones created at 0 at start): after a
+/// `known` (`meridian::telemetry::metric_labels`, the ones created at 0 at start): after a
 /// test that made the code count, a value missing from that list shows here.
 pub fn assert_only_known_labels(text: &str, name: &str, label: &str, known: &[&str]) {
     let known: std::collections::BTreeSet<String> = known.iter().map(|k| k.to_string()).collect();

@@ -1,0 +1,147 @@
+//! The failover walk: which (region, origin) each try of a request goes to,
+//! along the decision's region order. Pure: the origin view and the random
+//! source come in, so tests replay any walk exactly.
+
+use rand::Rng;
+
+use super::{pick_origin, OriginView};
+use crate::core::snapshot::{RegionIdx, Snapshot};
+
+/// Where a request's tries stand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Walk {
+    /// Index into the decision's order of the region being tried.
+    region_pos: usize,
+    /// Origins of that region already tried (a bit per origin).
+    tried: u64,
+    /// Tries made so far.
+    attempts: u32,
+}
+
+impl Walk {
+    /// Tries made so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The next try's target, taken: None once `order` is used up. The last
+    /// allowed try (`max_attempts`) goes to the next region when there is one: a
+    /// region that just failed a try may be going down, and only another region
+    /// is known to be apart.
+    pub fn next<O: OriginView, R: Rng + ?Sized>(
+        &mut self,
+        snap: &Snapshot,
+        origins: &O,
+        order: &[RegionIdx],
+        max_attempts: u32,
+        rng: &mut R,
+    ) -> Option<(RegionIdx, usize)> {
+        let last_try = self.attempts + 1 >= max_attempts;
+        if self.attempts > 0 && last_try && self.region_pos + 1 < order.len() {
+            self.region_pos += 1;
+            self.tried = 0;
+        }
+        while let Some(&r) = order.get(self.region_pos) {
+            if let Some(o) = pick_origin(snap, origins, r, self.tried, rng) {
+                self.tried |= 1 << o;
+                self.attempts += 1;
+                return Some((r, o));
+            }
+            self.region_pos += 1;
+            self.tried = 0;
+        }
+        None
+    }
+
+    /// Where a retry would go, without taking it: None when the tries are used
+    /// up or no origin is left.
+    pub fn peek_retry<O: OriginView, R: Rng + ?Sized>(
+        &self,
+        snap: &Snapshot,
+        origins: &O,
+        order: &[RegionIdx],
+        max_attempts: u32,
+        rng: &mut R,
+    ) -> Option<RegionIdx> {
+        if self.attempts >= max_attempts {
+            return None;
+        }
+        let mut ahead = *self;
+        ahead
+            .next(snap, origins, order, max_attempts, rng)
+            .map(|(r, _)| r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::health::HealthView;
+    use crate::test_support::ConfigFile;
+
+    fn snapshot() -> Snapshot {
+        ConfigFile::with(
+            "walk",
+            "local_region: a\n\
+             listeners: [{address: 127.0.0.1:0}]\n\
+             admin: {address: 127.0.0.1:1}\n\
+             regions:\n\
+             \x20 a: {origins: [{address: 127.0.0.1:1001}, {address: 127.0.0.1:1002}]}\n\
+             \x20 b: {origins: [{address: 127.0.0.1:2001}]}\n",
+        )
+        .snapshot()
+    }
+
+    fn walk(max_attempts: u32) -> Vec<(RegionIdx, usize)> {
+        let snap = snapshot();
+        let health = HealthView::all_healthy(2);
+        let mut w = Walk::default();
+        let mut rng = rand::thread_rng();
+        std::iter::from_fn(|| w.next(&snap, &health, &[0, 1], max_attempts, &mut rng))
+            .take(max_attempts as usize)
+            .collect()
+    }
+
+    #[test]
+    fn tries_other_origins_of_the_region_then_the_last_try_goes_to_the_next_region() {
+        let tries = walk(3);
+        assert_eq!(tries.len(), 3);
+        assert_eq!(tries[0].0, 0);
+        assert_eq!(tries[1].0, 0);
+        assert_ne!(tries[0].1, tries[1].1, "the same origin twice: {tries:?}");
+        assert_eq!(tries[2], (1, 0));
+    }
+
+    #[test]
+    fn with_two_tries_the_second_goes_to_the_next_region() {
+        let tries = walk(2);
+        assert_eq!(tries[0].0, 0);
+        assert_eq!(tries[1], (1, 0));
+    }
+
+    #[test]
+    fn the_walk_ends_when_every_origin_was_tried() {
+        let snap = snapshot();
+        let health = HealthView::all_healthy(2);
+        let mut w = Walk::default();
+        let mut rng = rand::thread_rng();
+        let all: Vec<_> =
+            std::iter::from_fn(|| w.next(&snap, &health, &[0, 1], 10, &mut rng)).collect();
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert_eq!(w.attempts(), 3);
+    }
+
+    #[test]
+    fn peeking_takes_nothing_and_respects_the_budget_of_tries() {
+        let snap = snapshot();
+        let health = HealthView::all_healthy(2);
+        let mut rng = rand::thread_rng();
+        let mut w = Walk::default();
+        w.next(&snap, &health, &[0, 1], 2, &mut rng).unwrap();
+        let before = w;
+        assert_eq!(w.peek_retry(&snap, &health, &[0, 1], 2, &mut rng), Some(1));
+        assert_eq!(w, before);
+        w.next(&snap, &health, &[0, 1], 2, &mut rng).unwrap();
+        assert_eq!(w.peek_retry(&snap, &health, &[0, 1], 2, &mut rng), None);
+    }
+}

@@ -1,0 +1,710 @@
+//! `Config -> Snapshot`: the compiled, immutable routing table that one request
+//! reads from start to end. Reload builds a new one and swaps it in whole.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::core::config::units::Cidr;
+use crate::core::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
+use crate::core::health::outlier::OutlierPolicy;
+use crate::core::health::{
+    roll_up, HealthRegistry, HealthView, OriginHealth, RegionState, ShiftState,
+};
+use crate::request::geo::{Continent, Country, GeoDb};
+use crate::request::tokens::KeyRing;
+
+/// Index of a region in [`Snapshot::regions`] (sorted by name).
+pub type RegionIdx = usize;
+
+/// At most this many regions, so a set of regions fits in one `u64`.
+pub const MAX_REGIONS: usize = crate::core::health::view::MAX;
+
+/// A set of regions as a bitmask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RegionSet(pub u64);
+
+impl RegionSet {
+    pub fn all(n: usize) -> RegionSet {
+        RegionSet(if n >= 64 { u64::MAX } else { (1u64 << n) - 1 })
+    }
+    pub fn contains(self, r: RegionIdx) -> bool {
+        r < 64 && self.0 & (1 << r) != 0
+    }
+    pub fn insert(&mut self, r: RegionIdx) {
+        self.0 |= 1 << r;
+    }
+    /// The regions in index order, one step per member (not one per bit).
+    pub fn iter(self) -> impl ExactSizeIterator<Item = RegionIdx> {
+        Members(self.0)
+    }
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// `RegionSet::iter`: takes the lowest set bit each step.
+struct Members(u64);
+
+impl Iterator for Members {
+    type Item = RegionIdx;
+    fn next(&mut self) -> Option<RegionIdx> {
+        if self.0 == 0 {
+            return None;
+        }
+        let r = self.0.trailing_zeros() as RegionIdx;
+        self.0 &= self.0 - 1;
+        Some(r)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.0.count_ones() as usize;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Members {}
+
+/// One origin, resolved.
+#[derive(Debug)]
+pub struct OriginEntry {
+    /// `region/address`: the identity health state is keyed by.
+    pub key: String,
+    /// As written in the config (label in metrics and state).
+    pub address: String,
+    pub socket: SocketAddr,
+    /// HTTPS to the origin (and its probes) when set.
+    pub tls: Option<crate::proxy::tls::OriginTls>,
+    pub sni: String,
+    /// The `Host` (HTTP/2: `:authority`) its requests and probes carry instead
+    /// of the client's; made once here, not on every try.
+    pub host_header: Option<http::HeaderValue>,
+    /// HTTP/1.1, HTTP/2 over TLS (ALPN `h2`) or cleartext HTTP/2 with prior
+    /// knowledge; validation guarantees `H2` has `tls` and `H2c` has none.
+    pub protocol: crate::core::config::OriginProtocol,
+    pub health: Arc<OriginHealth>,
+    /// Its kept connections (shared with the snapshots that keep this origin).
+    pub pool: Arc<crate::proxy::pool::OriginPool>,
+}
+
+impl AsRef<OriginHealth> for OriginEntry {
+    fn as_ref(&self) -> &OriginHealth {
+        &self.health
+    }
+}
+
+/// One region of the snapshot.
+#[derive(Debug)]
+pub struct RegionEntry {
+    pub name: String,
+    /// The name as a header value (`X-Meridian-Region`, `X-Meridian-Edge-Region`),
+    /// made once rather than per request.
+    pub name_header: http::HeaderValue,
+    pub location: Option<(f64, f64)>,
+    pub weight: u32,
+    /// Percent kept, 0..=100.
+    pub dial: u32,
+    pub origins: Vec<OriginEntry>,
+    pub state: Arc<RegionState>,
+}
+
+/// A compiled residency group.
+#[derive(Debug)]
+pub struct ResidencyGroup {
+    pub name: String,
+    pub countries: Vec<Country>,
+    pub continents: Vec<Continent>,
+    pub regions: RegionSet,
+    pub write_region: Option<RegionIdx>,
+    pub reject: bool,
+}
+
+impl ResidencyGroup {
+    pub fn matches(&self, country: Option<Country>, continent: Option<Continent>) -> bool {
+        country.is_some_and(|c| self.countries.contains(&c))
+            || continent.is_some_and(|c| self.continents.contains(&c))
+    }
+}
+
+/// How long a write pins the client's reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Window {
+    Fixed(Duration),
+    /// Largest reported replication lag + margin, within [margin, max].
+    Auto {
+        margin: Duration,
+        max: Duration,
+    },
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// Lower-cased host to match exactly; None = any.
+    pub host: Option<String>,
+    pub path_prefix: String,
+    pub writes_to_write_region: bool,
+    pub read_your_writes: Option<Window>,
+    pub steering: Steering,
+    pub affinity: bool,
+}
+
+impl Route {
+    pub fn matches(&self, host: &str, path: &str) -> bool {
+        self.host
+            .as_deref()
+            .is_none_or(|h| host.eq_ignore_ascii_case(h))
+            && path.starts_with(&self.path_prefix)
+    }
+}
+
+/// A compiled gradual shift.
+#[derive(Debug)]
+pub struct Shift {
+    pub name: String,
+    pub from: RegionIdx,
+    pub to: RegionIdx,
+    /// Final fraction 0..=1.
+    pub fraction: f64,
+    pub start_ms: u64,
+    pub ramp_ms: u64,
+    /// `abort_if`: (error ratio above which, over how many ms) the shift aborts.
+    pub abort_if: Option<(f64, u64)>,
+    pub state: Arc<ShiftState>,
+}
+
+impl Shift {
+    /// Fraction of `from`'s traffic moved at wall-clock `now_ms`: 0 before start,
+    /// linear over the ramp, then the final fraction.
+    pub fn fraction_at(&self, now_ms: u64) -> f64 {
+        if now_ms < self.start_ms {
+            0.0
+        } else if self.ramp_ms == 0 || now_ms >= self.start_ms + self.ramp_ms {
+            self.fraction
+        } else {
+            self.fraction * (now_ms - self.start_ms) as f64 / self.ramp_ms as f64
+        }
+    }
+}
+
+/// The immutable, compiled config.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub sha256: String,
+    pub loaded_at: SystemTime,
+    pub local_region: RegionIdx,
+    pub regions: Vec<RegionEntry>,
+    pub write_region: Option<RegionIdx>,
+    pub geo_countries: HashMap<Country, RegionIdx>,
+    pub geo_continents: Vec<(Continent, RegionIdx)>,
+    pub geo_default: RegionIdx,
+    pub residency: Vec<ResidencyGroup>,
+    pub routes: Vec<Route>,
+    pub shifts: Vec<Shift>,
+    pub degraded_factor: f64,
+    pub panic_threshold: f64,
+    pub min_healthy_origins: u32,
+    /// X-Forwarded-For is believed only from these peers.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Opened once per snapshot; a reload reopens it, so a replaced file is picked up.
+    pub geo: Option<Arc<GeoDb>>,
+    /// Signs and verifies write tokens and affinity cookies.
+    pub keys: Arc<KeyRing>,
+    /// Per listener (config order): its certificates, if it terminates TLS.
+    pub listener_certs: Vec<Option<crate::proxy::tls::CertSet>>,
+    pub data_path: DataPath,
+    /// Passive outlier detection, compiled.
+    pub outlier: OutlierPolicy,
+    /// The listeners (config order) and the admin listener; a change to them
+    /// takes a restart.
+    pub listeners: Vec<ListenerSpec>,
+    pub admin: AdminSpec,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Active probes' settings (read by the probers, not by requests).
+    pub probes: config::Health,
+    /// Route 53 reconciliation, when configured (read by the reconciler).
+    pub dns: Option<config::Dns>,
+    /// Every TLS file the config names (listeners' and origins'), resolved: a
+    /// change to one reloads.
+    pub tls_files: Vec<PathBuf>,
+}
+
+/// One proxy listener, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerSpec {
+    pub address: SocketAddr,
+    /// Accepts a PROXY protocol header first.
+    pub proxy_protocol: bool,
+    /// Certificate and key files, resolved against the config file; empty when
+    /// the listener speaks plain HTTP.
+    pub certificates: Vec<(PathBuf, PathBuf)>,
+}
+
+impl ListenerSpec {
+    pub fn tls(&self) -> bool {
+        !self.certificates.is_empty()
+    }
+}
+
+/// The admin listener, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminSpec {
+    pub address: SocketAddr,
+    /// Bearer token file for write endpoints, resolved; None = writes disabled.
+    pub token_file: Option<PathBuf>,
+    /// How many events the journal keeps.
+    pub event_journal_size: usize,
+}
+
+/// What the data path reads per request, compiled from the file's settings:
+/// plain durations and numbers, nothing to parse or look up per request.
+#[derive(Debug, Clone)]
+pub struct DataPath {
+    pub retries: RetryPolicy,
+    /// Upstream: connect, time to the answer's header (then between its body's
+    /// frames), how long a pooled connection may sit unused.
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub pool_idle: Duration,
+    /// Clients: a request header from its first byte; silence between requests.
+    pub request_header_timeout: Duration,
+    pub client_idle_timeout: Duration,
+    /// Fraction of requests logged (0 = the access log is off).
+    pub access_log_sample: f64,
+    /// `X-Meridian-Decision` on answers.
+    pub debug_headers: bool,
+}
+
+/// `routing.retries`, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included.
+    pub attempts: u32,
+    /// Answers with these statuses may be retried.
+    pub statuses: Vec<u16>,
+    /// Any method may be retried, not only idempotent ones.
+    pub all_methods: bool,
+    pub budget_ratio: f64,
+    pub budget_min_per_second: u32,
+}
+
+impl DataPath {
+    fn compile(c: &config::Config) -> DataPath {
+        let r = &c.routing.retries;
+        let t = &c.timeouts;
+        DataPath {
+            retries: RetryPolicy {
+                attempts: r.attempts,
+                statuses: r
+                    .on
+                    .iter()
+                    .filter_map(|o| match o {
+                        config::RetryOn::Status(s) => Some(*s),
+                        config::RetryOn::ConnectFailure => None,
+                    })
+                    .collect(),
+                all_methods: r.methods == config::RetryMethods::All,
+                budget_ratio: r.budget.ratio,
+                budget_min_per_second: r.budget.min_per_second,
+            },
+            connect_timeout: t.connect.get(),
+            read_timeout: t.read.get(),
+            pool_idle: t.idle.get(),
+            request_header_timeout: t.request_header.get(),
+            client_idle_timeout: t.client_idle.get(),
+            access_log_sample: if c.access_log.enabled {
+                c.access_log.sample.clamp(0.0, 1.0)
+            } else {
+                0.0
+            },
+            debug_headers: c.debug_headers,
+        }
+    }
+}
+
+/// A snapshot that could not be built (a name that does not resolve, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct BuildError {
+    pub path: String,
+    pub message: String,
+}
+
+impl Snapshot {
+    /// Every region's health rolled up from its origins' atomics, and every
+    /// shift's abort flag, read once at `now_ms`: a request decides from this one
+    /// consistent reading.
+    pub fn health_view(&self, now_ms: u64) -> HealthView {
+        let mut view = HealthView::new(self.regions.iter().map(|r| {
+            roll_up(
+                r.origins.iter().map(|o| o.health.reading(now_ms)),
+                self.min_healthy_origins,
+                r.state.drained.load(Relaxed),
+            )
+        }));
+        for (i, s) in self.shifts.iter().enumerate() {
+            if s.state.aborted.load(Relaxed) {
+                view.abort_shift(i);
+            }
+        }
+        view
+    }
+
+    /// Compiles a validated config. Health entries come from `registry`, so
+    /// origins that stay across a reload keep their state.
+    pub fn build(loaded: &Loaded, registry: &HealthRegistry) -> Result<Snapshot, Vec<BuildError>> {
+        let c = &loaded.config;
+        let mut errors = Vec::new();
+        let names: Vec<&String> = c.regions.keys().collect();
+        if names.len() > MAX_REGIONS {
+            errors.push(BuildError {
+                path: "regions".into(),
+                message: format!("at most {MAX_REGIONS} regions are supported"),
+            });
+            return Err(errors);
+        }
+        let idx = |name: &str| names.iter().position(|n| n.as_str() == name);
+        let mut regions = Vec::with_capacity(names.len());
+        for (name, r) in &c.regions {
+            let mut origins = Vec::new();
+            for (i, o) in r.origins.iter().enumerate() {
+                let socket = match o.address.to_socket_addrs().map(|mut a| a.next()) {
+                    Ok(Some(s)) => s,
+                    Ok(None) | Err(_) => {
+                        errors.push(BuildError {
+                            path: format!("regions.{name}.origins[{i}].address"),
+                            message: format!("cannot resolve `{}`", o.address),
+                        });
+                        continue;
+                    }
+                };
+                let tls = o.tls.as_ref().and_then(|t| {
+                    let file = |p: &Option<String>| p.as_deref().map(|p| loaded.resolve(p));
+                    let (ca, cert, key) =
+                        (file(&t.ca_file), file(&t.client_cert), file(&t.client_key));
+                    let client = cert.as_deref().zip(key.as_deref());
+                    crate::proxy::tls::origin_tls(ca.as_deref(), client, t.verify)
+                        .map_err(|e| {
+                            errors.push(BuildError {
+                                path: format!("regions.{name}.origins[{i}].tls"),
+                                message: e.to_string(),
+                            })
+                        })
+                        .ok()
+                });
+                let key = format!("{name}/{}", o.address);
+                let host = o.address.rsplit_once(':').map_or(&*o.address, |(h, _)| h);
+                let sni = o
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.sni.clone())
+                    .or_else(|| o.host_header.clone())
+                    .unwrap_or_else(|| host.trim_matches(['[', ']']).to_string());
+                // The pool is keyed by everything a connection depends on, so a
+                // reload that changes any of it starts with fresh connections.
+                let pool = registry.pool(&format!(
+                    "{key}|{:?}|{}|{:?}|{sni}",
+                    o.protocol, socket, o.tls
+                ));
+                origins.push(OriginEntry {
+                    health: registry.origin(&key),
+                    pool,
+                    protocol: o.protocol,
+                    key,
+                    address: o.address.clone(),
+                    socket,
+                    tls,
+                    sni,
+                    // Validation holds it to a host and port: a valid header value.
+                    host_header: o
+                        .host_header
+                        .as_deref()
+                        .and_then(|h| http::HeaderValue::from_str(h).ok()),
+                });
+            }
+            let name_header = http::HeaderValue::from_str(name).unwrap_or_else(|_| {
+                // Validation allows only names that are valid header values.
+                http::HeaderValue::from_static("invalid-region-name")
+            });
+            regions.push(RegionEntry {
+                name: name.clone(),
+                name_header,
+                location: r.location.map(|l| (l.lat, l.lon)),
+                weight: r.weight,
+                dial: r.traffic_dial.min(100),
+                origins,
+                state: registry.region(name),
+            });
+        }
+        // Validation guarantees these names exist; a miss here is a bug, reported not panicked.
+        let mut need = |path: &str, name: &str| -> RegionIdx {
+            idx(name).unwrap_or_else(|| {
+                errors.push(BuildError {
+                    path: path.into(),
+                    message: format!("unknown region `{name}`"),
+                });
+                0
+            })
+        };
+        let local_region = need("local_region", &c.local_region);
+        let write_region = c.write_region.as_deref().map(|w| need("write_region", w));
+        let mut geo_countries = HashMap::new();
+        for (code, region) in &c.routing.geo.countries {
+            let r = need(&format!("routing.geo.countries.{code}"), region);
+            if let Some(country) = Country::parse(code) {
+                geo_countries.insert(country, r);
+            }
+        }
+        let mut geo_continents = Vec::new();
+        for (code, region) in &c.routing.geo.continents {
+            let r = need(&format!("routing.geo.continents.{code}"), region);
+            if let Some(cont) = Continent::parse(code) {
+                geo_continents.push((cont, r));
+            }
+        }
+        let geo_default = match &c.routing.geo.default {
+            Some(d) => need("routing.geo.default", d),
+            None => local_region,
+        };
+        let mut residency = Vec::new();
+        for (i, g) in c.routing.residency.iter().enumerate() {
+            let mut set = RegionSet::default();
+            for (j, r) in g.regions.iter().enumerate() {
+                set.insert(need(&format!("routing.residency[{i}].regions[{j}]"), r));
+            }
+            residency.push(ResidencyGroup {
+                name: g.name.clone(),
+                countries: g
+                    .countries
+                    .iter()
+                    .filter_map(|c| Country::parse(c))
+                    .collect(),
+                continents: g
+                    .continents
+                    .iter()
+                    .filter_map(|c| Continent::parse(c))
+                    .collect(),
+                regions: set,
+                write_region: g
+                    .write_region
+                    .as_deref()
+                    .map(|w| need(&format!("routing.residency[{i}].write_region"), w)),
+                reject: g.when_unavailable == WhenUnavailable::Reject,
+            });
+        }
+        let mut shifts = Vec::new();
+        for (i, s) in c.shifts.iter().enumerate() {
+            let fraction = (s.percent / 100.0).clamp(0.0, 1.0);
+            let start_ms = shift_start_ms(s);
+            let ramp_ms = s.ramp.map_or(0, |r| r.get().as_millis() as u64);
+            let abort_if = s
+                .abort_if
+                .as_ref()
+                .map(|a| (a.error_ratio_above, a.over.get().as_millis() as u64));
+            // Its identity is its whole definition, by region name (indexes move
+            // when regions are added): an edited shift starts afresh, an untouched
+            // one keeps its abort across reloads.
+            let identity = format!(
+                "{}/{}/{}/{fraction}/{start_ms}/{ramp_ms}/{}",
+                s.name,
+                s.from,
+                s.to,
+                abort_if.map_or("-".into(), |(ratio, over)| format!("{ratio}:{over}"))
+            );
+            shifts.push(Shift {
+                name: s.name.clone(),
+                from: need(&format!("shifts[{i}].from"), &s.from),
+                to: need(&format!("shifts[{i}].to"), &s.to),
+                fraction,
+                start_ms,
+                ramp_ms,
+                abort_if,
+                state: registry.shift(&identity),
+            });
+        }
+        let mut routes: Vec<Route> = c
+            .routes
+            .iter()
+            .map(|r| compile_route(r, c.routing.steering))
+            .collect();
+        // Requests no route matches get the defaults, so matching always finds one.
+        if !routes
+            .last()
+            .is_some_and(|r| r.host.is_none() && r.path_prefix == "/")
+        {
+            routes.push(compile_route(&config::Route::default(), c.routing.steering));
+        }
+        let geo = c.geoip.as_ref().and_then(|g| {
+            GeoDb::open_shared(&loaded.resolve(&g.database))
+                .map_err(|e| {
+                    errors.push(BuildError {
+                        path: "geoip.database".into(),
+                        message: e.to_string(),
+                    })
+                })
+                .ok()
+        });
+        let keys = match &c.sessions {
+            Some(s) => KeyRing::load(&loaded.resolve(&s.keys_file))
+                .map(Arc::new)
+                .map_err(|e| {
+                    errors.push(BuildError {
+                        path: "sessions.keys_file".into(),
+                        message: e.to_string(),
+                    })
+                })
+                .ok(),
+            None => Some(process_key()),
+        };
+        let listeners: Vec<ListenerSpec> = c
+            .listeners
+            .iter()
+            .map(|l| ListenerSpec {
+                address: l.address,
+                proxy_protocol: l.proxy_protocol,
+                certificates: l.tls.as_ref().map_or_else(Vec::new, |t| {
+                    t.certificates
+                        .iter()
+                        .map(|p| (loaded.resolve(&p.cert), loaded.resolve(&p.key)))
+                        .collect()
+                }),
+            })
+            .collect();
+        let listener_certs = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if !l.tls() {
+                    return None;
+                }
+                let pairs: Vec<_> = l
+                    .certificates
+                    .iter()
+                    .map(|(c, k)| (c.as_path(), k.as_path()))
+                    .collect();
+                crate::proxy::tls::CertSet::load(&pairs)
+                    .map_err(|e| {
+                        errors.push(BuildError {
+                            path: format!("listeners[{i}].tls.certificates"),
+                            message: e.to_string(),
+                        })
+                    })
+                    .ok()
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Snapshot {
+            sha256: loaded.sha256.clone(),
+            loaded_at: SystemTime::now(),
+            local_region,
+            regions,
+            write_region,
+            geo_countries,
+            geo_continents,
+            geo_default,
+            residency,
+            routes,
+            shifts,
+            degraded_factor: c.health.degraded_weight_factor.clamp(0.0, 1.0),
+            panic_threshold: c.routing.panic_threshold.clamp(0.0, 1.0),
+            min_healthy_origins: c.health.min_healthy_origins.max(1),
+            trusted_proxies: c.client_ip.trusted_proxies.clone(),
+            geo,
+            keys: keys.expect("set unless errors"),
+            listener_certs,
+            data_path: DataPath::compile(c),
+            outlier: OutlierPolicy::compile(&c.outlier_detection),
+            admin: AdminSpec {
+                address: c.admin.address,
+                token_file: c.admin.token_file.as_deref().map(|f| loaded.resolve(f)),
+                event_journal_size: c.admin.event_journal_size,
+            },
+            shutdown_grace: c.shutdown.grace_period.get(),
+            probes: c.health.clone(),
+            dns: c.dns.clone(),
+            tls_files: tls_files(loaded, &listeners),
+            listeners,
+        })
+    }
+
+    /// Index of the region called `name`.
+    pub fn region_idx(&self, name: &str) -> Option<RegionIdx> {
+        self.regions.iter().position(|r| r.name == name)
+    }
+
+    /// All regions as a set.
+    pub fn all_regions(&self) -> RegionSet {
+        RegionSet::all(self.regions.len())
+    }
+}
+
+/// The listeners' certificate files and the origins' CA and client files.
+fn tls_files(loaded: &Loaded, listeners: &[ListenerSpec]) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = listeners
+        .iter()
+        .flat_map(|l| &l.certificates)
+        .flat_map(|(cert, key)| [cert.clone(), key.clone()])
+        .collect();
+    let origin_tls = loaded
+        .config
+        .regions
+        .values()
+        .flat_map(|r| &r.origins)
+        .filter_map(|o| o.tls.as_ref());
+    for t in origin_tls {
+        let named = [&t.ca_file, &t.client_cert, &t.client_key];
+        files.extend(named.into_iter().flatten().map(|p| loaded.resolve(p)));
+    }
+    files
+}
+
+/// Without `sessions`, tokens are signed with one random key per process: they
+/// survive reloads but no other instance verifies them (`meridian check` warns).
+fn process_key() -> Arc<KeyRing> {
+    static KEY: std::sync::OnceLock<Arc<KeyRing>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| Arc::new(KeyRing::random())).clone()
+}
+
+fn compile_route(r: &config::Route, default_steering: Steering) -> Route {
+    Route {
+        host: r.matches.host.as_ref().map(|h| h.to_ascii_lowercase()),
+        path_prefix: r.matches.path_prefix.clone().unwrap_or_else(|| "/".into()),
+        writes_to_write_region: r.writes == Some(Writes::WriteRegion),
+        read_your_writes: r.read_your_writes.as_ref().map(|w| match w.window {
+            RywWindow::Fixed(d) => Window::Fixed(d.get()),
+            RywWindow::Auto => Window::Auto {
+                margin: w.margin.get(),
+                max: w.max.get(),
+            },
+        }),
+        steering: r.steering.unwrap_or(default_steering),
+        affinity: r.affinity == Some(Affinity::Cookie),
+    }
+}
+
+/// A shift's start in unix ms; a start before 1970 counts as 1970 (already begun).
+fn shift_start_ms(s: &config::Shift) -> u64 {
+    s.start.unix_millis().max(0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RegionSet;
+
+    #[test]
+    fn a_region_set_lists_its_members_in_index_order() {
+        let s = RegionSet(0b1010_0101 | 1 << 63);
+        assert_eq!(s.iter().collect::<Vec<_>>(), [0, 2, 5, 7, 63]);
+        assert_eq!(s.iter().len(), s.len());
+        assert_eq!(RegionSet::default().iter().count(), 0);
+        assert_eq!(RegionSet::all(64).iter().count(), 64);
+    }
+}

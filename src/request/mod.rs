@@ -1,0 +1,8 @@
+//! What a request is, read from untrusted input: the client's address (trusted
+//! X-Forwarded-For), its country, its cookies and write tokens, gathered as facts for `decide`.
+
+pub mod client_ip;
+pub mod cookie;
+pub mod facts;
+pub mod geo;
+pub mod tokens;
