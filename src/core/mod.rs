@@ -2,6 +2,7 @@
 //! routing decision and its parts, and health as plain data. No sockets, no tasks.
 
 pub mod config;
+pub mod endpoints;
 pub mod health;
 pub mod routing;
 pub mod snapshot;

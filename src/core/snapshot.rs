@@ -2,7 +2,7 @@
 //! reads from start to end. Reload builds a new one and swaps it in whole.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -10,10 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::core::config::units::Cidr;
 use crate::core::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
+use crate::core::endpoints::{OriginEndpoints, Target};
 use crate::core::health::outlier::OutlierPolicy;
-use crate::core::health::{
-    roll_up, HealthRegistry, HealthView, OriginHealth, RegionState, ShiftState,
-};
+use crate::core::health::{roll_up, HealthRegistry, HealthView, RegionState, ShiftState};
 use crate::request::geo::{Continent, Country, GeoDb};
 use crate::request::tokens::KeyRing;
 
@@ -77,7 +76,8 @@ pub struct OriginEntry {
     pub key: String,
     /// As written in the config (label in metrics and state).
     pub address: String,
-    pub socket: SocketAddr,
+    /// The address, or the name the resolver keeps its endpoints current from.
+    pub target: Target,
     /// HTTPS to the origin (and its probes) when set.
     pub tls: Option<crate::proxy::tls::OriginTls>,
     pub sni: String,
@@ -87,15 +87,9 @@ pub struct OriginEntry {
     /// HTTP/1.1, HTTP/2 over TLS (ALPN `h2`) or cleartext HTTP/2 with prior
     /// knowledge; validation guarantees `H2` has `tls` and `H2c` has none.
     pub protocol: crate::core::config::OriginProtocol,
-    pub health: Arc<OriginHealth>,
-    /// Its kept connections (shared with the snapshots that keep this origin).
-    pub pool: Arc<crate::proxy::pool::OriginPool>,
-}
-
-impl AsRef<OriginHealth> for OriginEntry {
-    fn as_ref(&self) -> &OriginHealth {
-        &self.health
-    }
+    /// Its addresses now, each with its own health and pool (shared with the
+    /// snapshots that keep this origin; the resolver keeps them current).
+    pub endpoints: Arc<OriginEndpoints>,
 }
 
 /// One region of the snapshot.
@@ -230,6 +224,8 @@ pub struct Snapshot {
     pub probes: config::Health,
     /// Route 53 reconciliation, when configured (read by the reconciler).
     pub dns: Option<config::Dns>,
+    /// How origin names are looked up (read by the resolver service).
+    pub resolver: ResolverSpec,
     /// Every TLS file the config names (listeners' and origins'), resolved: a
     /// change to one reloads.
     pub tls_files: Vec<PathBuf>,
@@ -249,6 +245,30 @@ pub struct ListenerSpec {
 impl ListenerSpec {
     pub fn tls(&self) -> bool {
         !self.certificates.is_empty()
+    }
+}
+
+/// `resolver`, compiled: where names are looked up and how long an answer holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverSpec {
+    /// Empty: the system's name servers (/etc/resolv.conf).
+    pub nameservers: Vec<SocketAddr>,
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+}
+
+impl ResolverSpec {
+    fn compile(r: &config::Resolver) -> ResolverSpec {
+        ResolverSpec {
+            // Validation refuses what does not parse.
+            nameservers: r
+                .nameservers
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
+            min_ttl: r.min_ttl.get(),
+            max_ttl: r.max_ttl.get().max(r.min_ttl.get()),
+        }
     }
 }
 
@@ -343,7 +363,7 @@ impl Snapshot {
     pub fn health_view(&self, now_ms: u64) -> HealthView {
         let mut view = HealthView::new(self.regions.iter().map(|r| {
             roll_up(
-                r.origins.iter().map(|o| o.health.reading(now_ms)),
+                r.origins.iter().map(|o| o.endpoints.reading(now_ms)),
                 self.min_healthy_origins,
                 r.state.drained.load(Relaxed),
             )
@@ -374,15 +394,13 @@ impl Snapshot {
         for (name, r) in &c.regions {
             let mut origins = Vec::new();
             for (i, o) in r.origins.iter().enumerate() {
-                let socket = match o.address.to_socket_addrs().map(|mut a| a.next()) {
-                    Ok(Some(s)) => s,
-                    Ok(None) | Err(_) => {
-                        errors.push(BuildError {
-                            path: format!("regions.{name}.origins[{i}].address"),
-                            message: format!("cannot resolve `{}`", o.address),
-                        });
-                        continue;
-                    }
+                // Validation holds the address to `host:port`.
+                let Some(target) = Target::parse(&o.address) else {
+                    errors.push(BuildError {
+                        path: format!("regions.{name}.origins[{i}].address"),
+                        message: format!("`{}` is not host:port", o.address),
+                    });
+                    continue;
                 };
                 let tls = o.tls.as_ref().and_then(|t| {
                     let file = |p: &Option<String>| p.as_deref().map(|p| loaded.resolve(p));
@@ -406,19 +424,15 @@ impl Snapshot {
                     .and_then(|t| t.sni.clone())
                     .or_else(|| o.host_header.clone())
                     .unwrap_or_else(|| host.trim_matches(['[', ']']).to_string());
-                // The pool is keyed by everything a connection depends on, so a
+                // Pools are keyed by everything a connection depends on, so a
                 // reload that changes any of it starts with fresh connections.
-                let pool = registry.pool(&format!(
-                    "{key}|{:?}|{}|{:?}|{sni}",
-                    o.protocol, socket, o.tls
-                ));
+                let identity = format!("{key}|{:?}|{:?}|{sni}", o.protocol, o.tls);
                 origins.push(OriginEntry {
-                    health: registry.origin(&key),
-                    pool,
+                    endpoints: registry.origin_endpoints(&key, &identity, &target),
                     protocol: o.protocol,
                     key,
                     address: o.address.clone(),
-                    socket,
+                    target,
                     tls,
                     sni,
                     // Validation holds it to a host and port: a valid header value.
@@ -630,6 +644,7 @@ impl Snapshot {
             shutdown_grace: c.shutdown.grace_period.get(),
             probes: c.health.clone(),
             dns: c.dns.clone(),
+            resolver: ResolverSpec::compile(&c.resolver),
             tls_files: tls_files(loaded, &listeners),
             listeners,
         })

@@ -33,6 +33,7 @@ use hyper::body::Incoming;
 use body::End;
 pub use body::ResponseBody;
 
+use crate::core::endpoints::Endpoint;
 use crate::core::routing::retry::{self, Failure};
 use crate::core::routing::{self, Decision, LiveOrigins, Reasons, TokenUse, Walk};
 use crate::core::snapshot::{RegionIdx, Snapshot};
@@ -88,8 +89,9 @@ pub struct Record {
     reasons: Option<Reasons>,
     /// Region and origin that answered (or were tried last).
     target: Option<(RegionIdx, usize)>,
-    /// The origin's in-flight count was raised and must be lowered.
-    outstanding: bool,
+    /// The endpoint in flight, whose in-flight count was raised and must be
+    /// lowered (held, not indexed: the origin's addresses may change meanwhile).
+    outstanding: Option<Arc<Endpoint>>,
     status: u16,
     tries: u32,
     /// Body bytes the client was sent, and whether the answer went out whole
@@ -144,7 +146,7 @@ impl Record {
                 state
                     .series
                     .observe_duration(m, &region.name, elapsed.as_secs_f64());
-                let origin = region.origins.get(o).map(|o| &o.health.rates);
+                let origin = region.origins.get(o).map(|o| &o.endpoints.rates);
                 let now = crate::util::clock::monotonic_ms_at(end);
                 crate::telemetry::rates::record(&state.rates, origin, failed, elapsed, now);
             }
@@ -183,27 +185,18 @@ impl Record {
     }
 
     fn release_outstanding(&mut self) {
-        if std::mem::take(&mut self.outstanding) {
-            if let Some((r, o)) = self.target {
-                self.ctx.snap.regions[r].origins[o]
-                    .health
-                    .outstanding
-                    .fetch_sub(1, Relaxed);
-            }
+        if let Some(endpoint) = self.outstanding.take() {
+            endpoint.health.outstanding.fetch_sub(1, Relaxed);
         }
     }
 
-    /// Starts a try at `target`: it is now the one in flight.
-    fn begin(&mut self, target: (RegionIdx, usize)) {
+    /// Starts a try at `endpoint` of `target`: it is now the one in flight.
+    fn begin(&mut self, target: (RegionIdx, usize), endpoint: &Arc<Endpoint>) {
         self.release_outstanding();
         self.target = Some(target);
-        self.outstanding = true;
+        endpoint.health.outstanding.fetch_add(1, Relaxed);
+        self.outstanding = Some(endpoint.clone());
         self.tries += 1;
-        let (r, o) = target;
-        self.ctx.snap.regions[r].origins[o]
-            .health
-            .outstanding
-            .fetch_add(1, Relaxed);
     }
 }
 
@@ -471,11 +464,8 @@ impl Proxy {
             // what each step needs (health, outlier counts, a write token).
             let mut now = x.decided_ms;
             loop {
-                let origins = LiveOrigins {
-                    snap: &snap,
-                    now_ms: now,
-                };
-                let Some(target) = walk.next(
+                let origins = LiveOrigins { now_ms: now };
+                let Some(to) = walk.next(
                     &snap,
                     &origins,
                     &x.decision.order,
@@ -489,40 +479,49 @@ impl Proxy {
                         "no origin left to try",
                     ));
                 };
-                x.rec.begin(target);
-                let (r, o) = target;
+                let (r, o) = (to.region, to.origin);
+                let target = (r, o);
                 let origin = &snap.regions[r].origins[o];
-                let tx = match upstream::connection(origin, t.connect_timeout, t.pool_idle).await {
-                    Ok(tx) => tx,
-                    Err(e) => {
-                        self.shared
-                            .metrics
-                            .upstream_connect_failures
-                            .with_label_values(&[&snap.regions[r].name, &origin.address])
-                            .inc();
-                        now = now_ms();
-                        self.observe(&snap, target, None, now);
-                        tracing::debug!(origin = %origin.address, "connect failed: {e}");
-                        if self.retry(
-                            &snap,
-                            r,
-                            &walk,
-                            &x.decision,
-                            Failure::Connect,
-                            false,
-                            true,
-                            true,
-                        ) {
-                            continue;
-                        }
-                        let (status, error) = if e.timed_out() {
-                            (504, "upstream_timeout")
-                        } else {
-                            (502, "upstream_unreachable")
-                        };
-                        return Ok(gateway_error(x.rec, status, error, &e.to_string()));
-                    }
+                // Its addresses may have changed since the walk read them: then
+                // the walk picks again (that pair counts as tried).
+                let Some(endpoint) = origin.endpoints.load().get(to.endpoint).cloned() else {
+                    continue;
                 };
+                x.rec.begin(target, &endpoint);
+                let tx =
+                    match upstream::connection(origin, &endpoint, t.connect_timeout, t.pool_idle)
+                        .await
+                    {
+                        Ok(tx) => tx,
+                        Err(e) => {
+                            self.shared
+                                .metrics
+                                .upstream_connect_failures
+                                .with_label_values(&[&snap.regions[r].name, &origin.address])
+                                .inc();
+                            now = now_ms();
+                            self.observe(&snap, r, &endpoint, None, now);
+                            tracing::debug!(origin = %origin.address, "connect failed: {e}");
+                            if self.retry(
+                                &snap,
+                                r,
+                                &walk,
+                                &x.decision,
+                                Failure::Connect,
+                                false,
+                                true,
+                                true,
+                            ) {
+                                continue;
+                            }
+                            let (status, error) = if e.timed_out() {
+                                (504, "upstream_timeout")
+                            } else {
+                                (502, "upstream_unreachable")
+                            };
+                            return Ok(gateway_error(x.rec, status, error, &e.to_string()));
+                        }
+                    };
                 let Some((body, sent)) = payload.take() else {
                     return Ok(gateway_error(
                         x.rec,
@@ -540,7 +539,7 @@ impl Proxy {
                     Some(Err(_)) | None => {
                         let timed_out = answer.is_none();
                         now = now_ms();
-                        self.observe(&snap, target, None, now);
+                        self.observe(&snap, r, &endpoint, None, now);
                         let replayable = payload.replayable();
                         if self.retry(
                             &snap,
@@ -570,7 +569,8 @@ impl Proxy {
                 now = now_ms();
                 self.observe(
                     &snap,
-                    target,
+                    r,
+                    &endpoint,
                     (status < 500).then_some(attempt_started),
                     now,
                 );
@@ -609,7 +609,7 @@ impl Proxy {
                     }
                 }
                 let (parts, body) = resp.into_parts();
-                let reuse = reuse.map(|tx| (origin.pool.clone(), tx));
+                let reuse = reuse.map(|tx| (endpoint.pool.clone(), tx));
                 let end = Box::new(End {
                     record: Some(x.rec),
                     reuse: if status == 101 { None } else { reuse },
@@ -634,7 +634,12 @@ impl Proxy {
             let Some(origin) = snap.regions[snap.local_region].origins.first() else {
                 return Ok(bare_error(502));
             };
-            let Ok(tx) = upstream::connection(origin, t.connect_timeout, t.pool_idle).await else {
+            let Some(endpoint) = origin.endpoints.load().first().cloned() else {
+                return Ok(bare_error(502));
+            };
+            let Ok(tx) =
+                upstream::connection(origin, &endpoint, t.connect_timeout, t.pool_idle).await
+            else {
                 return Ok(bare_error(502));
             };
             let answer = std::pin::pin!(upstream::send(tx, up, Default::default()));
@@ -643,7 +648,7 @@ impl Proxy {
                     let (parts, body) = resp.into_parts();
                     let end = Box::new(End {
                         record: None,
-                        reuse: reuse.map(|tx| (origin.pool.clone(), tx)),
+                        reuse: reuse.map(|tx| (endpoint.pool.clone(), tx)),
                         bytes: 0,
                         complete: false,
                     });
@@ -664,7 +669,7 @@ impl Proxy {
             route: decision.map_or(-1, |d| d.route as i64),
             reasons: decision.map(|d| d.reasons),
             target: None,
-            outstanding: false,
+            outstanding: None,
             status: 0,
             tries: 0,
             bytes: 0,
@@ -698,10 +703,7 @@ impl Proxy {
         if !retry::may_retry(policy, failure, idempotent, replayable) {
             return false;
         }
-        let origins = LiveOrigins {
-            snap,
-            now_ms: now_ms(),
-        };
+        let origins = LiveOrigins { now_ms: now_ms() };
         let Some(to) = walk.peek_retry(
             snap,
             &origins,
@@ -737,30 +739,33 @@ impl Proxy {
     fn observe(
         &self,
         snap: &Snapshot,
-        (r, o): (RegionIdx, usize),
+        r: RegionIdx,
+        endpoint: &Endpoint,
         answered_since: Option<Instant>,
         now: u64,
     ) {
         let region = &snap.regions[r];
-        let origin = &region.origins[o];
         if let Some(since) = answered_since {
             let us = since.elapsed().as_micros();
-            origin
+            endpoint
                 .health
                 .observe_latency_us(us.min(u128::from(u32::MAX)) as u32);
         }
         let failed = answered_since.is_none();
         let policy = &snap.outlier;
-        if let Some(ms) = crate::core::health::outlier::record(
-            &origin.health,
-            &region.origins,
-            failed,
-            now,
-            policy,
-        ) {
+        // The ejection cap counts every address of the region: one ALB node
+        // may go, the region's capacity may not.
+        let peers = || {
+            let sets: Vec<_> = region.origins.iter().map(|o| o.endpoints.load()).collect();
+            let all = sets.iter().flat_map(|s| s.iter().map(|e| &*e.health));
+            crate::core::health::outlier::ejected_among(all, now)
+        };
+        if let Some(ms) =
+            crate::core::health::outlier::record(&endpoint.health, peers, failed, now, policy)
+        {
             tracing::warn!(
                 region = %region.name,
-                origin = %origin.address,
+                endpoint = %endpoint.key,
                 ejected_ms = ms,
                 "origin ejected by outlier detection"
             );

@@ -15,6 +15,7 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 
 use crate::core::config::OriginProtocol;
+use crate::core::endpoints::Endpoint;
 use crate::core::snapshot::OriginEntry;
 use crate::proxy::pool::{OriginPool, RequestBody, Sender};
 
@@ -37,14 +38,16 @@ impl ConnectError {
     }
 }
 
-/// A connection to `origin` ready for a request: a kept one when there is one.
+/// A connection to `endpoint` of `origin` ready for a request: a kept one when
+/// there is one.
 pub async fn connection(
     origin: &OriginEntry,
+    endpoint: &Endpoint,
     connect_timeout: Duration,
     max_idle: Duration,
 ) -> Result<Sender, ConnectError> {
     let h2 = origin.protocol != OriginProtocol::Http1;
-    while let Some(tx) = origin.pool.take(h2, max_idle) {
+    while let Some(tx) = endpoint.pool.take(h2, max_idle) {
         match tx {
             Sender::H2(tx) => return Ok(Sender::H2(tx)),
             // Put back before its last answer's end was seen by its connection
@@ -59,15 +62,22 @@ pub async fn connection(
     // Boxed: making a connection (TCP, then a rustls handshake) is rare next to
     // reusing one, and inline its state would enlarge every request's future,
     // which is moved into its box once per request.
-    let connect = Box::pin(connect(origin, &origin.pool));
+    let connect = Box::pin(connect(origin, endpoint.addr, &endpoint.pool));
     match tokio::time::timeout(connect_timeout, connect).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout),
     }
 }
 
-async fn connect(origin: &OriginEntry, pool: &OriginPool) -> Result<Sender, ConnectError> {
-    let tcp = TcpStream::connect(origin.socket).await?;
+/// A new connection to `addr`, one of `origin`'s addresses: TLS (when the
+/// origin speaks it) checks the certificate against the origin's name, never the
+/// address.
+async fn connect(
+    origin: &OriginEntry,
+    addr: std::net::SocketAddr,
+    pool: &OriginPool,
+) -> Result<Sender, ConnectError> {
+    let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let h2 = origin.protocol != OriginProtocol::Http1;
     match &origin.tls {

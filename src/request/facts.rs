@@ -191,18 +191,12 @@ pub fn issue_write_token(
     })
 }
 
-/// Largest replication lag any eligible origin reports, if any reports one.
+/// Largest replication lag any eligible endpoint reports, if any reports one.
 pub fn max_replication_lag_ms(snap: &Snapshot, now_ms: u64) -> Option<u64> {
     snap.regions
         .iter()
         .flat_map(|r| &r.origins)
-        .filter(|o| o.health.eligible(now_ms))
-        .map(|o| {
-            o.health
-                .replication_lag_ms
-                .load(std::sync::atomic::Ordering::Relaxed)
-        })
-        .filter(|lag| *lag != u32::MAX)
+        .filter_map(|o| o.endpoints.replication_lag_ms(now_ms))
         .map(u64::from)
         .max()
 }

@@ -5,5 +5,6 @@ pub mod admin;
 pub mod dns;
 pub mod probes;
 pub mod reload;
+pub mod resolver;
 pub mod server;
 pub mod shared;

@@ -127,6 +127,10 @@ async fn serve(shared: Arc<Shared>, on_ready: Option<OnReady>) -> anyhow::Result
         shutdown.clone(),
     ));
     tokio::spawn(crate::services::dns::run(shared.clone(), shutdown.clone()));
+    tokio::spawn(crate::services::resolver::run(
+        shared.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(expire_idle(shared.clone(), shutdown.clone()));
 
     let passthrough = std::env::var_os("MERIDIAN_PASSTHROUGH").is_some_and(|v| v == "1");

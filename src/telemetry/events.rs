@@ -41,11 +41,13 @@ pub enum Kind {
     DnsChange,
     /// A listener certificate was replaced by a reload.
     CertificateReload,
+    /// An origin's name resolved to a different set of addresses.
+    OriginAddresses,
 }
 
 impl Kind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::OriginHealth,
         Kind::OriginEjection,
         Kind::RegionHealth,
@@ -55,6 +57,7 @@ impl Kind {
         Kind::Drain,
         Kind::DnsChange,
         Kind::CertificateReload,
+        Kind::OriginAddresses,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +71,7 @@ impl Kind {
             Kind::Drain => "drain",
             Kind::DnsChange => "dns_change",
             Kind::CertificateReload => "certificate_reload",
+            Kind::OriginAddresses => "origin_addresses",
         }
     }
 

@@ -143,6 +143,12 @@ pub fn zero_known_series(m: &Metrics, snap: &Snapshot) {
         }
         for o in &from.origins {
             touch(&m.upstream_connect_failures, &[&from.name, &o.address]);
+            for result in crate::core::endpoints::LookupResult::ALL {
+                touch(&m.dns_lookups, &[&from.name, &o.address, result.as_str()]);
+            }
+            m.origin_endpoints
+                .with_label_values(&[&from.name, &o.address])
+                .set(o.endpoints.load().len() as i64);
             for reason in &probe_reasons {
                 touch(&m.probe_failures, &[&from.name, &o.address, reason]);
             }

@@ -81,6 +81,8 @@ pub struct Metrics {
     pub probe_duration: HistogramVec,
     pub probe_failures: IntCounterVec,
     pub probe_restarts: IntCounterVec,
+    pub origin_endpoints: IntGaugeVec,
+    pub dns_lookups: IntCounterVec,
     pub write_tokens: IntCounterVec,
     pub geo_lookups: IntCounterVec,
     pub xff_malformed: IntCounterVec,
@@ -220,6 +222,18 @@ impl Metrics {
                 "Probe tasks that ended (panicked or returned) while their origin was still configured, and were started again.",
                 &["region", "origin"],
             ),
+            origin_endpoints: int_gauge(
+                &r,
+                "origin_endpoints",
+                "Addresses the origin is reached at now (one for an IP, every A/AAAA record of a name).",
+                &["region", "origin"],
+            ),
+            dns_lookups: counter(
+                &r,
+                "dns_lookups_total",
+                "Lookups of origin names, by result: ok (addresses), empty (no such name or no A/AAAA records), error (no answer).",
+                &["region", "origin", "result"],
+            ),
             write_tokens: counter(
                 &r,
                 "write_tokens_total",
@@ -305,7 +319,7 @@ impl Metrics {
     /// `_sum` and `_count` for histograms.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 25] = [
+        let collectors: [&dyn Collector; 27] = [
             &self.requests,
             &self.request_duration,
             &self.upstream_connect_failures,
@@ -319,6 +333,8 @@ impl Metrics {
             &self.probe_duration,
             &self.probe_failures,
             &self.probe_restarts,
+            &self.origin_endpoints,
+            &self.dns_lookups,
             &self.write_tokens,
             &self.geo_lookups,
             &self.xff_malformed,

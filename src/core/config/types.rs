@@ -48,6 +48,9 @@ pub struct Config {
     pub sessions: Option<Sessions>,
     #[serde(default)]
     pub dns: Option<Dns>,
+    /// How origin names are resolved.
+    #[serde(default)]
+    pub resolver: Resolver,
     /// Add `X-Meridian-Decision` to responses.
     #[serde(default)]
     pub debug_headers: bool,
@@ -561,6 +564,40 @@ fn default_request_header_timeout() -> Duration {
     Duration::from_secs(10)
 }
 fn default_client_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Origin names (an ALB's) are looked up in the background: every A and AAAA
+/// record, again when the answer's TTL runs out, held within [min_ttl, max_ttl].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resolver {
+    /// `IP:PORT` of the name servers to ask; empty = the system's (/etc/resolv.conf).
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    /// An answer is asked again no sooner than this, whatever its TTL (default 1s).
+    #[serde(default = "default_min_ttl")]
+    pub min_ttl: Duration,
+    /// And no later than this (default 60s, an ALB's own TTL).
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl: Duration,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Resolver {
+            nameservers: Vec::new(),
+            min_ttl: default_min_ttl(),
+            max_ttl: default_max_ttl(),
+        }
+    }
+}
+
+fn default_min_ttl() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_max_ttl() -> Duration {
     Duration::from_secs(60)
 }
 

@@ -140,6 +140,17 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             k.range(&format!("{at}.location.lat"), l.lat, -90.0, 90.0);
             k.range(&format!("{at}.location.lon"), l.lon, -180.0, 180.0);
         }
+        let most = crate::core::endpoints::MAX_ORIGINS_PER_REGION;
+        if r.origins.len() > most {
+            k.error(
+                format!("{at}.origins"),
+                format!(
+                    "at most {most} origins per region are supported, found {} (each may be a DNS name with up to {} addresses)",
+                    r.origins.len(),
+                    crate::core::endpoints::MAX_ENDPOINTS_PER_ORIGIN
+                ),
+            );
+        }
         for (i, o) in r.origins.iter().enumerate() {
             if let Err(e) = check_host_port(&o.address) {
                 k.error(format!("{at}.origins[{i}].address"), e);
@@ -237,6 +248,26 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     k.positive("timeouts.request_header", c.timeouts.request_header);
     k.positive("timeouts.client_idle", c.timeouts.client_idle);
     k.positive("shutdown.grace_period", c.shutdown.grace_period);
+    let rs = &c.resolver;
+    k.positive("resolver.min_ttl", rs.min_ttl);
+    if rs.max_ttl.get() < rs.min_ttl.get() {
+        k.error(
+            "resolver.max_ttl".to_string(),
+            format!(
+                "must be at least resolver.min_ttl ({:?}), found {:?}",
+                rs.min_ttl.get(),
+                rs.max_ttl.get()
+            ),
+        );
+    }
+    for (i, ns) in rs.nameservers.iter().enumerate() {
+        if ns.parse::<std::net::SocketAddr>().is_err() {
+            k.error(
+                format!("resolver.nameservers[{i}]"),
+                format!("`{ns}` is not IP:PORT (e.g. 10.0.0.2:53 or [fd00::2]:53)"),
+            );
+        }
+    }
     k.range("access_log.sample", c.access_log.sample, 0.0, 1.0);
 
     let rt = &c.routing;

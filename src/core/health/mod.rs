@@ -47,7 +47,7 @@ impl ProbeState {
 /// Live state of one origin. Every field is an atomic so probers, traffic and
 /// readers never wait on each other.
 #[derive(Debug, Default)]
-pub struct OriginHealth {
+pub struct EndpointHealth {
     state: AtomicU8,
     /// Passive ejection: not eligible before this wall-clock time (unix ms).
     pub ejected_until_ms: AtomicU64,
@@ -87,9 +87,9 @@ pub struct LastProbe {
     pub duration_ms: u64,
 }
 
-impl OriginHealth {
-    pub fn new() -> OriginHealth {
-        let h = OriginHealth::default();
+impl EndpointHealth {
+    pub fn new() -> EndpointHealth {
+        let h = EndpointHealth::default();
         h.replication_lag_ms.store(u32::MAX, Relaxed);
         h
     }
@@ -129,8 +129,8 @@ impl OriginHealth {
     }
 }
 
-impl AsRef<OriginHealth> for OriginHealth {
-    fn as_ref(&self) -> &OriginHealth {
+impl AsRef<EndpointHealth> for EndpointHealth {
+    fn as_ref(&self) -> &EndpointHealth {
         self
     }
 }
@@ -163,19 +163,42 @@ pub struct ShiftState {
 /// entries of the origins and regions it still has.
 #[derive(Debug, Default)]
 pub struct HealthRegistry {
-    origins: Mutex<HashMap<String, Arc<OriginHealth>>>,
+    /// Keyed by endpoint (`region/address@ip:port`).
+    endpoints: Mutex<HashMap<String, Arc<EndpointHealth>>>,
+    /// Keyed by origin (`region/address`).
+    endpoint_sets: Mutex<HashMap<String, Arc<crate::core::endpoints::OriginEndpoints>>>,
     regions: Mutex<HashMap<String, Arc<RegionState>>>,
     shifts: Mutex<HashMap<String, Arc<ShiftState>>>,
     pools: Mutex<HashMap<String, Arc<crate::proxy::pool::OriginPool>>>,
 }
 
 impl HealthRegistry {
-    /// The entry for origin `key` (`region/address`), created on first use.
-    /// Only called while building a snapshot, never per request.
-    pub fn origin(&self, key: &str) -> Arc<OriginHealth> {
-        let mut m = lock(&self.origins);
-        m.entry(key.to_string())
-            .or_insert_with(|| Arc::new(OriginHealth::new()))
+    /// The health of endpoint `key` (`region/address@ip:port`), created on
+    /// first use (then the flag is true). Never called per request.
+    pub fn endpoint(&self, key: &str) -> (Arc<EndpointHealth>, bool) {
+        let mut m = lock(&self.endpoints);
+        if let Some(h) = m.get(key) {
+            return (h.clone(), false);
+        }
+        let h = Arc::new(EndpointHealth::new());
+        m.insert(key.to_string(), h.clone());
+        (h, true)
+    }
+    /// Forgets the health of endpoints whose address left their origin's records.
+    pub fn forget_endpoints(&self, keys: &[String]) {
+        if !keys.is_empty() {
+            lock(&self.endpoints).retain(|k, _| !keys.contains(k));
+        }
+    }
+    /// The endpoint set of origin `key`, made by `make` on first use.
+    pub(crate) fn endpoint_sets(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> Arc<crate::core::endpoints::OriginEndpoints>,
+    ) -> Arc<crate::core::endpoints::OriginEndpoints> {
+        lock(&self.endpoint_sets)
+            .entry(key.to_string())
+            .or_insert_with(make)
             .clone()
     }
     /// The connection pool for an origin `identity` (address, protocol and TLS
@@ -203,9 +226,11 @@ impl HealthRegistry {
             Arc::strong_count(pool) > 1
         });
     }
-    /// Forgets origins the current config no longer has (their probes have stopped).
+    /// Forgets origins the current config no longer has (their probes have
+    /// stopped), with their addresses' health.
     pub fn retain_origins(&self, keep: &dyn Fn(&str) -> bool) {
-        let mut m = lock(&self.origins);
-        m.retain(|k, _| keep(k));
+        lock(&self.endpoint_sets).retain(|k, _| keep(k));
+        lock(&self.endpoints)
+            .retain(|k, _| keep(k.rsplit_once('@').map_or(k.as_str(), |(o, _)| o)));
     }
 }

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::OriginHealth;
+use super::EndpointHealth;
 use crate::core::config::OutlierDetection;
 
 /// `outlier_detection`, compiled: plain numbers for the request path.
@@ -32,11 +32,13 @@ impl OutlierPolicy {
     }
 }
 
-/// Records one live result for `origin`, one of `region` (all its origins,
-/// `origin` included). Returns the ejection's length in ms when this result ejected it.
-pub fn record<T: AsRef<OriginHealth>>(
-    origin: &OriginHealth,
-    region: &[T],
+/// Records one live result for `origin`, an endpoint of a region; `region`
+/// counts that region's endpoints (`origin` included) as (ejected, all), asked
+/// only when an ejection is considered. Returns the ejection's length in ms when
+/// this result ejected it.
+pub fn record(
+    origin: &EndpointHealth,
+    region: impl FnOnce() -> (usize, usize),
     failed: bool,
     now_ms: u64,
     policy: &OutlierPolicy,
@@ -55,11 +57,8 @@ pub fn record<T: AsRef<OriginHealth>>(
     if n < policy.consecutive_failures || origin.ejected_until_ms.load(Relaxed) > now_ms {
         return None;
     }
-    let out = region
-        .iter()
-        .filter(|o| o.as_ref().ejected_until_ms.load(Relaxed) > now_ms)
-        .count();
-    let allowed = out == 0 || (out + 1) * 100 <= policy.max_ejected_percent as usize * region.len();
+    let (out, all) = region();
+    let allowed = out == 0 || (out + 1) * 100 <= policy.max_ejected_percent as usize * all;
     if !allowed {
         return None;
     }
@@ -74,10 +73,23 @@ pub fn record<T: AsRef<OriginHealth>>(
     Some(len)
 }
 
+/// (ejected at `now_ms`, all) among `peers`: what `record` asks of a region.
+pub fn ejected_among<'a>(
+    peers: impl IntoIterator<Item = &'a EndpointHealth>,
+    now_ms: u64,
+) -> (usize, usize) {
+    peers.into_iter().fold((0, 0), |(out, all), p| {
+        (
+            out + usize::from(p.ejected_until_ms.load(Relaxed) > now_ms),
+            all + 1,
+        )
+    })
+}
+
 /// Ends `origin`'s ejection and its run of failures: its probes went from failing
 /// to passing, so the outage that ejected it is over. Past ejections still count
 /// towards the next one's length until a calm period forgives them.
-pub fn lift(origin: &OriginHealth) {
+pub fn lift(origin: &EndpointHealth) {
     origin.ejected_until_ms.store(0, Relaxed);
     origin.consecutive_failures.store(0, Relaxed);
 }
@@ -98,47 +110,50 @@ mod tests {
 
     #[test]
     fn ejects_after_consecutive_failures_with_backoff_and_decay() {
-        let (a, b) = (OriginHealth::new(), OriginHealth::new());
+        let (a, b) = (EndpointHealth::new(), EndpointHealth::new());
         let region = [&a, &b];
         let p = policy();
-        assert_eq!(record(&a, &region, true, 0, &p), None);
-        assert_eq!(record(&a, &region, true, 1, &p), None);
+        assert_eq!(record(&a, || ejected_among(region, 0), true, 0, &p), None);
+        assert_eq!(record(&a, || ejected_among(region, 1), true, 1, &p), None);
         // A success in between starts the count over.
-        record(&a, &region, false, 2, &p);
-        assert_eq!(record(&a, &region, true, 3, &p), None);
-        assert_eq!(record(&a, &region, true, 4, &p), None);
-        assert_eq!(record(&a, &region, true, 5, &p), Some(10_000));
+        record(&a, || ejected_among(region, 2), false, 2, &p);
+        assert_eq!(record(&a, || ejected_among(region, 3), true, 3, &p), None);
+        assert_eq!(record(&a, || ejected_among(region, 4), true, 4, &p), None);
+        assert_eq!(
+            record(&a, || ejected_among(region, 5), true, 5, &p),
+            Some(10_000)
+        );
         assert!(!a.eligible_passive(9_000) && a.eligible_passive(10_005));
         // Second time: twice as long; third: capped at max_ejection.
         for t in 20_000..20_003 {
-            record(&a, &region, true, t, &p);
+            record(&a, || ejected_among(region, t), true, t, &p);
         }
         assert_eq!(a.ejected_until_ms.load(Relaxed), 20_002 + 20_000);
         for t in 50_000..50_003 {
-            record(&a, &region, true, t, &p);
+            record(&a, || ejected_among(region, t), true, t, &p);
         }
         assert_eq!(a.ejected_until_ms.load(Relaxed), 50_002 + 30_000);
         // A calm period longer than max_ejection forgives.
-        record(&a, &region, false, 200_000, &p);
+        record(&a, || ejected_among(region, 200_000), false, 200_000, &p);
         assert_eq!(a.times_ejected.load(Relaxed), 0);
     }
 
     #[test]
     fn never_more_than_the_allowed_share_but_always_one() {
         let p = policy();
-        let (a, b) = (OriginHealth::new(), OriginHealth::new());
+        let (a, b) = (EndpointHealth::new(), EndpointHealth::new());
         let region = [&a, &b];
         for t in 0..3 {
-            record(&a, &region, true, t, &p);
+            record(&a, || ejected_among(region, t), true, t, &p);
         }
         assert!(a.ejected_until_ms.load(Relaxed) > 0);
         // 2 of 2 would be 100% > 50%: b stays in.
         for t in 3..10 {
-            assert_eq!(record(&b, &region, true, t, &p), None);
+            assert_eq!(record(&b, || ejected_among(region, t), true, t, &p), None);
         }
-        let only = OriginHealth::new();
+        let only = EndpointHealth::new();
         for t in 0..3 {
-            record(&only, &[&only], true, t, &p);
+            record(&only, || ejected_among([&only], t), true, t, &p);
         }
         assert!(only.ejected_until_ms.load(Relaxed) > 0);
     }

@@ -1,19 +1,30 @@
-//! The failover walk: which (region, origin) each try of a request goes to,
+//! The failover walk: which (region, origin, endpoint) each try of a request goes to,
 //! along the decision's region order. Pure: the origin view and the random
 //! source come in, so tests replay any walk exactly.
 
 use rand::Rng;
 
-use super::{pick_origin, OriginView};
+use super::origin::Tried;
+use super::{pick_endpoint, OriginView};
 use crate::core::snapshot::{RegionIdx, Snapshot};
+
+/// Where one try goes: a region, one of its origins, one of that origin's
+/// endpoints (an index into its published set, sorted by address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    pub region: RegionIdx,
+    pub origin: usize,
+    pub endpoint: usize,
+}
 
 /// Where a request's tries stand.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Walk {
     /// Index into the decision's order of the region being tried.
     region_pos: usize,
-    /// Origins of that region already tried (a bit per origin).
-    tried: u64,
+    /// Endpoints of that region already tried: a retry goes to another address,
+    /// of the same origin or another, before the walk leaves the region.
+    tried: Tried,
     /// Tries made so far.
     attempts: u32,
 }
@@ -35,20 +46,25 @@ impl Walk {
         order: &[RegionIdx],
         max_attempts: u32,
         rng: &mut R,
-    ) -> Option<(RegionIdx, usize)> {
+    ) -> Option<Destination> {
         let last_try = self.attempts + 1 >= max_attempts;
         if self.attempts > 0 && last_try && self.region_pos + 1 < order.len() {
             self.region_pos += 1;
-            self.tried = 0;
+            self.tried = Tried::default();
         }
-        while let Some(&r) = order.get(self.region_pos) {
-            if let Some(o) = pick_origin(snap, origins, r, self.tried, rng) {
-                self.tried |= 1 << o;
+        while let Some(&region) = order.get(self.region_pos) {
+            if let Some((origin, endpoint)) = pick_endpoint(snap, origins, region, &self.tried, rng)
+            {
+                self.tried.insert(origin, endpoint);
                 self.attempts += 1;
-                return Some((r, o));
+                return Some(Destination {
+                    region,
+                    origin,
+                    endpoint,
+                });
             }
             self.region_pos += 1;
-            self.tried = 0;
+            self.tried = Tried::default();
         }
         None
     }
@@ -69,7 +85,7 @@ impl Walk {
         let mut ahead = *self;
         ahead
             .next(snap, origins, order, max_attempts, rng)
-            .map(|(r, _)| r)
+            .map(|d| d.region)
     }
 }
 
@@ -99,6 +115,7 @@ mod tests {
         let mut rng = rand::thread_rng();
         std::iter::from_fn(|| w.next(&snap, &health, &[0, 1], max_attempts, &mut rng))
             .take(max_attempts as usize)
+            .map(|d| (d.region, d.origin))
             .collect()
     }
 

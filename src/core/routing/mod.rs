@@ -15,10 +15,11 @@ mod steer;
 mod view;
 
 pub use crate::core::health::{HealthView, RegionHealth, RegionStatus};
+pub use failover::Destination;
 pub use failover::Walk;
-pub use origin::pick_origin;
+pub use origin::{pick_endpoint, Tried};
 pub use reason::{Reason, Reasons};
-pub use view::{LiveOrigins, OriginStatus, OriginView};
+pub use view::{EndpointStatus, LiveOrigins, OriginView};
 
 use rand::Rng;
 

@@ -1,57 +1,181 @@
-//! Origin choice inside a region: power of two choices over load x latency.
+//! Endpoint choice inside a region: power of two choices over load x latency,
+//! across every address of every origin of the region.
 
 use rand::Rng;
+use smallvec::SmallVec;
 
-use super::OriginView;
+use super::{EndpointStatus, OriginView};
+use crate::core::endpoints::MAX_ENDPOINTS_PER_ORIGIN;
 use crate::core::snapshot::{RegionIdx, Snapshot};
 
-/// Picks an origin of region `r` not in `tried` (bit i = origin i): two random
-/// eligible origins, the less loaded wins (outstanding requests weighted by
-/// latency EWMA). Falls back to ineligible untried origins when no eligible one
-/// is left, so a region chosen in panic mode still gets tried. None when every
-/// origin was tried.
-pub fn pick_origin<O: OriginView, R: Rng + ?Sized>(
+/// The (origin, endpoint) pairs of a region a request has tried: one bit each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tried([u64; 4]);
+
+impl Tried {
+    fn bit(o: usize, e: usize) -> (usize, u64) {
+        let i = o * MAX_ENDPOINTS_PER_ORIGIN + e;
+        (i / 64, 1 << (i % 64))
+    }
+    pub fn contains(&self, o: usize, e: usize) -> bool {
+        let (w, b) = Tried::bit(o, e);
+        self.0.get(w).is_some_and(|x| x & b != 0)
+    }
+    pub fn insert(&mut self, o: usize, e: usize) {
+        let (w, b) = Tried::bit(o, e);
+        if let Some(x) = self.0.get_mut(w) {
+            *x |= b;
+        }
+    }
+}
+
+/// Picks an endpoint `(origin, endpoint)` of region `r` not in `tried`: two
+/// random eligible endpoints, the less loaded wins (outstanding requests
+/// weighted by latency EWMA). Falls back to ineligible untried endpoints when no
+/// eligible one is left, so a region chosen in panic mode still gets tried. None
+/// when every endpoint was tried.
+pub fn pick_endpoint<O: OriginView, R: Rng + ?Sized>(
     snap: &Snapshot,
     origins: &O,
     r: RegionIdx,
-    tried: u64,
+    tried: &Tried,
     rng: &mut R,
-) -> Option<usize> {
-    let n = snap.regions[r].origins.len().min(64);
-    let untried = |o: &usize| tried & (1u64 << o) == 0;
-    let eligible = (0..n)
-        .filter(untried)
-        .filter(|o| origins.origin(r, *o).eligible)
-        .count();
-    let pool_eligible = eligible > 0;
-    let pool: usize = if pool_eligible {
-        eligible
-    } else {
-        (0..n).filter(untried).count()
-    };
-    let nth = |k: usize| {
-        (0..n)
-            .filter(untried)
-            .filter(|o| !pool_eligible || origins.origin(r, *o).eligible)
-            .nth(k)
-    };
+) -> Option<(usize, usize)> {
+    let mut untried: SmallVec<[(usize, usize, EndpointStatus); 8]> = SmallVec::new();
+    origins.each_endpoint(snap, r, &mut |o, e, s| {
+        if !tried.contains(o, e) {
+            untried.push((o, e, s));
+        }
+    });
+    if untried.iter().any(|c| c.2.eligible) {
+        untried.retain(|c| c.2.eligible);
+    }
+    let pool = untried.len();
     match pool {
         0 => None,
-        1 => nth(0),
+        1 => Some((untried[0].0, untried[0].1)),
         _ => {
             let a = rng.gen_range(0..pool);
             let mut b = rng.gen_range(0..pool - 1);
             if b >= a {
                 b += 1;
             }
-            let (a, b) = (nth(a)?, nth(b)?);
-            let cost = |o: usize| {
-                let s = origins.origin(r, o);
-                // An unmeasured origin counts as 1 ms so it still gets traffic.
+            let cost = |s: &EndpointStatus| {
+                // An unmeasured endpoint counts as 1 ms so it still gets traffic.
                 let lat = if s.ewma_us == 0 { 1000 } else { s.ewma_us };
                 u64::from(s.outstanding + 1) * u64::from(lat)
             };
-            Some(if cost(b) < cost(a) { b } else { a })
+            let (a, b) = (&untried[a], &untried[b]);
+            let won = if cost(&b.2) < cost(&a.2) { b } else { a };
+            Some((won.0, won.1))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::ConfigFile;
+
+    /// Region 0 has two origins; the view gives the first two endpoints and the
+    /// second one, with set statuses.
+    struct Fixed(Vec<(usize, usize, EndpointStatus)>);
+
+    impl OriginView for Fixed {
+        fn each_endpoint(
+            &self,
+            _: &Snapshot,
+            _: RegionIdx,
+            f: &mut dyn FnMut(usize, usize, EndpointStatus),
+        ) {
+            for &(o, e, s) in &self.0 {
+                f(o, e, s);
+            }
+        }
+    }
+
+    fn up(outstanding: u32) -> EndpointStatus {
+        EndpointStatus {
+            eligible: true,
+            ewma_us: 1000,
+            outstanding,
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        ConfigFile::with(
+            "pick",
+            "local_region: a\n\
+             listeners: [{address: 127.0.0.1:0}]\n\
+             admin: {address: 127.0.0.1:1}\n\
+             regions:\n\
+             \x20 a: {origins: [{address: 127.0.0.1:1001}, {address: 127.0.0.1:1002}]}\n",
+        )
+        .snapshot()
+    }
+
+    #[test]
+    fn every_endpoint_of_every_origin_gets_picked() {
+        let snap = snapshot();
+        let view = Fixed(vec![(0, 0, up(0)), (0, 1, up(0)), (1, 0, up(0))]);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut rng = rand::thread_rng();
+        for _ in 0..200 {
+            seen.insert(pick_endpoint(&snap, &view, 0, &Tried::default(), &mut rng).unwrap());
+        }
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            [(0, 0), (0, 1), (1, 0)]
+        );
+    }
+
+    #[test]
+    fn the_less_loaded_of_two_wins_and_tried_ones_are_skipped() {
+        let snap = snapshot();
+        let view = Fixed(vec![(0, 0, up(50)), (0, 1, up(0))]);
+        let mut rng = rand::thread_rng();
+        assert_eq!(
+            pick_endpoint(&snap, &view, 0, &Tried::default(), &mut rng),
+            Some((0, 1))
+        );
+        let mut tried = Tried::default();
+        tried.insert(0, 1);
+        assert_eq!(
+            pick_endpoint(&snap, &view, 0, &tried, &mut rng),
+            Some((0, 0))
+        );
+        tried.insert(0, 0);
+        assert_eq!(pick_endpoint(&snap, &view, 0, &tried, &mut rng), None);
+    }
+
+    #[test]
+    fn ineligible_endpoints_are_tried_only_when_no_eligible_one_is_left() {
+        let snap = snapshot();
+        let down = EndpointStatus {
+            eligible: false,
+            ..up(0)
+        };
+        let view = Fixed(vec![(0, 0, down), (1, 3, up(9))]);
+        let mut rng = rand::thread_rng();
+        for _ in 0..50 {
+            assert_eq!(
+                pick_endpoint(&snap, &view, 0, &Tried::default(), &mut rng),
+                Some((1, 3))
+            );
+        }
+        let mut tried = Tried::default();
+        tried.insert(1, 3);
+        assert_eq!(
+            pick_endpoint(&snap, &view, 0, &tried, &mut rng),
+            Some((0, 0))
+        );
+    }
+
+    #[test]
+    fn the_tried_set_holds_every_pair_within_the_limits() {
+        let mut t = Tried::default();
+        t.insert(15, 15);
+        t.insert(0, 0);
+        assert!(t.contains(15, 15) && t.contains(0, 0) && !t.contains(15, 14));
     }
 }

@@ -1,51 +1,79 @@
 //! What routing may know about origins. Regions come as plain data
-//! ([`HealthView`], read once per request); the choice of an origin inside a
+//! ([`HealthView`], read once per request); the choice of an endpoint inside a
 //! region reads load live (as linkerd's power of two choices does), through
 //! [`OriginView`], so tests can hand it any state they like.
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::core::endpoints::{MAX_ENDPOINTS_PER_ORIGIN, MAX_ORIGINS_PER_REGION};
 use crate::core::health::{HealthView, RegionHealth};
 use crate::core::snapshot::{RegionIdx, Snapshot};
 
-/// One origin's state as origin choice sees it.
+/// One endpoint's state as endpoint choice sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OriginStatus {
+pub struct EndpointStatus {
     pub eligible: bool,
     pub ewma_us: u32,
     pub outstanding: u32,
 }
 
-/// Read-only origin state for origin choice.
+/// Read-only endpoint state for endpoint choice.
 pub trait OriginView {
-    fn origin(&self, r: RegionIdx, o: usize) -> OriginStatus;
+    /// Calls `f(origin, endpoint, status)` for every endpoint of region `r`:
+    /// origins in config order, each one's addresses in sorted order, at most
+    /// [`MAX_ORIGINS_PER_REGION`] x [`MAX_ENDPOINTS_PER_ORIGIN`].
+    fn each_endpoint(
+        &self,
+        snap: &Snapshot,
+        r: RegionIdx,
+        f: &mut dyn FnMut(usize, usize, EndpointStatus),
+    );
 }
 
-/// The live origins: reads the atomics the snapshot's entries point to.
-pub struct LiveOrigins<'a> {
-    pub snap: &'a Snapshot,
+/// The live endpoints: reads each origin's published set and its atomics.
+pub struct LiveOrigins {
     pub now_ms: u64,
 }
 
-impl OriginView for LiveOrigins<'_> {
-    fn origin(&self, r: RegionIdx, o: usize) -> OriginStatus {
-        let h = &self.snap.regions[r].origins[o].health;
-        OriginStatus {
-            eligible: h.eligible(self.now_ms),
-            ewma_us: h.ewma_us.load(Relaxed),
-            outstanding: h.outstanding.load(Relaxed),
+impl OriginView for LiveOrigins {
+    fn each_endpoint(
+        &self,
+        snap: &Snapshot,
+        r: RegionIdx,
+        f: &mut dyn FnMut(usize, usize, EndpointStatus),
+    ) {
+        let origins = snap.regions[r].origins.iter().take(MAX_ORIGINS_PER_REGION);
+        for (o, origin) in origins.enumerate() {
+            let set = origin.endpoints.load();
+            for (e, ep) in set.iter().take(MAX_ENDPOINTS_PER_ORIGIN).enumerate() {
+                let h = &ep.health;
+                let status = EndpointStatus {
+                    eligible: h.eligible(self.now_ms),
+                    ewma_us: h.ewma_us.load(Relaxed),
+                    outstanding: h.outstanding.load(Relaxed),
+                };
+                f(o, e, status);
+            }
         }
     }
 }
 
-/// For tests and `meridian explain`: every origin of a region is eligible unless
-/// the region is unhealthy, none measured, none loaded.
+/// For tests and `meridian explain`: each origin has one endpoint, eligible
+/// unless the region is unhealthy, none measured, none loaded.
 impl OriginView for HealthView {
-    fn origin(&self, r: RegionIdx, _o: usize) -> OriginStatus {
-        OriginStatus {
+    fn each_endpoint(
+        &self,
+        snap: &Snapshot,
+        r: RegionIdx,
+        f: &mut dyn FnMut(usize, usize, EndpointStatus),
+    ) {
+        let status = EndpointStatus {
             eligible: self.region(r).health != RegionHealth::Unhealthy,
             ewma_us: 0,
             outstanding: 0,
+        };
+        for o in 0..snap.regions[r].origins.len().min(MAX_ORIGINS_PER_REGION) {
+            f(o, 0, status);
         }
     }
 }

@@ -1,7 +1,9 @@
-//! Active probes: one task per origin, started and stopped as snapshots come and
-//! go, each GETting the health path every `interval` ± `jitter` and folding the
-//! judged answer into the origin's state. Also keeps the per-region gauges and the
-//! readiness latch (ready once every origin has had one probe result).
+//! Active probes: one task per endpoint (each address of each origin: an ALB
+//! node can die alone), started and stopped as snapshots and the resolver's
+//! address sets come and go, each GETting the health path every `interval` ±
+//! `jitter` and folding the judged answer into the endpoint's state. Also keeps
+//! the per-region and per-origin gauges and the readiness latch (ready once every
+//! origin's name was looked up and each of its endpoints had one probe result).
 
 pub mod watch;
 
@@ -19,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use crate::core::config::OriginProtocol;
+use crate::core::endpoints::Endpoint;
 use crate::core::health::judge::{judge, next_state, FailReason, Judgement, Streak, Verdict};
 use crate::core::health::{LastProbe, ProbeState};
 use crate::core::snapshot::{OriginEntry, Snapshot};
@@ -27,7 +30,7 @@ use crate::util::clock::now_ms;
 
 /// Health bodies larger than this are cut off (and then fail JSON parsing).
 const MAX_BODY: usize = 64 * 1024;
-/// How often the supervisor looks for new or removed origins.
+/// How often the supervisor looks for new or removed endpoints.
 const RESYNC: Duration = Duration::from_millis(250);
 
 /// Runs until `shutdown` flips: keeps one probe task per origin of the current snapshot.
@@ -53,11 +56,13 @@ where
         for e in &ended {
             note_restart(&shared, &snap, e);
         }
-        // Spawns the missing ones: new origins and the restarts.
+        // Spawns the missing ones: new endpoints and the restarts.
         for o in snap.regions.iter().flat_map(|r| &r.origins) {
-            if !tasks.contains_key(&o.key) {
-                let task = tokio::spawn(probe(shared.clone(), o.key.clone()));
-                tasks.insert(o.key.clone(), task);
+            for e in o.endpoints.load().iter() {
+                if !tasks.contains_key(&e.key) {
+                    let task = tokio::spawn(probe(shared.clone(), e.key.clone()));
+                    tasks.insert(e.key.clone(), task);
+                }
             }
         }
         tasks.retain(|key, task| {
@@ -71,7 +76,7 @@ where
             .regions
             .iter()
             .flat_map(|r| &r.origins)
-            .all(|o| o.health.probed.load(Relaxed));
+            .all(|o| o.endpoints.probed());
         if all_probed {
             shared.mark_probed();
         }
@@ -132,7 +137,7 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
 /// Logs and counts a probe task that ended while its origin is in `snap` (the
 /// caller starts it again); one whose origin left the config ended as it should.
 fn note_restart(shared: &Shared, snap: &Snapshot, ended: &Ended) {
-    let Some((r, o)) = find(snap, &ended.key) else {
+    let Some((r, o, _)) = find(snap, &ended.key) else {
         return;
     };
     let (region, origin) = (&snap.regions[r].name, &snap.regions[r].origins[o].address);
@@ -149,13 +154,14 @@ fn note_restart(shared: &Shared, snap: &Snapshot, ended: &Ended) {
     }
 }
 
-fn find(snap: &Snapshot, key: &str) -> Option<(usize, usize)> {
+/// Region and origin of endpoint `key` in `snap`, and the endpoint.
+fn find(snap: &Snapshot, key: &str) -> Option<(usize, usize, Arc<Endpoint>)> {
     snap.regions.iter().enumerate().find_map(|(r, region)| {
-        region
-            .origins
-            .iter()
-            .position(|o| o.key == key)
-            .map(|o| (r, o))
+        region.origins.iter().enumerate().find_map(|(o, origin)| {
+            let set = origin.endpoints.load();
+            let e = set.iter().find(|e| e.key == key)?;
+            Some((r, o, e.clone()))
+        })
     })
 }
 
@@ -163,13 +169,15 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
     let mut streak = Streak::default();
     loop {
         let snap = shared.snapshot.load_full();
-        let Some((r, o)) = find(&snap, &key) else {
+        let Some((r, o, endpoint)) = find(&snap, &key) else {
             return;
         };
         let (region, origin) = (&snap.regions[r], &snap.regions[r].origins[o]);
+        let health = &endpoint.health;
         let h = &snap.probes;
         let started = Instant::now();
-        let answer = tokio::time::timeout(h.timeout.get(), probe_once(origin, &h.path)).await;
+        let answer =
+            tokio::time::timeout(h.timeout.get(), probe_once(origin, endpoint.addr, &h.path)).await;
         let elapsed = started.elapsed();
         let mut detail = None;
         let judged = match answer {
@@ -203,7 +211,7 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
                 .with_label_values(&[labels[0], labels[1], reason.as_str()])
                 .inc();
         } else {
-            origin.health.observe_latency_us(elapsed.as_micros() as u32);
+            health.observe_latency_us(elapsed.as_micros() as u32);
         }
         if judged.body_unparsed && h.deep {
             // Judged by status alone; counted so a broken health endpoint shows.
@@ -212,8 +220,8 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
                 .inc();
         }
         let lag = judged.replication_lag_ms.unwrap_or(u32::MAX);
-        origin.health.replication_lag_ms.store(lag, Relaxed);
-        let before = origin.health.state();
+        health.replication_lag_ms.store(lag, Relaxed);
+        let before = health.state();
         let after = next_state(
             before,
             &mut streak,
@@ -223,27 +231,27 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
         );
         let flipped = after != before;
         if flipped {
-            origin.health.set_state(after);
+            health.set_state(after);
             if before == ProbeState::Unhealthy {
                 // Back from a failure the probes saw: whatever live traffic saw
                 // during it is stale (Envoy's successful_active_health_check_uneject_host).
-                crate::core::health::outlier::lift(&origin.health);
+                crate::core::health::outlier::lift(health);
             }
             // A new origin's first pass is what start-up expects, not news.
             if before != ProbeState::Unknown || after == ProbeState::Unhealthy {
                 let cause = flip_cause(&judged.verdict, detail.as_deref(), &streak, h);
                 shared.events.record(
                     crate::telemetry::events::Kind::OriginHealth,
-                    origin.key.as_str(),
+                    endpoint.key.as_str(),
                     Some(before.as_str()),
                     Some(after.as_str()),
                     cause,
                 );
             }
         }
-        origin.health.probed.store(true, Relaxed);
-        origin.health.probe_passes.store(streak.passes, Relaxed);
-        origin.health.probe_fails.store(streak.fails, Relaxed);
+        health.probed.store(true, Relaxed);
+        health.probe_passes.store(streak.passes, Relaxed);
+        health.probe_fails.store(streak.fails, Relaxed);
         let last = LastProbe {
             result: match judged.verdict {
                 Verdict::Pass => "pass",
@@ -258,15 +266,18 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
             at_unix_ms: now_ms(),
             duration_ms: elapsed.as_millis() as u64,
         };
-        *lock(&origin.health.last_probe) = Some(last);
+        *lock(&health.last_probe) = Some(last);
+        // The origin's gauge is its roll-up: up while one of its addresses is.
         m.origin_healthy
             .with_label_values(&labels)
-            .set(i64::from(matches!(
-                after,
-                ProbeState::Healthy | ProbeState::Degraded
-            )));
+            .set(i64::from(origin.endpoints.reading(now_ms()).eligible));
         if flipped {
-            let why = format!("{} is {}", origin.address, after.as_str());
+            let why = format!(
+                "{} ({}) is {}",
+                origin.address,
+                endpoint.addr,
+                after.as_str()
+            );
             watch::region_health(&shared, &snap, r, now_ms(), Some(&why));
         }
         let pause = jittered(h.interval.get(), h.jitter.0);
@@ -295,14 +306,16 @@ type ProbeError = (FailReason, Option<String>);
 
 /// One GET of the health path over a fresh connection, in the origin's protocol
 /// (TLS with the origin's own settings for HTTPS origins): status and (capped) body.
-async fn probe_once(origin: &OriginEntry, path: &str) -> Result<(u16, Bytes), ProbeError> {
-    let stream = TcpStream::connect(origin.socket)
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => (FailReason::Refused, Some(e.to_string())),
-            std::io::ErrorKind::TimedOut => (FailReason::Timeout, Some(e.to_string())),
-            _ => (FailReason::Error, Some(e.to_string())),
-        })?;
+async fn probe_once(
+    origin: &OriginEntry,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> Result<(u16, Bytes), ProbeError> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => (FailReason::Refused, Some(e.to_string())),
+        std::io::ErrorKind::TimedOut => (FailReason::Timeout, Some(e.to_string())),
+        _ => (FailReason::Error, Some(e.to_string())),
+    })?;
     let h2 = match origin.protocol {
         OriginProtocol::Http1 => false,
         OriginProtocol::H2 | OriginProtocol::H2c => true,
@@ -436,8 +449,7 @@ fn export_regions(shared: &Shared, snap: &Snapshot) {
         let lag = region
             .origins
             .iter()
-            .map(|o| o.health.replication_lag_ms.load(Relaxed))
-            .filter(|l| *l != u32::MAX)
+            .filter_map(|o| o.endpoints.replication_lag_ms(now))
             .max();
         if let Some(lag) = lag {
             m.replication_lag

@@ -36,7 +36,7 @@ fn name(code: u8) -> &'static str {
 /// `why` names what triggered the look (the origin that flipped).
 pub fn region_health(shared: &Shared, snap: &Snapshot, r: RegionIdx, now: u64, why: Option<&str>) {
     let region = &snap.regions[r];
-    if !region.origins.iter().all(|o| o.health.probed.load(Relaxed)) {
+    if !region.origins.iter().all(|o| o.endpoints.probed()) {
         return;
     }
     let now_code = code(snap.health_view(now).region(r).health);
@@ -49,7 +49,7 @@ pub fn region_health(shared: &Shared, snap: &Snapshot, r: RegionIdx, now: u64, w
     let eligible = region
         .origins
         .iter()
-        .filter(|o| o.health.eligible(now))
+        .filter(|o| o.endpoints.reading(now).eligible)
         .count();
     let mut cause = format!(
         "{eligible} of {} origins eligible (min_healthy_origins {})",
@@ -72,7 +72,7 @@ pub fn region_health(shared: &Shared, snap: &Snapshot, r: RegionIdx, now: u64, w
 /// What the supervisor saw at its last tick.
 #[derive(Default)]
 pub struct Watch {
-    /// Origin key → ejected at the last tick.
+    /// Endpoint key → ejected at the last tick.
     ejected: HashMap<String, bool>,
     /// Shift name → tenths of its ramp done at the last tick.
     shifts: HashMap<String, u32>,
@@ -84,15 +84,19 @@ impl Watch {
     pub fn tick(&mut self, shared: &Shared, snap: &Snapshot, now: u64) {
         let od = &snap.outlier;
         for (r, region) in snap.regions.iter().enumerate() {
-            for o in &region.origins {
-                let h = &o.health;
+            for e in region
+                .origins
+                .iter()
+                .flat_map(|o| o.endpoints.load().to_vec())
+            {
+                let h = &e.health;
                 let ejected = !h.eligible_passive(now);
-                let was = self.ejected.insert(o.key.clone(), ejected).unwrap_or(false);
+                let was = self.ejected.insert(e.key.clone(), ejected).unwrap_or(false);
                 if ejected && !was {
                     let until = h.ejected_until_ms.load(Relaxed);
                     shared.events.record(
                         Kind::OriginEjection,
-                        o.key.as_str(),
+                        e.key.as_str(),
                         Some("in"),
                         Some("ejected"),
                         // Ejection happens only at the threshold (the live streak
@@ -114,7 +118,7 @@ impl Watch {
                     };
                     shared.events.record(
                         Kind::OriginEjection,
-                        o.key.as_str(),
+                        e.key.as_str(),
                         Some("ejected"),
                         Some("in"),
                         cause,
@@ -124,9 +128,11 @@ impl Watch {
             region_health(shared, snap, r, now, None);
         }
         self.ejected.retain(|k, _| {
-            snap.regions
-                .iter()
-                .any(|r| r.origins.iter().any(|o| &o.key == k))
+            snap.regions.iter().flat_map(|r| &r.origins).any(|o| {
+                k.rsplit_once('@')
+                    .is_some_and(|(origin, _)| origin == o.key)
+                    && o.endpoints.load().iter().any(|e| &e.key == k)
+            })
         });
 
         for s in &snap.shifts {
