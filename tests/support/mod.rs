@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub use meridian::cli::demo::SimOrigin;
 
 pub mod certs;
+pub mod dnsmasq;
+pub mod endpoints;
 pub mod origin;
 pub mod peers;
 
