@@ -67,8 +67,10 @@ fn bench(c: &mut Criterion) {
     let loaded = config::load(&path).unwrap_or_else(|e| panic!("{e:?}"));
     let snap = Snapshot::build(&loaded, &HealthRegistry::default()).unwrap();
     for o in snap.regions.iter().flat_map(|r| &r.origins) {
-        o.health.set_state(ProbeState::Healthy);
-        o.health.observe_latency_us(900);
+        for e in o.endpoints.load().iter() {
+            e.health.set_state(ProbeState::Healthy);
+            e.health.observe_latency_us(900);
+        }
     }
     let health = HealthView::all_healthy(snap.regions.len());
     let mut rng = StdRng::seed_from_u64(1);

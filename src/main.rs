@@ -126,6 +126,19 @@ fn main() -> ExitCode {
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
             }
+            // Names are looked up as the gateway would, from here, briefly.
+            let names = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| {
+                    rt.block_on(meridian::services::resolver::unresolved_names(
+                        &loaded.config,
+                        std::time::Duration::from_secs(2),
+                    ))
+                });
+            for w in names.into_iter().flatten() {
+                eprintln!("warning: {w}");
+            }
             print!("{}", meridian::core::config::summary(&loaded));
             return ExitCode::SUCCESS;
         }

@@ -38,14 +38,9 @@ const ALLOWED_UPWARD: &[(&str, &str, &str)] = &[
         "the snapshot holds each origin's compiled TLS client config",
     ),
     (
-        "core::snapshot",
-        "proxy::pool",
-        "the snapshot keeps each origin's connection pool across reloads",
-    ),
-    (
         "core::health",
         "proxy::pool",
-        "the health registry owns the connection pools keyed by origin",
+        "each endpoint (an origin's address) keeps its own connection pool in the registry",
     ),
     (
         "core::config",
@@ -65,7 +60,7 @@ const ALLOWED_UPWARD: &[(&str, &str, &str)] = &[
     (
         "core::health",
         "telemetry::rates",
-        "passive health counts errors in rolling windows",
+        "regions and origins count requests and errors in rolling windows",
     ),
     (
         "proxy",

@@ -591,12 +591,12 @@ fn check_config(origins: &[String], rest: &str) -> String {
 }
 
 /// `meridian check` states the origin limit instead of dropping origins silently:
-/// 16 origins in a region pass, 17 fail naming the limit. It does not resolve
-/// names (a check must not depend on the DNS of the machine it runs on): a name
-/// that resolves nowhere passes, as does the `resolver` section, while a name
-/// without a port is still refused.
+/// 16 origins in a region pass, 17 fail naming the limit. A name that resolves
+/// nowhere passes with a warning (the gateway would start and serve without it;
+/// whether a name resolves depends on where check runs), as does the `resolver`
+/// section, while a name without a port is still refused.
 #[test]
-fn check_states_the_origin_limit_and_does_not_resolve_names() {
+fn check_states_the_origin_limit_and_warns_of_names_that_do_not_resolve() {
     let n = |count: u16| -> Vec<String> {
         (0..count)
             .map(|i| format!("127.0.0.1:{}", 18001 + i))
@@ -618,6 +618,10 @@ fn check_states_the_origin_limit_and_does_not_resolve_names() {
         resolver,
     ));
     assert_eq!(code, 0, "an unresolvable name passes check: {err}");
+    assert!(
+        err.contains("warning: regions.") && err.contains("`nowhere.example.test`"),
+        "check warns of the name: {err}"
+    );
     let (code, err) = check(&check_config(&["nowhere.example.test".into()], ""));
     assert_eq!(code, 1, "a name without a port: {err}");
     assert!(err.contains("host:port"), "{err}");

@@ -263,6 +263,7 @@ pub fn render(state: &Value, events: &[Value], color: bool, now: u64) -> String 
                 why
             );
             let _ = writeln!(out, "{}", row.trim_end());
+            addresses(&mut out, &p, o);
         }
     }
 
@@ -471,6 +472,45 @@ pub async fn run(o: &Options) -> u8 {
     }
 }
 
+/// An origin's addresses, one row each, when it has a name or more than one
+/// (an IP origin's one address is its own row), and what its name's last
+/// lookup found when that failed.
+fn addresses(out: &mut String, p: &Paint, o: &Value) {
+    let addrs = o["addresses"].as_array().map_or(&[][..], |v| v);
+    let name = o["dns"]["name"].as_str();
+    if name.is_none() && addrs.len() <= 1 {
+        return;
+    }
+    for a in addrs {
+        let ejected = if a["ejected"] == Value::Bool(true) {
+            format!(
+                "ejected {}s",
+                a["ejected_for_ms"].as_u64().unwrap_or(0) / 1000
+            )
+        } else {
+            String::new()
+        };
+        let row = format!(
+            "    {:<22} {} {:>4} in flight  {}",
+            a["address"].as_str().unwrap_or("?"),
+            p.word(a["probe_state"].as_str().unwrap_or("?"), 9),
+            a["outstanding"].as_u64().unwrap_or(0),
+            ejected
+        );
+        let _ = writeln!(out, "{}", row.trim_end());
+    }
+    let Some(name) = name else {
+        return;
+    };
+    if addrs.is_empty() {
+        let _ = writeln!(out, "    no address: {name} has not resolved");
+    }
+    if let Some(result @ ("empty" | "error")) = o["dns"]["last_result"].as_str() {
+        let why = o["dns"]["last_error"].as_str().unwrap_or("");
+        let _ = writeln!(out, "    dns {result}: {why} (keeping the last addresses)");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,7 +531,12 @@ mod tests {
                 "us-east-1": {"weight": 100, "effective_weight": 100.0, "traffic_dial": 100, "drained": false, "health": "healthy",
                     "latency_ms": 1.0, "replication_lag_ms": null,
                     "last_minute": {"rps": 120.0, "error_ratio": 0.0, "p50_ms": null, "p99_ms": null},
-                    "origins": []}
+                    "origins": [{"address": "alb.us.test:443", "probe_state": "healthy", "ejected": false,
+                        "last_probe": null, "last_minute": {"rps": 120.0, "error_ratio": 0.0, "p50_ms": null, "p99_ms": null},
+                        "dns": {"name": "alb.us.test", "resolved": true, "last_result": "error", "last_error": "no answer in time"},
+                        "addresses": [
+                            {"address": "10.1.0.1:443", "probe_state": "healthy", "outstanding": 3, "ejected": false},
+                            {"address": "10.1.0.2:443", "probe_state": "unhealthy", "outstanding": 0, "ejected": true, "ejected_for_ms": 9_000}]}]}
             },
             "shifts": [{"name": "move", "from": "us-east-1", "to": "eu-west-1", "progress": 0.15, "final_percent": 30.0, "active": true, "aborted": false}],
             "dns": {"configured": true, "enabled": true, "dry_run": false, "last_sync_unix_ms": 3_700_000u64, "last_result": "changed",
@@ -547,6 +592,15 @@ mod tests {
         assert_eq!(
             line("01:02:05"),
             "01:02:05 origin_health eu-west-1/10.0.0.9:443 healthy -> unhealthy probe failed: refused"
+        );
+        assert_eq!(line("10.1.0.1:443"), "10.1.0.1:443 healthy 3 in flight");
+        assert_eq!(
+            line("10.1.0.2:443"),
+            "10.1.0.2:443 unhealthy 0 in flight ejected 9s"
+        );
+        assert_eq!(
+            line("dns error"),
+            "dns error: no answer in time (keeping the last addresses)"
         );
         // Regions in name order, origins under theirs.
         assert!(t.find("eu-west-1 ").unwrap() < t.find("10.0.0.9").unwrap());

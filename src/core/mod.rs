@@ -2,7 +2,6 @@
 //! routing decision and its parts, and health as plain data. No sockets, no tasks.
 
 pub mod config;
-pub mod endpoints;
 pub mod health;
 pub mod routing;
 pub mod snapshot;

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::core::config::units::Cidr;
 use crate::core::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
-use crate::core::endpoints::{OriginEndpoints, Target};
+use crate::core::health::endpoints::{OriginEndpoints, Target};
 use crate::core::health::outlier::OutlierPolicy;
 use crate::core::health::{roll_up, HealthRegistry, HealthView, RegionState, ShiftState};
 use crate::request::geo::{Continent, Country, GeoDb};
@@ -258,7 +258,7 @@ pub struct ResolverSpec {
 }
 
 impl ResolverSpec {
-    fn compile(r: &config::Resolver) -> ResolverSpec {
+    pub fn compile(r: &config::Resolver) -> ResolverSpec {
         ResolverSpec {
             // Validation refuses what does not parse.
             nameservers: r

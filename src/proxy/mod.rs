@@ -33,7 +33,7 @@ use hyper::body::Incoming;
 use body::End;
 pub use body::ResponseBody;
 
-use crate::core::endpoints::Endpoint;
+use crate::core::health::endpoints::Endpoint;
 use crate::core::routing::retry::{self, Failure};
 use crate::core::routing::{self, Decision, LiveOrigins, Reasons, TokenUse, Walk};
 use crate::core::snapshot::{RegionIdx, Snapshot};

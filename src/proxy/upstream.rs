@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 
 use crate::core::config::OriginProtocol;
-use crate::core::endpoints::Endpoint;
+use crate::core::health::endpoints::Endpoint;
 use crate::core::snapshot::OriginEntry;
 use crate::proxy::pool::{OriginPool, RequestBody, Sender};
 

@@ -17,7 +17,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
 use tokio::task::JoinSet;
 
-use crate::core::endpoints::{LookupResult, Target};
+use crate::core::health::endpoints::{LookupResult, Target};
 use crate::core::snapshot::{ResolverSpec, Snapshot};
 use crate::services::shared::Shared;
 use crate::telemetry::events::Kind;
@@ -92,6 +92,53 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
     lookups.abort_all();
 }
 
+/// `meridian check`'s look at the origin names of `config` as they resolve now,
+/// from where it runs: one warning per name that gives no address within
+/// `within`. A warning, not an error: the gateway starts without the name and
+/// serves from the other origins until it resolves.
+pub async fn unresolved_names(
+    config: &crate::core::config::Config,
+    within: Duration,
+) -> Vec<String> {
+    let spec = ResolverSpec::compile(&config.resolver);
+    let resolver = match build(&spec) {
+        Ok(r) => r,
+        Err(e) => {
+            return vec![format!(
+                "resolver: cannot be set up here ({e}): origin names were not checked"
+            )]
+        }
+    };
+    let mut lookups = JoinSet::new();
+    for (region, r) in &config.regions {
+        for (i, o) in r.origins.iter().enumerate() {
+            let Some(Target::Name { host, port }) = Target::parse(&o.address) else {
+                continue;
+            };
+            let (r, spec, at) = (
+                resolver.clone(),
+                spec.clone(),
+                format!("regions.{region}.origins[{i}].address"),
+            );
+            lookups.spawn(async move {
+                match tokio::time::timeout(within, look_up(&r, &host, port, &spec)).await {
+                    Ok(Found::Addresses(..)) => None,
+                    Ok(Found::Nothing(result, why)) => Some(format!(
+                        "{at}: `{host}` does not resolve here ({}: {why}); the gateway starts and treats this origin as unhealthy until it does",
+                        result.as_str()
+                    )),
+                    Err(_) => Some(format!(
+                        "{at}: `{host}` gave no answer within {within:?}; the gateway starts and treats this origin as unhealthy until it resolves"
+                    )),
+                }
+            });
+        }
+    }
+    let mut warnings: Vec<String> = lookups.join_all().await.into_iter().flatten().collect();
+    warnings.sort();
+    warnings
+}
+
 /// A resolver for `spec`: its name servers, or the system's.
 fn build(spec: &ResolverSpec) -> Result<TokioResolver, String> {
     let provider = TokioRuntimeProvider::default();
@@ -159,10 +206,12 @@ fn apply(shared: &Shared, key: &str, found: Found) {
         .with_label_values(&[labels[0], labels[1], result.as_str()])
         .inc();
     let now = now_ms();
+    let previous = lock(&entry.resolution).last_result;
     let (next, error) = match found {
         Found::Addresses(addrs, ttl) => {
             let before = entry.addrs();
-            if entry.publish(&addrs, &shared.health) {
+            let changed = entry.publish(&addrs, &shared.health);
+            if changed {
                 let after = entry.addrs();
                 tracing::info!(origin = %origin.key, from = %joined(&before), to = %joined(&after), "origin addresses changed");
                 shared.events.record(
@@ -173,11 +222,37 @@ fn apply(shared: &Shared, key: &str, found: Found) {
                     format!("{} resolved to {} address(es)", origin.address, after.len()),
                 );
             }
+            if !changed && matches!(previous, Some(LookupResult::Empty | LookupResult::Error)) {
+                let now_set = joined(&entry.addrs());
+                shared.events.record(
+                    Kind::OriginAddresses,
+                    origin.key.as_str(),
+                    Some(&now_set),
+                    Some(&now_set),
+                    format!("lookups of {} answer again", origin.address),
+                );
+            }
             entry.ever_resolved.store(true, Relaxed);
             (ttl, None)
         }
         Found::Nothing(result, why) => {
             tracing::warn!(origin = %origin.key, result = result.as_str(), error = %why, "origin name lookup failed; keeping its last addresses");
+            // Journalled when lookups start failing (or fail differently), not
+            // at every retry.
+            if previous != Some(result) {
+                let kept = joined(&entry.addrs());
+                shared.events.record(
+                    Kind::OriginAddresses,
+                    origin.key.as_str(),
+                    Some(&kept),
+                    Some(&kept),
+                    format!(
+                        "lookup of {} failed ({}: {why}); keeping the last addresses",
+                        origin.address,
+                        result.as_str()
+                    ),
+                );
+            }
             let retry = RETRY_AFTER_FAILURE.clamp(snap.resolver.min_ttl, snap.resolver.max_ttl);
             (retry, Some(why))
         }

@@ -143,7 +143,7 @@ pub fn zero_known_series(m: &Metrics, snap: &Snapshot) {
         }
         for o in &from.origins {
             touch(&m.upstream_connect_failures, &[&from.name, &o.address]);
-            for result in crate::core::endpoints::LookupResult::ALL {
+            for result in crate::core::health::endpoints::LookupResult::ALL {
                 touch(&m.dns_lookups, &[&from.name, &o.address, result.as_str()]);
             }
             m.origin_endpoints

@@ -1,6 +1,12 @@
 //! Loading the config file: YAML -> [`Config`] with every error located as
 //! `FILE:LINE:COL: field.path: message`, then semantic validation.
 
+/// At most this many origins per region (validation refuses more) and addresses
+/// per origin (a name's first ones in sorted order are used): a request's tried
+/// set is one bit per (origin, address) pair of its region.
+pub const MAX_ORIGINS_PER_REGION: usize = 16;
+pub const MAX_ENDPOINTS_PER_ORIGIN: usize = 16;
+
 pub mod locate;
 pub mod types;
 pub mod units;

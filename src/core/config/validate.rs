@@ -140,14 +140,14 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             k.range(&format!("{at}.location.lat"), l.lat, -90.0, 90.0);
             k.range(&format!("{at}.location.lon"), l.lon, -180.0, 180.0);
         }
-        let most = crate::core::endpoints::MAX_ORIGINS_PER_REGION;
+        let most = super::MAX_ORIGINS_PER_REGION;
         if r.origins.len() > most {
             k.error(
                 format!("{at}.origins"),
                 format!(
                     "at most {most} origins per region are supported, found {} (each may be a DNS name with up to {} addresses)",
                     r.origins.len(),
-                    crate::core::endpoints::MAX_ENDPOINTS_PER_ORIGIN
+                    super::MAX_ENDPOINTS_PER_ORIGIN
                 ),
             );
         }

@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use crate::util::lock::lock;
 
+pub mod endpoints;
 pub mod judge;
 pub mod outlier;
 pub mod view;
 
 pub use view::{roll_up, HealthView, OriginReading, RegionHealth, RegionStatus};
 
-/// Probe verdict of one origin.
+/// Probe verdict of one endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ProbeState {
@@ -44,7 +45,7 @@ impl ProbeState {
     }
 }
 
-/// Live state of one origin. Every field is an atomic so probers, traffic and
+/// Live state of one endpoint (one address of an origin). Every field is an atomic so probers, traffic and
 /// readers never wait on each other.
 #[derive(Debug, Default)]
 pub struct EndpointHealth {
@@ -70,8 +71,6 @@ pub struct EndpointHealth {
     /// Current streaks of passing and failing probes.
     pub probe_passes: AtomicU32,
     pub probe_fails: AtomicU32,
-    /// Requests, errors and latency of the last minute (see `crate::telemetry::rates`).
-    pub rates: crate::telemetry::rates::Window,
 }
 
 /// What the last probe of an origin found.
@@ -166,7 +165,7 @@ pub struct HealthRegistry {
     /// Keyed by endpoint (`region/address@ip:port`).
     endpoints: Mutex<HashMap<String, Arc<EndpointHealth>>>,
     /// Keyed by origin (`region/address`).
-    endpoint_sets: Mutex<HashMap<String, Arc<crate::core::endpoints::OriginEndpoints>>>,
+    endpoint_sets: Mutex<HashMap<String, Arc<crate::core::health::endpoints::OriginEndpoints>>>,
     regions: Mutex<HashMap<String, Arc<RegionState>>>,
     shifts: Mutex<HashMap<String, Arc<ShiftState>>>,
     pools: Mutex<HashMap<String, Arc<crate::proxy::pool::OriginPool>>>,
@@ -194,8 +193,8 @@ impl HealthRegistry {
     pub(crate) fn endpoint_sets(
         &self,
         key: &str,
-        make: impl FnOnce() -> Arc<crate::core::endpoints::OriginEndpoints>,
-    ) -> Arc<crate::core::endpoints::OriginEndpoints> {
+        make: impl FnOnce() -> Arc<crate::core::health::endpoints::OriginEndpoints>,
+    ) -> Arc<crate::core::health::endpoints::OriginEndpoints> {
         lock(&self.endpoint_sets)
             .entry(key.to_string())
             .or_insert_with(make)

@@ -5,7 +5,7 @@ use rand::Rng;
 use smallvec::SmallVec;
 
 use super::{EndpointStatus, OriginView};
-use crate::core::endpoints::MAX_ENDPOINTS_PER_ORIGIN;
+use crate::core::health::endpoints::MAX_ENDPOINTS_PER_ORIGIN;
 use crate::core::snapshot::{RegionIdx, Snapshot};
 
 /// The (origin, endpoint) pairs of a region a request has tried: one bit each.

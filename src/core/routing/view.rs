@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::core::endpoints::{MAX_ENDPOINTS_PER_ORIGIN, MAX_ORIGINS_PER_REGION};
+use crate::core::health::endpoints::{MAX_ENDPOINTS_PER_ORIGIN, MAX_ORIGINS_PER_REGION};
 use crate::core::health::{HealthView, RegionHealth};
 use crate::core::snapshot::{RegionIdx, Snapshot};
 

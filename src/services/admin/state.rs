@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::{json, Value};
 
-use crate::core::endpoints::{Endpoint, Target};
+use crate::core::health::endpoints::{Endpoint, Target};
 use crate::core::health::ProbeState;
 use crate::core::snapshot::OriginEntry;
 

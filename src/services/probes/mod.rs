@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use crate::core::config::OriginProtocol;
-use crate::core::endpoints::Endpoint;
+use crate::core::health::endpoints::Endpoint;
 use crate::core::health::judge::{judge, next_state, FailReason, Judgement, Streak, Verdict};
 use crate::core::health::{LastProbe, ProbeState};
 use crate::core::snapshot::{OriginEntry, Snapshot};

@@ -13,11 +13,7 @@ use arc_swap::ArcSwap;
 use crate::core::health::{EndpointHealth, HealthRegistry, OriginReading, ProbeState};
 use crate::util::lock::lock;
 
-/// At most this many origins per region (validation refuses more) and addresses
-/// per origin (the first ones in sorted order are used): a request's tried set
-/// is one bit per (origin, address) pair.
-pub const MAX_ORIGINS_PER_REGION: usize = 16;
-pub const MAX_ENDPOINTS_PER_ORIGIN: usize = 16;
+pub use crate::core::config::{MAX_ENDPOINTS_PER_ORIGIN, MAX_ORIGINS_PER_REGION};
 
 /// One address of an origin.
 #[derive(Debug)]
