@@ -1,4 +1,4 @@
-//! `Snapshot::build` for a large config: 50 regions × 20 origins, 1,000 routes,
+//! `Snapshot::build` for a large config: 50 regions × 16 origins (the most a region may have), 1,000 routes,
 //! 250 country mappings. Reload pays this once per file change.
 
 use std::fmt::Write;
@@ -14,7 +14,7 @@ fn large_config() -> String {
     );
     for r in 0..50 {
         writeln!(y, "  r{r:02}:\n    origins:").unwrap();
-        for o in 0..20 {
+        for o in 0..16 {
             writeln!(y, "      - {{ address: \"127.0.{r}.{o}:8080\" }}").unwrap();
         }
     }

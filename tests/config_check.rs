@@ -106,7 +106,7 @@ fn unknown_field_points_at_its_key() {
     broken(
         "unknown-top",
         &with("debug_header: true\n"),
-        &["13:1: debug_header: unknown field `debug_header`, expected one of `local_region`, `listeners`, `admin`, `client_ip`, `geoip`, `write_region`, `regions`, `health`, `outlier_detection`, `routing`, `timeouts`, `routes`, `shifts`, `sessions`, `dns`, `debug_headers`, `shutdown`, `access_log`"],
+        &["13:1: debug_header: unknown field `debug_header`, expected one of `local_region`, `listeners`, `admin`, `client_ip`, `geoip`, `write_region`, `regions`, `health`, `outlier_detection`, `routing`, `timeouts`, `routes`, `shifts`, `sessions`, `dns`, `resolver`, `debug_headers`, `shutdown`, `access_log`"],
     );
 }
 

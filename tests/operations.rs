@@ -241,6 +241,31 @@ async fn admin_state_field_by_field() {
     assert_eq!(bad["last_probe"]["result"], "fail");
     assert_eq!(bad["last_probe"]["error"], "status");
     assert!(bad["consecutive_probe_failures"].as_u64().unwrap() >= 1);
+    for o in [good, bad] {
+        assert_eq!(o["outstanding"], 0);
+        assert_eq!(o["ejected_for_ms"], 0);
+        assert_eq!(o["consecutive_live_failures"], 0);
+        assert!(o["last_minute"].is_object(), "{o}");
+        // An IP origin: one address, never looked up.
+        assert!(o["dns"]["name"].is_null(), "{o}");
+        assert_eq!(o["dns"]["resolved"], true);
+        assert_eq!(o["dns"]["lookups"], 0);
+        let addrs = o["addresses"].as_array().unwrap();
+        assert_eq!(addrs.len(), 1, "{o}");
+        assert_eq!(addrs[0]["address"], o["address"]);
+        for key in [
+            "probe_state",
+            "eligible",
+            "ejected",
+            "times_ejected",
+            "last_probe",
+        ] {
+            assert_eq!(
+                addrs[0][key], o[key],
+                "{key} of the one address is the origin's"
+            );
+        }
+    }
 
     let euw1 = &s["regions"]["eu-west-1"];
     assert_eq!(euw1["drained"], true);

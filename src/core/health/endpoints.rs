@@ -19,7 +19,9 @@ pub use crate::core::config::{MAX_ENDPOINTS_PER_ORIGIN, MAX_ORIGINS_PER_REGION};
 #[derive(Debug)]
 pub struct Endpoint {
     pub addr: SocketAddr,
-    /// `region/address@ip:port`: the identity its health is kept under.
+    /// The identity its health is kept under (and events name): `region/address`
+    /// for an origin given as an IP, `region/name:port@ip:port` for an address of
+    /// a named one.
     pub key: String,
     pub health: Arc<EndpointHealth>,
     /// Its kept connections; dropped (closing them) once no set and no request
@@ -68,6 +70,8 @@ pub struct Resolution {
 pub struct OriginEndpoints {
     /// `region/address` as written.
     key: String,
+    /// Given by name (its endpoints are named `key@ip:port`), not as an IP.
+    named: bool,
     /// What a connection depends on besides the address (protocol, TLS, SNI):
     /// endpoints are rebuilt with fresh pools when a reload changes it.
     conn_identity: Mutex<String>,
@@ -84,9 +88,10 @@ pub struct OriginEndpoints {
 }
 
 impl OriginEndpoints {
-    fn new(key: &str) -> OriginEndpoints {
+    fn new(key: &str, named: bool) -> OriginEndpoints {
         OriginEndpoints {
             key: key.to_string(),
+            named,
             conn_identity: Mutex::new(String::new()),
             current: ArcSwap::from_pointee(Vec::new()),
             settled: AtomicBool::new(false),
@@ -94,6 +99,14 @@ impl OriginEndpoints {
             resolution: Mutex::new(Resolution::default()),
             rates: Default::default(),
             due_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn endpoint_key(&self, addr: &SocketAddr) -> String {
+        if self.named {
+            format!("{}@{addr}", self.key)
+        } else {
+            self.key.clone()
         }
     }
 
@@ -133,7 +146,7 @@ impl OriginEndpoints {
             .map(|addr| match old.iter().find(|e| e.addr == *addr) {
                 Some(e) => e.clone(),
                 None => {
-                    let key = format!("{}@{addr}", self.key);
+                    let key = self.endpoint_key(addr);
                     let (health, created) = registry.endpoint(&key);
                     if let (true, Some(state)) = (created, presumed) {
                         health.set_state(state);
@@ -170,7 +183,7 @@ impl OriginEndpoints {
         let rebuilt: Vec<Arc<Endpoint>> = addrs
             .iter()
             .map(|addr| {
-                let key = format!("{}@{addr}", self.key);
+                let key = self.endpoint_key(addr);
                 Arc::new(Endpoint {
                     addr: *addr,
                     pool: registry.pool(&format!("{identity}@{addr}")),
@@ -269,7 +282,8 @@ impl HealthRegistry {
         identity: &str,
         target: &Target,
     ) -> Arc<OriginEndpoints> {
-        let entry = self.endpoint_sets(key, || Arc::new(OriginEndpoints::new(key)));
+        let named = matches!(target, Target::Name { .. });
+        let entry = self.endpoint_sets(key, || Arc::new(OriginEndpoints::new(key, named)));
         entry.set_conn_identity(identity, self);
         if let Target::Ip(addr) = target {
             entry.publish(&[*addr], self);

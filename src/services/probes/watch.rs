@@ -128,11 +128,12 @@ impl Watch {
             region_health(shared, snap, r, now, None);
         }
         self.ejected.retain(|k, _| {
-            snap.regions.iter().flat_map(|r| &r.origins).any(|o| {
-                k.rsplit_once('@')
-                    .is_some_and(|(origin, _)| origin == o.key)
-                    && o.endpoints.load().iter().any(|e| &e.key == k)
-            })
+            let origin = k.rsplit_once('@').map_or(k.as_str(), |(o, _)| o);
+            snap.regions
+                .iter()
+                .flat_map(|r| &r.origins)
+                .filter(|o| o.key == origin)
+                .any(|o| o.endpoints.load().iter().any(|e| &e.key == k))
         });
 
         for s in &snap.shifts {
