@@ -1,5 +1,6 @@
 //! Who the client is: the TCP peer, or, when the peer is a trusted proxy, the
-//! right-most X-Forwarded-For entry that is not itself a trusted proxy (CONTRACT §3).
+//! right-most X-Forwarded-For entry that is not itself a trusted proxy: the one
+//! address no client can forge past a proxy we trust.
 //! An untrusted peer's X-Forwarded-For is never believed: anyone can send one.
 
 use std::net::{IpAddr, SocketAddr};

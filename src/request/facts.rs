@@ -10,7 +10,7 @@ use crate::request::client_ip::client_ip;
 use crate::request::cookie::find_cookie;
 use crate::request::geo::{GeoInfo, GeoResult};
 
-/// Cookie carrying the write token (CONTRACT §4).
+/// Cookie carrying the write token (README, "On the wire").
 pub const WRITE_COOKIE: &str = "meridian_rw";
 /// Request and response header carrying the write token, for API clients.
 pub const WRITE_HEADER: &str = "x-meridian-write-token";
@@ -50,7 +50,8 @@ pub struct Findings {
     pub affinity_rejected: bool,
 }
 
-/// POST, PUT, PATCH and DELETE change state (CONTRACT §3 step 3).
+/// POST, PUT, PATCH and DELETE change state: on routes with `writes: write_region`
+/// they go to the write region.
 pub fn is_write_method(method: &str) -> bool {
     matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
 }
@@ -148,7 +149,7 @@ fn window_cap_ms(window: &crate::core::snapshot::Window) -> u64 {
 
 /// How long a write pins the client's reads on a route with `read_your_writes`:
 /// fixed, or the largest replication lag reported by a healthy region's origins
-/// plus the margin, capped at `max` (CONTRACT §5).
+/// plus the margin, capped at `max` (deep health reports the lag).
 pub fn ryw_window_ms(snap: &Snapshot, window: &crate::core::snapshot::Window, now_ms: u64) -> u64 {
     use crate::core::snapshot::Window;
     match *window {
@@ -160,7 +161,7 @@ pub fn ryw_window_ms(snap: &Snapshot, window: &crate::core::snapshot::Window, no
     }
 }
 
-/// A write token to hand the client after its write was answered (CONTRACT §4).
+/// A write token to hand the client after its write was answered (README, "On the wire").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedToken {
     pub token: String,

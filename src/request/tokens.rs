@@ -1,6 +1,6 @@
 //! Signed tokens every instance in every region can verify without shared state.
 //!
-//! Write token (CONTRACT §4): `v1.<region>.<not_after_unix_ms>.<key_id>.<mac>`.
+//! Write token (README, "On the wire"): `v1.<region>.<not_after_unix_ms>.<key_id>.<mac>`.
 //! Affinity cookie: `a1.<region>.<key_id>.<mac>` (no expiry: the cookie's own
 //! lifetime bounds it). `mac` is base64url (no padding) HMAC-SHA256 over
 //! everything before the last dot. Keys come from `sessions.keys_file`, one per

@@ -1,5 +1,5 @@
 //! The Prometheus registry and typed handles for every metric meridian exports
-//! (CONTRACT §8). Label values come only from the config (region and origin
+//! (README, Operations: "Metrics"). Label values come only from the config (region and origin
 //! names) or from fixed enums in the code, never from the client, so the number
 //! of series is bounded by the config.
 

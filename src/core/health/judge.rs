@@ -1,4 +1,4 @@
-//! Judging one probe answer (CONTRACT §5) and folding verdicts into an origin's
+//! Judging one probe answer (README, "Health, failover and retries") and folding verdicts into an origin's
 //! state with rise/fall thresholds. Pure: no I/O, no clock.
 
 use serde::Deserialize;

@@ -113,8 +113,9 @@ const _: () = assert!(crate::core::config::validate::MAX_SHIFTS <= 64);
 /// Plain data: a request builds it once and decides from it; tests and
 /// `meridian explain` build any state they like.
 ///
-/// The statuses sit inline up to [`INLINE`] regions: a fixed array of [`MAX`]
-/// was 528 bytes written and copied on every request for three regions.
+/// The statuses sit inline up to [`INLINE`] regions, so a request writes and
+/// copies only as many as a deployment has; a fixed array of [`MAX`] would cost
+/// every request the largest deployment's size.
 #[derive(Debug, Clone)]
 pub struct HealthView {
     regions: SmallVec<[RegionStatus; INLINE]>,

@@ -1,7 +1,7 @@
 //! The routing decision: a pure function over one snapshot, a health view and
 //! the request's facts. No I/O, no clock, no locks; randomness comes in as `rng`.
 //!
-//! Order of steps (CONTRACT §3): residency narrows the candidates; writes go to
+//! Order of steps: residency narrows the candidates; writes go to
 //! the write region; a valid write token or affinity cookie pins a read; steering
 //! orders the candidates; unhealthy and drained regions drop out (panic mode or a
 //! residency reject when none is left); dials, degraded factors and shifts move

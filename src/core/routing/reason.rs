@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// One reason (CONTRACT §3).
+/// One reason a decision gives (`X-Meridian-Decision`, `meridian explain`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Reason {

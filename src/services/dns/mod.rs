@@ -1,4 +1,4 @@
-//! DNS as the coarse fallback (CONTRACT §7): keep Route 53's weighted records in
+//! DNS as the coarse fallback (README, "DNS fallback (Route 53)"): keep Route 53's weighted records in
 //! line with region health, agreed across regions by quorum.
 //!
 //! `plan` and `votes` are pure; `sync` is one read → plan → write round against any
