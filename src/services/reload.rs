@@ -40,6 +40,9 @@ pub struct Reloader {
     last_error: Mutex<Option<String>>,
     /// sha256 of each listener certificate file in service, by path.
     certificates: Mutex<BTreeMap<String, String>>,
+    /// Held through a whole reload: a SIGHUP during `POST /admin/reload` waits
+    /// for it instead of building beside it and swapping in an order nothing chose.
+    one_at_a_time: Mutex<()>,
 }
 
 impl Reloader {
@@ -49,6 +52,7 @@ impl Reloader {
             shared,
             last_error: Mutex::new(None),
             certificates,
+            one_at_a_time: Mutex::new(()),
         }
     }
 
@@ -68,12 +72,13 @@ impl Reloader {
 /// [`Reloader::reload`] with the step that builds the new snapshot as a parameter:
 /// tests pass one that panics.
 fn reload_with(reloader: &Reloader, why: &str, build: BuildFn) -> Outcome {
+    let _serial = lock(&reloader.one_at_a_time);
     let shared = &*reloader.shared;
     let old = shared.snapshot.load();
     let built = build_caught(&shared.config_path, || {
         build(&shared.config_path, &shared.health)
     });
-    let outcome = match built {
+    let (outcome, swapped) = match built {
         Ok(snap) => {
             warn_address_changes(shared, &snap, &old);
             let sha256 = snap.sha256.clone();
@@ -82,18 +87,18 @@ fn reload_with(reloader: &Reloader, why: &str, build: BuildFn) -> Outcome {
             m.config_info.with_label_values(&[&sha256]).set(1);
             // Regions, origins and shifts the reload added start at 0 too.
             crate::telemetry::metric_labels::zero_known_series(m, &snap);
-            shared.snapshot.store(Arc::new(snap));
+            let snap = Arc::new(snap);
+            shared.snapshot.store(snap.clone());
             // Origins the new config dropped lose their health entries.
-            let snap = shared.snapshot.load();
             let keys: std::collections::HashSet<&str> = snap
                 .regions
                 .iter()
                 .flat_map(|r| r.origins.iter().map(|o| o.key.as_str()))
                 .collect();
             shared.health.retain_origins(&|k| keys.contains(k));
-            Outcome::Swapped { sha256 }
+            (Outcome::Swapped { sha256 }, Some(snap))
         }
-        Err(e) => Outcome::Rejected(e.0),
+        Err(e) => (Outcome::Rejected(e.0), None),
     };
     let m = &shared.metrics;
     let mut last = lock(&reloader.last_error);
@@ -102,7 +107,7 @@ fn reload_with(reloader: &Reloader, why: &str, build: BuildFn) -> Outcome {
         Outcome::Swapped { sha256 } => {
             m.config_reloads.with_label_values(&["ok"]).inc();
             *last = None;
-            let snap = shared.snapshot.load();
+            let snap = swapped.expect("set with Swapped");
             shared.events.set_capacity(snap.admin.event_journal_size);
             shared.events.record(
                 Kind::ConfigApplied,
@@ -416,6 +421,33 @@ mod tests {
         assert!(matches!(reloader.reload("test"), Outcome::Swapped { .. }));
         assert_eq!(reloads(shared, "ok"), ok_before + 1);
         assert!(reloader.last_error().is_none());
+    }
+
+    #[test]
+    fn reloads_run_one_at_a_time() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        static NOW: AtomicUsize = AtomicUsize::new(0);
+        static MOST: AtomicUsize = AtomicUsize::new(0);
+        fn slow_build(path: &Path, reg: &HealthRegistry) -> Result<Snapshot, LoadFailure> {
+            let running = NOW.fetch_add(1, SeqCst) + 1;
+            MOST.fetch_max(running, SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            NOW.fetch_sub(1, SeqCst);
+            build_snapshot(path, reg)
+        }
+        let file = ConfigFile::new("reload-serial");
+        let reloader = Reloader::new(Shared::load(file.path()).unwrap());
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    assert!(matches!(
+                        reload_with(&reloader, "test", slow_build),
+                        Outcome::Swapped { .. }
+                    ))
+                });
+            }
+        });
+        assert_eq!(MOST.load(SeqCst), 1, "two reloads built at once");
     }
 
     #[test]
