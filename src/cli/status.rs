@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::services::api::{OriginDoc, State};
+
 /// Events shown under the table.
 const LAST_EVENTS: usize = 10;
 
@@ -71,16 +73,14 @@ pub fn admin_url(admin: Option<&str>, config: Option<&Path>) -> Result<String, S
 }
 
 /// `Ok` when the gateway is ready and no region is unhealthy, else why not.
-pub fn check(state: &Value) -> Result<(), String> {
+pub fn check(state: &State) -> Result<(), String> {
     let mut problems = Vec::new();
-    if state["ready"] != Value::Bool(true) {
+    if !state.ready {
         problems.push("not ready".to_string());
     }
-    if let Some(regions) = state["regions"].as_object() {
-        for (name, r) in regions {
-            if r["health"] == "unhealthy" {
-                problems.push(format!("region {name} unhealthy"));
-            }
+    for (name, r) in &state.regions {
+        if r.health == "unhealthy" {
+            problems.push(format!("region {name} unhealthy"));
         }
     }
     if problems.is_empty() {
@@ -122,8 +122,8 @@ fn clock(ms: u64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-fn ms(v: &Value) -> String {
-    match v.as_f64() {
+fn ms(v: Option<f64>) -> String {
+    match v {
         None => "-".into(),
         Some(x) if x >= 1000.0 => format!("{:.1}s", x / 1000.0),
         Some(x) if x >= 10.0 => format!("{x:.0}ms"),
@@ -131,12 +131,11 @@ fn ms(v: &Value) -> String {
     }
 }
 
-fn ratio(v: &Value) -> String {
-    format!("{:.1}%", v.as_f64().unwrap_or(0.0) * 100.0)
+fn ratio(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
 }
 
-fn rps(v: &Value) -> String {
-    let x = v.as_f64().unwrap_or(0.0);
+fn rps(x: f64) -> String {
     if x >= 100.0 {
         format!("{x:.0}")
     } else {
@@ -146,26 +145,22 @@ fn rps(v: &Value) -> String {
 
 /// The table for `state` (an `/admin/state` document) and `events` (newest first),
 /// as of `now` (unix ms).
-pub fn render(state: &Value, events: &[Value], color: bool, now: u64) -> String {
+pub fn render(state: &State, events: &[Value], color: bool, now: u64) -> String {
     let p = Paint(color);
     let mut out = String::new();
-    let cfg = &state["config"];
-    let sha = cfg["sha256"].as_str().unwrap_or("");
-    let ready = if state["ready"] == Value::Bool(true) {
-        "ready"
-    } else {
-        "NOT READY"
-    };
+    let cfg = &state.config;
+    let sha = &cfg.sha256;
+    let ready = if state.ready { "ready" } else { "NOT READY" };
     let _ = writeln!(
         out,
         "{} {}  local {}  config {} (loaded {})",
         p.bold("meridian"),
         p.word(ready, 0),
-        state["local_region"].as_str().unwrap_or("?"),
+        state.local_region,
         &sha[..sha.len().min(12)],
-        cfg["loaded_at_unix_ms"].as_u64().map_or("-".into(), clock),
+        clock(cfg.loaded_at_unix_ms),
     );
-    match cfg["last_reload_error"].as_str() {
+    match &cfg.last_reload_error {
         Some(e) => {
             let _ = writeln!(
                 out,
@@ -204,11 +199,9 @@ pub fn render(state: &Value, events: &[Value], color: bool, now: u64) -> String 
             "ORIGIN", "PROBE", "EJECTED", "REQ/S", "ERRORS", "P50", "P99", "LAST PROBE ERROR"
         ))
     );
-    let empty = serde_json::Map::new();
-    let regions = state["regions"].as_object().unwrap_or(&empty);
-    for (name, r) in regions {
-        let lm = &r["last_minute"];
-        let local = if state["local_region"] == name.as_str() {
+    for (name, r) in &state.regions {
+        let lm = &r.last_minute;
+        let local = if state.local_region == *name {
             " *"
         } else {
             ""
@@ -217,49 +210,44 @@ pub fn render(state: &Value, events: &[Value], color: bool, now: u64) -> String 
             out,
             "{:<18} {} {:>6} {:>9.1} {:>4}% {} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8}",
             format!("{name}{local}"),
-            p.word(r["health"].as_str().unwrap_or("?"), 9),
-            r["weight"].as_u64().unwrap_or(0),
-            r["effective_weight"].as_f64().unwrap_or(0.0),
-            r["traffic_dial"].as_u64().unwrap_or(0),
-            p.word(
-                if r["drained"] == Value::Bool(true) {
-                    "yes"
-                } else {
-                    "no"
-                },
-                7
-            ),
+            p.word(&r.health, 9),
+            r.weight,
+            r.effective_weight,
+            r.traffic_dial,
+            p.word(if r.drained { "yes" } else { "no" }, 7),
             // 0 = no latency measured yet.
-            ms(&r["latency_ms"].as_f64().filter(|l| *l > 0.0).into()),
-            ms(&r["replication_lag_ms"]),
-            rps(&lm["rps"]),
-            ratio(&lm["error_ratio"]),
-            ms(&lm["p50_ms"]),
-            ms(&lm["p99_ms"]),
+            ms(Some(r.latency_ms).filter(|l| *l > 0.0)),
+            ms(r.replication_lag_ms.map(f64::from)),
+            rps(lm.rps),
+            ratio(lm.error_ratio),
+            ms(lm.p50_ms),
+            ms(lm.p99_ms),
         );
-        for o in r["origins"].as_array().into_iter().flatten() {
-            let last = &o["last_probe"];
-            let why = match (last["error"].as_str(), last["detail"].as_str()) {
-                (Some(e), Some(d)) => format!("{e}: {d}"),
-                (Some(e), None) => e.to_string(),
-                _ => String::new(),
-            };
-            let ejected = if o["ejected"] == Value::Bool(true) {
-                let left = format!("{}s", o["ejected_for_ms"].as_u64().unwrap_or(0) / 1000);
+        for o in &r.origins {
+            let why =
+                o.last_probe
+                    .as_ref()
+                    .map_or(String::new(), |l| match (&l.error, &l.detail) {
+                        (Some(e), Some(d)) => format!("{e}: {d}"),
+                        (Some(e), None) => e.clone(),
+                        _ => String::new(),
+                    });
+            let ejected = if o.ejected {
+                let left = format!("{}s", o.ejected_for_ms / 1000);
                 format!("{} {left:<4}", p.word("yes", 0))
             } else {
                 p.word("no", 7)
             };
-            let olm = &o["last_minute"];
+            let olm = &o.last_minute;
             let row = format!(
                 "  {:<24} {} {} {:>8} {:>7} {:>8} {:>8}  {}",
-                o["address"].as_str().unwrap_or("?"),
-                p.word(o["probe_state"].as_str().unwrap_or("?"), 9),
+                o.address,
+                p.word(&o.probe_state, 9),
                 ejected,
-                rps(&olm["rps"]),
-                ratio(&olm["error_ratio"]),
-                ms(&olm["p50_ms"]),
-                ms(&olm["p99_ms"]),
+                rps(olm.rps),
+                ratio(olm.error_ratio),
+                ms(olm.p50_ms),
+                ms(olm.p99_ms),
                 why
             );
             let _ = writeln!(out, "{}", row.trim_end());
@@ -267,22 +255,19 @@ pub fn render(state: &Value, events: &[Value], color: bool, now: u64) -> String 
         }
     }
 
-    let shifts = state["shifts"].as_array().map_or(&[][..], |v| v);
-    if !shifts.is_empty() {
+    if !state.shifts.is_empty() {
         out.push('\n');
         let _ = writeln!(out, "{}", p.bold("SHIFTS"));
-        for s in shifts {
-            let progress = s["progress"].as_f64().unwrap_or(0.0);
-            let final_pct = s["final_percent"].as_f64().unwrap_or(0.0);
-            let done = if final_pct > 0.0 {
-                (progress * 100.0 / final_pct).clamp(0.0, 1.0)
+        for s in &state.shifts {
+            let done = if s.final_percent > 0.0 {
+                (s.progress * 100.0 / s.final_percent).clamp(0.0, 1.0)
             } else {
                 0.0
             };
             let filled = (done * 20.0).round() as usize;
-            let status = if s["aborted"] == Value::Bool(true) {
+            let status = if s.aborted {
                 p.word("aborted", 0)
-            } else if s["active"] == Value::Bool(true) {
+            } else if s.active {
                 "active".into()
             } else {
                 "pending".into()
@@ -290,65 +275,52 @@ pub fn render(state: &Value, events: &[Value], color: bool, now: u64) -> String 
             let _ = writeln!(
                 out,
                 "  {:<24} {} -> {}  [{}{}] {:.0}% of {:.0}%  {}",
-                s["name"].as_str().unwrap_or("?"),
-                s["from"].as_str().unwrap_or("?"),
-                s["to"].as_str().unwrap_or("?"),
+                s.name,
+                s.from,
+                s.to,
                 "#".repeat(filled),
                 ".".repeat(20 - filled),
-                progress * 100.0,
-                final_pct,
+                s.progress * 100.0,
+                s.final_percent,
                 status
             );
         }
     }
 
-    let dns = &state["dns"];
-    if dns["configured"] == Value::Bool(true) {
+    let dns = &state.dns;
+    if dns.configured {
         out.push('\n');
-        let synced = dns["last_sync_unix_ms"]
-            .as_u64()
-            .map_or("never".into(), |t| {
-                format!("{}s ago", now.saturating_sub(t) / 1000)
-            });
+        let synced = dns.last_sync_unix_ms.map_or("never".into(), |t| {
+            format!("{}s ago", now.saturating_sub(t) / 1000)
+        });
         let _ = writeln!(
             out,
             "{}  {}{}, last sync {synced}: {}{}",
             p.bold("DNS"),
-            if dns["enabled"] == Value::Bool(true) {
-                "enabled"
-            } else {
-                "disabled"
-            },
-            if dns["dry_run"] == Value::Bool(true) {
-                " (dry run)"
-            } else {
-                ""
-            },
-            dns["last_result"].as_str().unwrap_or("-"),
-            dns["last_error"]
-                .as_str()
+            if dns.enabled { "enabled" } else { "disabled" },
+            if dns.dry_run { " (dry run)" } else { "" },
+            dns.last_result.as_deref().unwrap_or("-"),
+            dns.last_error
+                .as_deref()
                 .map(|e| format!(" ({e})"))
                 .unwrap_or_default()
         );
-        for rec in dns["records"].as_array().into_iter().flatten() {
-            let region = rec["region"].as_str().unwrap_or("?");
-            let vote = &dns["votes"][region];
-            let current = rec["current_weight"]
-                .as_u64()
-                .map_or("-".into(), |w| w.to_string());
+        for rec in &dns.records {
+            let vote = dns.votes.get(&rec.region);
+            let current = rec.current_weight.map_or("-".into(), |w| w.to_string());
             let _ = writeln!(
                 out,
                 "  {:<18} configured {:>3}  current {:>3}  desired {:>3}  {}  vote {} (down {}, up {}, fresh {}, quorum {})",
-                region,
-                rec["configured_weight"].as_u64().unwrap_or(0),
+                rec.region,
+                rec.configured_weight,
                 current,
-                rec["desired_weight"].as_u64().unwrap_or(0),
-                p.word(rec["why"].as_str().unwrap_or("?"), 9),
-                p.word(vote["verdict"].as_str().unwrap_or("-"), 4),
-                vote["down_held"].as_u64().unwrap_or(0),
-                vote["up_held"].as_u64().unwrap_or(0),
-                vote["fresh_views"].as_u64().unwrap_or(0),
-                vote["quorum"].as_u64().unwrap_or(0),
+                rec.desired_weight,
+                p.word(&rec.why, 9),
+                p.word(vote.map_or("-", |v| v.verdict.as_str()), 4),
+                vote.map_or(0, |v| v.down_held),
+                vote.map_or(0, |v| v.up_held),
+                vote.map_or(0, |v| v.fresh_views),
+                vote.map_or(0, |v| v.quorum),
             );
         }
     }
@@ -432,7 +404,14 @@ pub async fn fetch(admin: &str, path: &str) -> Result<Value, String> {
 /// Fetches, prints and (with `--check`) judges; the process exit status.
 pub async fn run(o: &Options) -> u8 {
     loop {
-        let state = match fetch(&o.admin, "/admin/state").await {
+        let state = match fetch(&o.admin, "/admin/state").await.and_then(|v| {
+            serde_json::from_value::<State>(v).map_err(|e| {
+                format!(
+                    "{}/admin/state is not the schema this meridian reads (another version?): {e}",
+                    o.admin
+                )
+            })
+        }) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("meridian status: {e}");
@@ -444,7 +423,10 @@ pub async fn run(o: &Options) -> u8 {
             }
         };
         if o.json {
-            println!("{state:#}");
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&state).unwrap_or_default()
+            );
         } else {
             let events = fetch(&o.admin, &format!("/admin/events?limit={LAST_EVENTS}"))
                 .await
@@ -475,38 +457,33 @@ pub async fn run(o: &Options) -> u8 {
 /// An origin's addresses, one row each, when it has a name or more than one
 /// (an IP origin's one address is its own row), and what its name's last
 /// lookup found when that failed.
-fn addresses(out: &mut String, p: &Paint, o: &Value) {
-    let addrs = o["addresses"].as_array().map_or(&[][..], |v| v);
-    let name = o["dns"]["name"].as_str();
-    if name.is_none() && addrs.len() <= 1 {
+fn addresses(out: &mut String, p: &Paint, o: &OriginDoc) {
+    if o.dns.name.is_none() && o.addresses.len() <= 1 {
         return;
     }
-    for a in addrs {
-        let ejected = if a["ejected"] == Value::Bool(true) {
-            format!(
-                "ejected {}s",
-                a["ejected_for_ms"].as_u64().unwrap_or(0) / 1000
-            )
+    for a in &o.addresses {
+        let ejected = if a.ejected {
+            format!("ejected {}s", a.ejected_for_ms / 1000)
         } else {
             String::new()
         };
         let row = format!(
             "    {:<22} {} {:>4} in flight  {}",
-            a["address"].as_str().unwrap_or("?"),
-            p.word(a["probe_state"].as_str().unwrap_or("?"), 9),
-            a["outstanding"].as_u64().unwrap_or(0),
+            a.address,
+            p.word(&a.probe_state, 9),
+            a.outstanding,
             ejected
         );
         let _ = writeln!(out, "{}", row.trim_end());
     }
-    let Some(name) = name else {
+    let Some(name) = &o.dns.name else {
         return;
     };
-    if addrs.is_empty() {
+    if o.addresses.is_empty() {
         let _ = writeln!(out, "    no address: {name} has not resolved");
     }
-    if let Some(result @ ("empty" | "error")) = o["dns"]["last_result"].as_str() {
-        let why = o["dns"]["last_error"].as_str().unwrap_or("");
+    if let Some(result @ ("empty" | "error")) = o.dns.last_result.as_deref() {
+        let why = o.dns.last_error.as_deref().unwrap_or("");
         let _ = writeln!(out, "    dns {result}: {why} (keeping the last addresses)");
     }
 }
@@ -516,33 +493,59 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn state() -> Value {
-        json!({
+    fn minute(rps: f64, error_ratio: f64, p50: Value, p99: Value) -> Value {
+        json!({"window_s": 60.0, "requests": 0, "errors": 0, "rps": rps, "error_ratio": error_ratio,
+            "p50_ms": p50, "p99_ms": p99})
+    }
+
+    fn address(address: &str, state: &str, outstanding: u64, ejected_for_ms: u64) -> Value {
+        json!({"address": address, "probe_state": state, "eligible": ejected_for_ms == 0 && state == "healthy",
+            "latency_ms": 1.0, "outstanding": outstanding, "ejected": ejected_for_ms > 0,
+            "ejected_for_ms": ejected_for_ms, "times_ejected": 0, "consecutive_probe_passes": 0,
+            "consecutive_probe_failures": 0, "consecutive_live_failures": 0, "last_probe": null,
+            "replication_lag_ms": null})
+    }
+
+    fn state() -> State {
+        let mut eu = address("10.0.0.9:443", "unhealthy", 0, 29_000);
+        eu["last_probe"] = json!({"result": "fail", "error": "refused", "detail": "Connection refused (os error 111)",
+            "at_unix_ms": 3_725_000u64, "duration_ms": 1});
+        let mut eu_origin = eu.clone();
+        eu_origin["last_minute"] = minute(2.5, 0.25, json!(3.2), json!(1500.0));
+        eu_origin["addresses"] = json!([eu]);
+        eu_origin["dns"] = json!({"name": null, "resolved": true, "last_result": null, "last_error": null,
+            "last_lookup_unix_ms": 0, "lookups": 0});
+        let mut us_origin = address("alb.us.test:443", "healthy", 3, 0);
+        us_origin["last_minute"] = minute(120.0, 0.0, json!(null), json!(null));
+        us_origin["addresses"] = json!([
+            address("10.1.0.1:443", "healthy", 3, 0),
+            address("10.1.0.2:443", "unhealthy", 0, 9_000)
+        ]);
+        us_origin["dns"] = json!({"name": "alb.us.test", "resolved": true, "last_result": "error",
+            "last_error": "no answer in time", "last_lookup_unix_ms": 3_729_000u64, "lookups": 7});
+        serde_json::from_value(json!({
             "config": {"path": "/etc/m.yaml", "sha256": "0123456789abcdef0123", "loaded_at_unix_ms": 3_723_000u64, "last_reload_error": "m.yaml:3:1: regions: bad\nsecond"},
             "local_region": "us-east-1",
             "ready": true,
+            "log_lines_dropped": 0,
             "regions": {
                 "eu-west-1": {"weight": 50, "effective_weight": 0.0, "traffic_dial": 100, "drained": false, "health": "unhealthy",
                     "latency_ms": 12.5, "replication_lag_ms": 300,
-                    "last_minute": {"rps": 2.5, "error_ratio": 0.25, "p50_ms": 3.2, "p99_ms": 1500.0},
-                    "origins": [{"address": "10.0.0.9:443", "probe_state": "unhealthy", "ejected": true, "ejected_for_ms": 29_000,
-                        "last_probe": {"result": "fail", "error": "refused", "detail": "Connection refused (os error 111)"},
-                        "last_minute": {"rps": 2.5, "error_ratio": 0.25, "p50_ms": 3.2, "p99_ms": 1500.0}}]},
+                    "last_minute": minute(2.5, 0.25, json!(3.2), json!(1500.0)),
+                    "origins": [eu_origin]},
                 "us-east-1": {"weight": 100, "effective_weight": 100.0, "traffic_dial": 100, "drained": false, "health": "healthy",
                     "latency_ms": 1.0, "replication_lag_ms": null,
-                    "last_minute": {"rps": 120.0, "error_ratio": 0.0, "p50_ms": null, "p99_ms": null},
-                    "origins": [{"address": "alb.us.test:443", "probe_state": "healthy", "ejected": false,
-                        "last_probe": null, "last_minute": {"rps": 120.0, "error_ratio": 0.0, "p50_ms": null, "p99_ms": null},
-                        "dns": {"name": "alb.us.test", "resolved": true, "last_result": "error", "last_error": "no answer in time"},
-                        "addresses": [
-                            {"address": "10.1.0.1:443", "probe_state": "healthy", "outstanding": 3, "ejected": false},
-                            {"address": "10.1.0.2:443", "probe_state": "unhealthy", "outstanding": 0, "ejected": true, "ejected_for_ms": 9_000}]}]}
+                    "last_minute": minute(120.0, 0.0, json!(null), json!(null)),
+                    "origins": [us_origin]}
             },
             "shifts": [{"name": "move", "from": "us-east-1", "to": "eu-west-1", "progress": 0.15, "final_percent": 30.0, "active": true, "aborted": false}],
             "dns": {"configured": true, "enabled": true, "dry_run": false, "last_sync_unix_ms": 3_700_000u64, "last_result": "changed",
-                "records": [{"region": "eu-west-1", "configured_weight": 50, "current_weight": 0, "desired_weight": 0, "why": "down"}],
-                "votes": {"eu-west-1": {"verdict": "down", "down_held": 2, "up_held": 0, "fresh_views": 3, "quorum": 2}}}
-        })
+                "last_error": null, "consecutive_errors": 0, "last_change_id": null, "last_comment": null,
+                "records": [{"region": "eu-west-1", "set_identifier": "eu-west-1", "configured_weight": 50, "current_weight": 0, "desired_weight": 0, "why": "down"}],
+                "votes": {"eu-west-1": {"verdict": "down", "down_held": 2, "up_held": 0, "fresh_views": 3, "quorum": 2}},
+                "views": []}
+        }))
+        .unwrap()
     }
 
     #[test]
@@ -619,9 +622,9 @@ mod tests {
     fn check_fails_on_unready_or_unhealthy() {
         let mut s = state();
         assert_eq!(check(&s), Err("region eu-west-1 unhealthy".into()));
-        s["regions"]["eu-west-1"]["health"] = json!("degraded");
+        s.regions.get_mut("eu-west-1").unwrap().health = "degraded".into();
         assert_eq!(check(&s), Ok(()));
-        s["ready"] = json!(false);
+        s.ready = false;
         assert_eq!(check(&s), Err("not ready".into()));
     }
 

@@ -2,6 +2,7 @@
 //! everything, reload, probes, the Route 53 reconciler and the admin listener.
 
 pub mod admin;
+pub mod api;
 pub mod dns;
 pub mod probes;
 pub mod reload;

@@ -33,8 +33,8 @@ pub struct Shared {
     /// Set on SIGTERM/SIGINT: /readyz answers 503 from then on.
     shutting_down: AtomicBool,
     /// What the Route 53 reconciler published of its last sync (it owns its
-    /// status; this is the copy `/admin/state` shows). Null before the first.
-    dns_status: Mutex<serde_json::Value>,
+    /// status; this is the copy `/admin/state` shows). Empty before the first sync.
+    dns_status: Mutex<crate::services::api::DnsDoc>,
     /// Recent state changes (`GET /admin/events`).
     pub events: crate::telemetry::events::Journal,
 }
@@ -117,10 +117,10 @@ impl Shared {
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
     }
-    pub fn publish_dns_status(&self, status: serde_json::Value) {
-        *lock(&self.dns_status) = status;
+    pub fn publish_dns_status(&self, status: &crate::services::api::DnsDoc) {
+        *lock(&self.dns_status) = status.clone();
     }
-    pub fn dns_status(&self) -> serde_json::Value {
+    pub fn dns_status(&self) -> crate::services::api::DnsDoc {
         lock(&self.dns_status).clone()
     }
     pub fn shutting_down(&self) -> bool {

@@ -29,11 +29,13 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
         .unwrap_or_default()
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(value.to_string())))
+        .body(Full::new(Bytes::from(
+            serde_json::to_vec(value).unwrap_or_default(),
+        )))
         .unwrap_or_default()
 }
 

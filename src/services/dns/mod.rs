@@ -90,14 +90,7 @@ impl SyncResult {
 }
 
 /// One view as `/admin/state` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ViewDoc {
-    pub publisher: String,
-    pub at_unix_ms: u64,
-    pub fresh: bool,
-    /// Region → "up" / "down" with the unix ms of the last change.
-    pub regions: BTreeMap<String, (String, u64)>,
-}
+pub use crate::services::api::ViewDoc;
 
 /// What one sync found and did.
 #[derive(Debug, Clone)]
@@ -251,21 +244,9 @@ impl Tracker {
     }
 }
 
-/// The reconciler's last sync for `/admin/state` (which adds `enabled` from the
-/// config in service).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Status {
-    pub dry_run: bool,
-    pub last_sync_unix_ms: Option<u64>,
-    pub last_result: Option<SyncResult>,
-    pub last_error: Option<String>,
-    pub consecutive_errors: u32,
-    pub last_change_id: Option<String>,
-    pub last_comment: Option<String>,
-    pub records: Vec<Planned>,
-    pub votes: BTreeMap<String, Tally>,
-    pub views: Vec<ViewDoc>,
-}
+/// The reconciler's last sync, as `/admin/state` shows it (which adds `enabled`
+/// and `configured` from the config in service).
+pub type Status = crate::services::api::DnsDoc;
 
 /// How long after `failures` consecutive errors the next try comes: doubling from
 /// one interval, at most 5 minutes (or one interval if that is longer), ±10%.
@@ -295,7 +276,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
     let mut tracker = Tracker::default();
     // This reconciler's own status; each sync publishes a copy for `/admin/state`.
     let mut status = Status::default();
-    shared.publish_dns_status(serde_json::to_value(&status).unwrap_or_default());
+    shared.publish_dns_status(&status);
     let mut client: Option<(Option<String>, Arc<dyn Route53Api>)> = None;
     let mut next_sync = tokio::time::Instant::now();
     let mut failures = 0u32;
@@ -335,7 +316,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
                 let result = sync(api.as_ref(), &settings, &view).await;
                 let throttled = result.as_ref().is_err_and(ApiError::is_throttled);
                 record(&shared, &settings, result, &mut failures, &mut status);
-                shared.publish_dns_status(serde_json::to_value(&status).unwrap_or_default());
+                shared.publish_dns_status(&status);
                 next_sync = tokio::time::Instant::now()
                     + if failures == 0 {
                         dns.interval.get()
@@ -402,22 +383,26 @@ fn record(
                     ),
                 );
             }
-            st.last_result = Some(o.result);
+            st.last_result = Some(o.result.as_str().to_string());
             st.last_error = None;
             st.consecutive_errors = 0;
             if o.change_id.is_some() {
                 st.last_change_id = o.change_id;
             }
             st.last_comment = Some(o.comment);
-            st.records = o.plan.records;
-            st.votes = o.tallies;
+            st.records = o.plan.records.iter().map(Planned::doc).collect();
+            st.votes = o
+                .tallies
+                .iter()
+                .map(|(r, t)| (r.clone(), t.doc()))
+                .collect();
             st.views = o.views;
         }
         Err(e) => {
             *failures += 1;
             m.dns_syncs.with_label_values(&["error"]).inc();
             tracing::warn!(error = %e, kind = e.kind(), failures = *failures, "dns sync failed; backing off");
-            st.last_result = Some(SyncResult::Error);
+            st.last_result = Some(SyncResult::Error.as_str().to_string());
             st.last_error = Some(e.to_string());
             st.consecutive_errors = *failures;
         }

@@ -25,12 +25,36 @@ pub enum Why {
 }
 
 impl Why {
+    /// Its name in `/admin/state`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Why::Healthy => "healthy",
+            Why::Down => "down",
+            Why::Holding => "holding",
+            Why::FailOpen => "fail_open",
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Why::Healthy => "healthy",
             Why::Down => "down for hold_down",
             Why::Holding => "no quorum, unchanged",
             Why::FailOpen => "fail open, every region looks down",
+        }
+    }
+}
+
+impl Planned {
+    /// As `/admin/state` shows it.
+    pub fn doc(&self) -> crate::services::api::RecordDoc {
+        crate::services::api::RecordDoc {
+            region: self.region.clone(),
+            set_identifier: self.set_identifier.clone(),
+            configured_weight: self.configured_weight,
+            current_weight: self.current_weight,
+            desired_weight: self.desired_weight,
+            why: self.why.label().to_string(),
         }
     }
 }

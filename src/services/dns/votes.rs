@@ -114,6 +114,24 @@ pub struct Tally {
     pub quorum: usize,
 }
 
+impl Tally {
+    /// As `/admin/state` shows it.
+    pub fn doc(&self) -> crate::services::api::VoteDoc {
+        crate::services::api::VoteDoc {
+            verdict: match self.verdict {
+                Verdict::Down => "down",
+                Verdict::Up => "up",
+                Verdict::Hold => "hold",
+            }
+            .to_string(),
+            down_held: self.down_held as u64,
+            up_held: self.up_held as u64,
+            fresh_views: self.fresh_views as u64,
+            quorum: self.quorum as u64,
+        }
+    }
+}
+
 /// The rules the tally follows.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules {
