@@ -1,15 +1,19 @@
-# meridian: multi-stage build. The build stage needs cmake (Pingora builds zlib-ng from C).
+# meridian: multi-stage build of the release binary (`cargo build --release`, the
+# plain build; scripts/pgo's profile-guided build is not what this image ships).
 # Build:  docker build -t meridian .
 # Run:    docker run -p 8080:8080 -p 9901:9901 -v $PWD/config:/etc/meridian:ro meridian
+# The build stage needs nothing beyond the Rust image: the C code in the tree (ring,
+# aws-lc-sys) builds with its cc. tests/dockerfile.rs assembles this build context
+# (the COPY lines below, less .dockerignore) and runs the build command in it
+# offline, without cmake, so a path the build needs cannot go missing unnoticed.
 FROM rust:1.95-bookworm AS build
-RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# hyper with meridian's patches ([patch.crates-io] in Cargo.toml; docs/hyper/).
+COPY vendor ./vendor
 COPY src ./src
+# Cargo.toml names the benches; the manifest does not load without them.
 COPY benches ./benches
-COPY examples ./examples
 RUN cargo build --release --locked --bin meridian
 
 FROM debian:bookworm-slim

@@ -3,6 +3,13 @@
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+# need_geoip: exits naming what to run when the GeoIP database the load configs use is missing
+# (meridian would exit at start, and the scripts would only see its port never open).
+need_geoip() {
+  [ -f geoip/geo-whois-asn-country.mmdb ] && return 0
+  echo "geoip/geo-whois-asn-country.mmdb is missing: run geoip/fetch --city first" >&2
+  exit 1
+}
 
 # start_origin PORT: nginx answering a small fixed body, 2 workers (not the thing measured).
 start_origin() {
@@ -29,6 +36,7 @@ nginx -c "$out/origin.conf" -p "$out/origin" -g 'daemon off;' & pids+=($!)
 
 # start_meridian LISTEN ADMIN ORIGIN [extra yaml]: loadtest/meridian.yaml, one worker thread.
 start_meridian() {
+  need_geoip
   sed -e "s/{{LISTEN}}/127.0.0.1:$1/" -e "s/{{ADMIN}}/127.0.0.1:$2/" -e "s/{{ORIGIN}}/127.0.0.1:$3/" \
       -e "s#{{REPO}}#$PWD#" loadtest/meridian.yaml > "$out/meridian-$1.yaml"
   printf '%s\n' "${4:-}" >> "$out/meridian-$1.yaml"

@@ -1,6 +1,8 @@
-//! Kept-alive client connections over raw sockets: meridian runs the wait between
-//! requests itself (src/downstream.rs), so it owns what ends an idle connection:
-//! `timeouts.client_idle` of silence, the client closing, a graceful shutdown.
+//! Kept-alive client connections over raw sockets: hyper's HTTP/1 server runs the
+//! wait between requests, with the `idle_timeout` of meridian's patched hyper
+//! (docs/hyper patch 0002, set in src/proxy/listener.rs), and these check what ends
+//! an idle connection: `timeouts.client_idle` of silence, the client closing, a
+//! graceful shutdown.
 
 mod support;
 

@@ -411,6 +411,7 @@ pub fn for_origin(
 
 /// The client's request made fit for an HTTP/1 origin as it is (passthrough
 /// mode): hop-by-hop headers dropped, the target in origin form.
+#[cfg(feature = "bench-engine")]
 pub fn strip_for_origin(parts: &mut Parts) {
     strip_hop_by_hop(&mut parts.headers, false);
     if let Some(pq) = parts.uri.path_and_query().cloned() {

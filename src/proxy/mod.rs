@@ -63,6 +63,8 @@ pub struct Proxy {
     pub retry_budget: crate::proxy::retry_budget::RetryBudget,
     /// No policy at all (`MERIDIAN_PASSTHROUGH=1`): the floor meridian's own
     /// per-request work is measured against (loadtest/perf's `engine` row).
+    /// Only in a build with the `bench-engine` feature, never in the product.
+    #[cfg(feature = "bench-engine")]
     pub passthrough: bool,
     /// `geo_lookups_total{result}` for hit, miss and error, resolved once.
     geo_lookups: [prometheus::IntCounter; 3],
@@ -324,12 +326,13 @@ async fn within<F: std::future::Future>(
 }
 
 impl Proxy {
-    pub fn new(shared: Arc<Shared>, passthrough: bool) -> Proxy {
+    pub fn new(shared: Arc<Shared>, #[cfg(feature = "bench-engine")] passthrough: bool) -> Proxy {
         let geo_lookups = [GeoResult::Hit, GeoResult::Miss, GeoResult::Error]
             .map(|r| shared.metrics.geo_lookups.with_label_values(&[r.as_str()]));
         Proxy {
             shared,
             retry_budget: Default::default(),
+            #[cfg(feature = "bench-engine")]
             passthrough,
             geo_lookups,
         }
@@ -343,6 +346,7 @@ impl Proxy {
     /// per request: as one `async fn` it held the request, its parts and
     /// their copies side by side (3,144 bytes).
     pub fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Answer {
+        #[cfg(feature = "bench-engine")]
         if self.passthrough {
             return self.pass_through(req);
         }
@@ -624,6 +628,7 @@ impl Proxy {
 
     /// The engine alone: the request, hop-by-hop headers aside, to the local
     /// region's first origin over a pooled connection; its answer back.
+    #[cfg(feature = "bench-engine")]
     fn pass_through(&self, req: Request<Incoming>) -> Answer {
         let snap = self.shared.snapshot.load_full();
         let (mut parts, body) = req.into_parts();
@@ -830,6 +835,7 @@ fn gateway_error(
 }
 
 /// An empty answer with `status` (passthrough mode's failures).
+#[cfg(feature = "bench-engine")]
 fn bare_error(status: u16) -> Response<ResponseBody> {
     let mut resp = Response::new(ResponseBody::full(Bytes::new(), None));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);

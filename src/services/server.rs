@@ -133,8 +133,7 @@ async fn serve(shared: Arc<Shared>, on_ready: Option<OnReady>) -> anyhow::Result
     ));
     tokio::spawn(expire_idle(shared.clone(), shutdown.clone()));
 
-    let passthrough = std::env::var_os("MERIDIAN_PASSTHROUGH").is_some_and(|v| v == "1");
-    let proxy = Arc::new(Proxy::new(shared.clone(), passthrough));
+    let proxy = Arc::new(proxy(shared.clone()));
     let live = Arc::new(());
     for l in listeners {
         tokio::spawn(listener::serve(
@@ -172,6 +171,29 @@ async fn serve(shared: Arc<Shared>, on_ready: Option<OnReady>) -> anyhow::Result
         );
     }
     Ok(())
+}
+
+/// The data path. In a `bench-engine` build (loadtest/perf's `engine` row, never the
+/// product), `MERIDIAN_PASSTHROUGH=1` makes it the engine with no policy; elsewhere
+/// that variable is ignored, and said to be.
+fn proxy(shared: Arc<Shared>) -> Proxy {
+    let asked = std::env::var_os("MERIDIAN_PASSTHROUGH").is_some_and(|v| v == "1");
+    #[cfg(feature = "bench-engine")]
+    {
+        if asked {
+            tracing::warn!("bench-engine build: MERIDIAN_PASSTHROUGH=1, no policy at all");
+        }
+        Proxy::new(shared, asked)
+    }
+    #[cfg(not(feature = "bench-engine"))]
+    {
+        if asked {
+            tracing::warn!(
+                "MERIDIAN_PASSTHROUGH ignored: only a build with the bench-engine feature has it"
+            );
+        }
+        Proxy::new(shared)
+    }
 }
 
 /// Waits until the gateway is ready, then logs it and calls `on_ready`.

@@ -39,7 +39,8 @@ pub fn retry_reasons() -> Vec<&'static str> {
 }
 
 /// `probe_failures_total{reason}`: a failed probe's reason, and `body_not_json`
-/// (a deep probe judged by its status alone, counted in `health::probe`).
+/// (a deep probe judged by its status alone, counted in `services::probes`'
+/// probe loop).
 pub fn probe_failure_reasons() -> Vec<&'static str> {
     use FailReason::*;
     fn _all_listed(r: FailReason) {

@@ -531,7 +531,9 @@ pub struct Timeouts {
     #[serde(default = "default_idle_timeout")]
     pub idle: Duration,
     /// How long a client may take to send a whole request header, from its first
-    /// byte (slowloris); Pingora alone only times each read.
+    /// byte (slowloris): hyper's `header_read_timeout`, which on a kept-alive
+    /// connection starts with the next request's first byte (docs/hyper patch
+    /// 0002; `client_idle` times the silence before it).
     #[serde(default = "default_request_header_timeout")]
     pub request_header: Duration,
     /// How long a kept-alive client may stay silent between requests.
