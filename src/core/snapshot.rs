@@ -107,6 +107,26 @@ pub struct RegionEntry {
     pub state: Arc<RegionState>,
 }
 
+impl RegionEntry {
+    /// Its configured weight after the dial and what its health leaves of its
+    /// share (`status`, from a health view).
+    pub fn effective_weight(
+        &self,
+        status: &crate::core::health::RegionStatus,
+        degraded_factor: f64,
+    ) -> f64 {
+        f64::from(self.weight) * f64::from(self.dial) / 100.0 * status.share_factor(degraded_factor)
+    }
+
+    /// The largest replication lag an eligible endpoint of the region reports (ms).
+    pub fn replication_lag_ms(&self, now_ms: u64) -> Option<u32> {
+        self.origins
+            .iter()
+            .filter_map(|o| o.endpoints.replication_lag_ms(now_ms))
+            .max()
+    }
+}
+
 /// A compiled residency group.
 #[derive(Debug)]
 pub struct ResidencyGroup {
@@ -173,6 +193,16 @@ pub struct Shift {
 }
 
 impl Shift {
+    /// Fraction of `from`'s traffic moved now: [`Shift::fraction_at`], or 0 once
+    /// its guard aborted it.
+    pub fn progress(&self, now_ms: u64) -> f64 {
+        if self.state.aborted.load(Relaxed) {
+            0.0
+        } else {
+            self.fraction_at(now_ms)
+        }
+    }
+
     /// Fraction of `from`'s traffic moved at wall-clock `now_ms`: 0 before start,
     /// linear over the ramp, then the final fraction.
     pub fn fraction_at(&self, now_ms: u64) -> f64 {

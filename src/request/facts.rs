@@ -196,8 +196,7 @@ pub fn issue_write_token(
 pub fn max_replication_lag_ms(snap: &Snapshot, now_ms: u64) -> Option<u64> {
     snap.regions
         .iter()
-        .flat_map(|r| &r.origins)
-        .filter_map(|o| o.endpoints.replication_lag_ms(now_ms))
+        .filter_map(|r| r.replication_lag_ms(now_ms))
         .map(u64::from)
         .max()
 }

@@ -3,7 +3,6 @@
 //! snapshot is swapped in, in one `ArcSwap::store`. A bad file changes nothing
 //! but the error report: the old snapshot keeps serving.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -159,14 +158,7 @@ fn build_caught(
     })
 }
 
-/// The text a panic was raised with (`panic!("...")` gives a `&str` or a `String`).
-fn panic_message(payload: &(dyn Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a panic without a message")
-}
+use crate::util::panic_message;
 
 /// sha256 of each listener certificate file `snap` names, by path, as the files
 /// are now (read here, by the reload service, not by the compiled table).

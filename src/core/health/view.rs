@@ -21,6 +21,23 @@ impl RegionHealth {
             RegionHealth::Unhealthy => "unhealthy",
         }
     }
+    /// As kept in an atomic: 1, 2, 3 (0 stands for none).
+    pub fn code(self) -> u8 {
+        match self {
+            RegionHealth::Healthy => 1,
+            RegionHealth::Degraded => 2,
+            RegionHealth::Unhealthy => 3,
+        }
+    }
+    /// `code`'s inverse; None for 0 (or anything else).
+    pub fn from_code(code: u8) -> Option<RegionHealth> {
+        match code {
+            1 => Some(RegionHealth::Healthy),
+            2 => Some(RegionHealth::Degraded),
+            3 => Some(RegionHealth::Unhealthy),
+            _ => None,
+        }
+    }
 }
 
 /// One region's state in the view.

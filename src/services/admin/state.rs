@@ -30,17 +30,12 @@ pub fn document(shared: &Shared, last_reload_error: Option<String>) -> State {
             let s = view.region(i);
             let doc = RegionDoc {
                 weight: r.weight,
-                effective_weight: f64::from(r.weight) * f64::from(r.dial) / 100.0
-                    * s.share_factor(snap.degraded_factor),
+                effective_weight: r.effective_weight(&s, snap.degraded_factor),
                 traffic_dial: r.dial,
                 drained: s.drained,
                 health: s.health.as_str().to_string(),
                 latency_ms: f64::from(s.latency_us) / 1000.0,
-                replication_lag_ms: r
-                    .origins
-                    .iter()
-                    .filter_map(|o| o.endpoints.replication_lag_ms(now))
-                    .max(),
+                replication_lag_ms: r.replication_lag_ms(now),
                 last_minute: last_minute(r.state.rates.summary(rates_now)),
                 origins: r
                     .origins
@@ -75,7 +70,7 @@ pub fn document(shared: &Shared, last_reload_error: Option<String>) -> State {
             .iter()
             .map(|s| {
                 let aborted = s.state.aborted.load(Relaxed);
-                let progress = if aborted { 0.0 } else { s.fraction_at(now) };
+                let progress = s.progress(now);
                 ShiftDoc {
                     name: s.name.clone(),
                     from: snap.regions[s.from].name.clone(),

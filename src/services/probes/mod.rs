@@ -116,22 +116,15 @@ async fn take_ended(tasks: &mut HashMap<String, JoinHandle<()>>) -> Vec<Ended> {
         // Finished: the await returns at once.
         let panic = match task.await {
             Ok(()) => None,
-            Err(e) if e.is_panic() => Some(panic_text(e.into_panic())),
+            Err(e) if e.is_panic() => {
+                Some(crate::util::panic_message(&*e.into_panic()).to_string())
+            }
             // Cancelled: only by the runtime shutting down.
             Err(_) => None,
         };
         ended.push(Ended { key, panic });
     }
     ended
-}
-
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(s) => *s,
-        Err(p) => p
-            .downcast_ref::<&str>()
-            .map_or_else(|| "a panic without a message".into(), |s| s.to_string()),
-    }
 }
 
 /// Logs and counts a probe task that ended while its origin is in `snap` (the
@@ -439,19 +432,13 @@ fn export_regions(shared: &Shared, snap: &Snapshot) {
         m.region_healthy
             .with_label_values(&name)
             .set(i64::from(status.eligible()));
-        m.region_weight_effective.with_label_values(&name).set(
-            f64::from(region.weight) * f64::from(region.dial) / 100.0
-                * status.share_factor(snap.degraded_factor),
-        );
+        m.region_weight_effective
+            .with_label_values(&name)
+            .set(region.effective_weight(&status, snap.degraded_factor));
         m.region_latency
             .with_label_values(&name)
             .set(f64::from(status.latency_us) / 1e6);
-        let lag = region
-            .origins
-            .iter()
-            .filter_map(|o| o.endpoints.replication_lag_ms(now))
-            .max();
-        if let Some(lag) = lag {
+        if let Some(lag) = region.replication_lag_ms(now) {
             m.replication_lag
                 .with_label_values(&name)
                 .set(f64::from(lag) / 1e3);
@@ -516,11 +503,7 @@ impl ShiftGuards {
             }
         }
         for s in &snap.shifts {
-            let progress = if s.state.aborted.load(Relaxed) {
-                0.0
-            } else {
-                s.fraction_at(now)
-            };
+            let progress = s.progress(now);
             shared
                 .metrics
                 .shift_progress

@@ -13,21 +13,8 @@ use crate::core::snapshot::{RegionIdx, Snapshot};
 use crate::services::shared::Shared;
 use crate::telemetry::events::Kind;
 
-fn code(h: RegionHealth) -> u8 {
-    match h {
-        RegionHealth::Healthy => 1,
-        RegionHealth::Degraded => 2,
-        RegionHealth::Unhealthy => 3,
-    }
-}
-
 fn name(code: u8) -> &'static str {
-    match code {
-        1 => "healthy",
-        2 => "degraded",
-        3 => "unhealthy",
-        _ => "unknown",
-    }
+    RegionHealth::from_code(code).map_or("unknown", RegionHealth::as_str)
 }
 
 /// Journals region `r`'s health roll-up if it differs from the last one journaled.
@@ -39,7 +26,7 @@ pub fn region_health(shared: &Shared, snap: &Snapshot, r: RegionIdx, now: u64, w
     if !region.origins.iter().all(|o| o.endpoints.probed()) {
         return;
     }
-    let now_code = code(snap.health_view(now).region(r).health);
+    let now_code = snap.health_view(now).region(r).health.code();
     // A swap, not a load and a store: the supervisor and a prober may look at once,
     // and only one of them may journal the change.
     let before = region.state.journaled_health.swap(now_code, Relaxed);
