@@ -2,7 +2,7 @@
 //! listener fills them, `meridian status` and the tests read them back, so a field
 //! renamed or added here changes all three at once (and every struct refuses
 //! fields it does not know, so a served document that drifts from these types
-//! fails to read). A leaf: nothing but serde.
+//! fails to read). Nothing here but data: serde, and the rolling windows' summary.
 
 use std::collections::BTreeMap;
 
@@ -54,21 +54,9 @@ pub struct RegionDoc {
     pub origins: Vec<OriginDoc>,
 }
 
-/// Requests, errors and latency over the last minute.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LastMinute {
-    /// Seconds covered (55–60, less right after start-up).
-    pub window_s: f64,
-    pub requests: u64,
-    pub errors: u64,
-    pub rps: f64,
-    /// errors / requests; 0 without requests.
-    pub error_ratio: f64,
-    /// Absent without requests.
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-}
+/// Requests, errors and latency over the last minute (the rolling windows' own
+/// summary, served as it is).
+pub use crate::telemetry::rates::Summary as LastMinute;
 
 /// One origin: the roll-up of its addresses (eligible while one is; the state,
 /// streaks, ejection and last probe of its best one; load summed), each address,

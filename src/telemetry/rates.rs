@@ -176,8 +176,9 @@ impl Window {
     }
 }
 
-/// What a window says about the last minute.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What a window says about the last minute (part of `/admin/state`'s schema).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Summary {
     /// Seconds covered (55–60, less right after start-up).
     pub window_s: f64,

@@ -8,11 +8,9 @@ use crate::core::health::endpoints::{Endpoint, Target};
 use crate::core::health::{LastProbe, ProbeState};
 use crate::core::snapshot::OriginEntry;
 use crate::services::api::{
-    ConfigDoc, EndpointDoc, LastMinute, LastProbeDoc, OriginDnsDoc, OriginDoc, RegionDoc, ShiftDoc,
-    State,
+    ConfigDoc, EndpointDoc, LastProbeDoc, OriginDnsDoc, OriginDoc, RegionDoc, ShiftDoc, State,
 };
 use crate::services::shared::Shared;
-use crate::telemetry::rates::Summary;
 use crate::util::clock::now_ms;
 use crate::util::lock::lock;
 
@@ -36,7 +34,7 @@ pub fn document(shared: &Shared, last_reload_error: Option<String>) -> State {
                 health: s.health.as_str().to_string(),
                 latency_ms: f64::from(s.latency_us) / 1000.0,
                 replication_lag_ms: r.replication_lag_ms(now),
-                last_minute: last_minute(r.state.rates.summary(rates_now)),
+                last_minute: r.state.rates.summary(rates_now),
                 origins: r
                     .origins
                     .iter()
@@ -83,18 +81,6 @@ pub fn document(shared: &Shared, last_reload_error: Option<String>) -> State {
             })
             .collect(),
         dns,
-    }
-}
-
-fn last_minute(s: Summary) -> LastMinute {
-    LastMinute {
-        window_s: s.window_s,
-        requests: s.requests,
-        errors: s.errors,
-        rps: s.rps,
-        error_ratio: s.error_ratio,
-        p50_ms: s.p50_ms,
-        p99_ms: s.p99_ms,
     }
 }
 
@@ -165,7 +151,7 @@ fn origin_doc(o: &OriginEntry, now: u64, rates_now: u64) -> OriginDoc {
         consecutive_live_failures: best.map_or(0, |b| b.consecutive_live_failures),
         last_probe: best.and_then(|b| b.last_probe.clone()),
         replication_lag_ms: o.endpoints.replication_lag_ms(now),
-        last_minute: last_minute(o.endpoints.rates.summary(rates_now)),
+        last_minute: o.endpoints.rates.summary(rates_now),
         dns: OriginDnsDoc {
             name: match &o.target {
                 Target::Name { host, .. } => Some(host.clone()),
