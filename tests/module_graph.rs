@@ -40,7 +40,7 @@ const ALLOWED_UPWARD: &[(&str, &str, &str)] = &[
     (
         "core::health",
         "proxy::pool",
-        "each endpoint (an origin's address) keeps its own connection pool in the registry",
+        "each endpoint (an origin's address) owns its connection pool",
     ),
     (
         "core::config",

@@ -293,18 +293,23 @@ async fn stop_signal() -> &'static str {
 /// `timeouts.idle` plus this.
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
-/// Closes pooled connections once unused for `timeouts.idle`, in every pool
-/// the health registry owns (those of origins a reload removed included), until
-/// shutdown. `take` passes over stale ones too, but without traffic to an
-/// origin nothing would take them: its idle connections (and their descriptors
-/// at both ends) would stay open until the origin closed them.
+/// Closes pooled connections once unused for `timeouts.idle`, in the pool of
+/// every endpoint in service, until shutdown. `take` passes over stale ones too,
+/// but without traffic to an origin nothing would take them: its idle connections
+/// (and their descriptors at both ends) would stay open until the origin closed
+/// them. An endpoint no longer in service closes its pool when it is dropped.
 async fn expire_idle(shared: Arc<Shared>, mut shutdown: crate::util::shutdown::ShutdownWatch) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(EXPIRE_EVERY) => {}
             _ = shutdown.changed() => return,
         }
-        let max_idle = shared.snapshot.load().data_path.pool_idle;
-        shared.health.expire_pools(max_idle);
+        let snap = shared.snapshot.load_full();
+        let max_idle = snap.data_path.pool_idle;
+        for o in snap.regions.iter().flat_map(|r| &r.origins) {
+            for e in o.endpoints.load().iter() {
+                e.pool.expire(max_idle);
+            }
+        }
     }
 }

@@ -24,8 +24,9 @@ pub struct Endpoint {
     /// a named one.
     pub key: String,
     pub health: Arc<EndpointHealth>,
-    /// Its kept connections; dropped (closing them) once no set and no request
-    /// holds the endpoint any more.
+    /// Its kept connections, its own: dropped (closing them) once no set and no
+    /// request holds the endpoint any more (an address that left the records, an
+    /// origin a reload removed).
     pub pool: Arc<crate::proxy::pool::OriginPool>,
 }
 
@@ -140,7 +141,6 @@ impl OriginEndpoints {
             .map(|e| e.health.state())
             .filter(|s| matches!(s, ProbeState::Healthy | ProbeState::Degraded))
             .min_by_key(|s| *s as u8);
-        let identity = lock(&self.conn_identity).clone();
         let next: Vec<Arc<Endpoint>> = want
             .iter()
             .map(|addr| match old.iter().find(|e| e.addr == *addr) {
@@ -153,7 +153,7 @@ impl OriginEndpoints {
                     }
                     Arc::new(Endpoint {
                         addr: *addr,
-                        pool: registry.pool(&format!("{identity}@{addr}")),
+                        pool: Arc::default(),
                         key,
                         health,
                     })
@@ -186,7 +186,7 @@ impl OriginEndpoints {
                 let key = self.endpoint_key(addr);
                 Arc::new(Endpoint {
                     addr: *addr,
-                    pool: registry.pool(&format!("{identity}@{addr}")),
+                    pool: Arc::default(),
                     health: registry.endpoint(&key).0,
                     key,
                 })

@@ -168,7 +168,6 @@ pub struct HealthRegistry {
     endpoint_sets: Mutex<HashMap<String, Arc<crate::core::health::endpoints::OriginEndpoints>>>,
     regions: Mutex<HashMap<String, Arc<RegionState>>>,
     shifts: Mutex<HashMap<String, Arc<ShiftState>>>,
-    pools: Mutex<HashMap<String, Arc<crate::proxy::pool::OriginPool>>>,
 }
 
 impl HealthRegistry {
@@ -200,12 +199,6 @@ impl HealthRegistry {
             .or_insert_with(make)
             .clone()
     }
-    /// The connection pool for an origin `identity` (address, protocol and TLS
-    /// settings), created on first use. Only called while building a snapshot.
-    pub fn pool(&self, identity: &str) -> Arc<crate::proxy::pool::OriginPool> {
-        let mut m = lock(&self.pools);
-        m.entry(identity.to_string()).or_default().clone()
-    }
     /// The entry for region `name`, created on first use.
     pub fn region(&self, name: &str) -> Arc<RegionState> {
         let mut m = lock(&self.regions);
@@ -215,15 +208,6 @@ impl HealthRegistry {
     pub fn shift(&self, key: &str) -> Arc<ShiftState> {
         let mut m = lock(&self.shifts);
         m.entry(key.to_string()).or_default().clone()
-    }
-    /// Closes pooled connections unused for `max_idle`, and forgets the pools no
-    /// snapshot holds any more (a reload removed their origin or changed how it
-    /// is reached): dropping one closes what it kept.
-    pub fn expire_pools(&self, max_idle: std::time::Duration) {
-        lock(&self.pools).retain(|_, pool| {
-            pool.expire(max_idle);
-            Arc::strong_count(pool) > 1
-        });
     }
     /// Forgets origins the current config no longer has (their probes have
     /// stopped), with their addresses' health.
