@@ -399,6 +399,16 @@ async fn a_dns_server_that_stops_answering_keeps_the_last_addresses() {
         ),
         2.0
     );
+    // Journaled once when the lookups started failing, with the set kept.
+    let failing: Vec<Value> = events(&gw, "origin_addresses")
+        .await
+        .into_iter()
+        .filter(|e| e["cause"].as_str().is_some_and(|c| c.contains("failed")))
+        .collect();
+    assert_eq!(failing.len(), 1, "{failing:#?}");
+    assert_eq!(failing[0]["subject"], format!("{REGION}/{address}"));
+    assert_eq!(failing[0]["from"], both.join(","));
+    assert_eq!(failing[0]["to"], both.join(","));
 }
 
 /// A name that never resolves makes its origin ineligible, not the config invalid:
