@@ -42,10 +42,13 @@ impl OriginView for LiveOrigins {
         r: RegionIdx,
         f: &mut dyn FnMut(usize, usize, EndpointStatus),
     ) {
-        let origins = snap.regions[r].origins.iter().take(MAX_ORIGINS_PER_REGION);
-        for (o, origin) in origins.enumerate() {
+        // Slices, not `take` adaptors: this runs for every try of every request.
+        let origins = &snap.regions[r].origins;
+        let origins = &origins[..origins.len().min(MAX_ORIGINS_PER_REGION)];
+        for (o, origin) in origins.iter().enumerate() {
             let set = origin.endpoints.load();
-            for (e, ep) in set.iter().take(MAX_ENDPOINTS_PER_ORIGIN).enumerate() {
+            let set = &set[..set.len().min(MAX_ENDPOINTS_PER_ORIGIN)];
+            for (e, ep) in set.iter().enumerate() {
                 let h = &ep.health;
                 let status = EndpointStatus {
                     eligible: h.eligible(self.now_ms),
