@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::core::config::units::Cidr;
 use crate::core::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
-use crate::core::health::endpoints::{OriginEndpoints, Target};
+use crate::core::health::endpoints::{roll_up_endpoints, Endpoint, OriginEndpoints, Target};
 use crate::core::health::outlier::OutlierPolicy;
+use crate::core::health::OriginReading;
 use crate::core::health::{roll_up, HealthRegistry, HealthView, RegionState, ShiftState};
 use crate::request::geo::{Continent, Country, GeoDb};
 use crate::request::tokens::KeyRing;
@@ -90,6 +91,29 @@ pub struct OriginEntry {
     /// Its addresses now, each with its own health and pool (shared with the
     /// snapshots that keep this origin; the resolver keeps them current).
     pub endpoints: Arc<OriginEndpoints>,
+    /// An origin given as an IP has one endpoint, fixed for this snapshot: the
+    /// request path reads it here rather than through the swap the resolver needs.
+    fixed: Option<[Arc<Endpoint>; 1]>,
+}
+
+impl OriginEntry {
+    /// Calls `f` with the origin's endpoints now (sorted by address).
+    pub fn with_endpoints<R>(&self, f: impl FnOnce(&[Arc<Endpoint>]) -> R) -> R {
+        match &self.fixed {
+            Some(one) => f(one),
+            None => f(&self.endpoints.load()),
+        }
+    }
+
+    /// Endpoint `i` of the origin now, if it still has that many.
+    pub fn endpoint(&self, i: usize) -> Option<Arc<Endpoint>> {
+        self.with_endpoints(|set| set.get(i).cloned())
+    }
+
+    /// Its roll-up of its endpoints at `now_ms`.
+    pub fn reading(&self, now_ms: u64) -> OriginReading {
+        self.with_endpoints(|set| roll_up_endpoints(set, now_ms))
+    }
 }
 
 /// One region of the snapshot.
@@ -393,7 +417,7 @@ impl Snapshot {
     pub fn health_view(&self, now_ms: u64) -> HealthView {
         let mut view = HealthView::new(self.regions.iter().map(|r| {
             roll_up(
-                r.origins.iter().map(|o| o.endpoints.reading(now_ms)),
+                r.origins.iter().map(|o| o.reading(now_ms)),
                 self.min_healthy_origins,
                 r.state.drained.load(Relaxed),
             )
@@ -457,8 +481,14 @@ impl Snapshot {
                 // Pools are keyed by everything a connection depends on, so a
                 // reload that changes any of it starts with fresh connections.
                 let identity = format!("{key}|{:?}|{:?}|{sni}", o.protocol, o.tls);
+                let endpoints = registry.origin_endpoints(&key, &identity, &target);
+                let fixed = match target {
+                    Target::Ip(_) => endpoints.load().first().cloned().map(|e| [e]),
+                    Target::Name { .. } => None,
+                };
                 origins.push(OriginEntry {
-                    endpoints: registry.origin_endpoints(&key, &identity, &target),
+                    endpoints,
+                    fixed,
                     protocol: o.protocol,
                     key,
                     address: o.address.clone(),

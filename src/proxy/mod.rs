@@ -488,7 +488,7 @@ impl Proxy {
                 let origin = &snap.regions[r].origins[o];
                 // Its addresses may have changed since the walk read them: then
                 // the walk picks again (that pair counts as tried).
-                let Some(endpoint) = origin.endpoints.load().get(to.endpoint).cloned() else {
+                let Some(endpoint) = origin.endpoint(to.endpoint) else {
                     continue;
                 };
                 x.rec.begin(target, &endpoint);
@@ -639,7 +639,7 @@ impl Proxy {
             let Some(origin) = snap.regions[snap.local_region].origins.first() else {
                 return Ok(bare_error(502));
             };
-            let Some(endpoint) = origin.endpoints.load().first().cloned() else {
+            let Some(endpoint) = origin.endpoint(0) else {
                 return Ok(bare_error(502));
             };
             let Ok(tx) =

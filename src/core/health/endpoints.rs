@@ -195,31 +195,9 @@ impl OriginEndpoints {
         self.current.store(Arc::new(rebuilt));
     }
 
-    /// The origin's roll-up of its endpoints at `now_ms`: eligible when one is,
-    /// degraded when every eligible one is, the lowest latency of the eligible.
+    /// The origin's roll-up of its endpoints at `now_ms` (see [`roll_up_endpoints`]).
     pub fn reading(&self, now_ms: u64) -> OriginReading {
-        let set = self.current.load();
-        let mut r = OriginReading {
-            eligible: false,
-            degraded: true,
-            ewma_us: 0,
-        };
-        for e in set.iter() {
-            let one = e.health.reading(now_ms);
-            if !one.eligible {
-                continue;
-            }
-            r.degraded &= one.degraded;
-            r.ewma_us = match (r.eligible, one.ewma_us) {
-                (false, us) => us,
-                (true, 0) => r.ewma_us,
-                (true, us) if r.ewma_us == 0 => us,
-                (true, us) => r.ewma_us.min(us),
-            };
-            r.eligible = true;
-        }
-        r.degraded &= r.eligible;
-        r
+        roll_up_endpoints(&self.current.load(), now_ms)
     }
 
     /// Every endpoint has had a probe result, and the name its first lookup.
@@ -242,6 +220,32 @@ impl OriginEndpoints {
             .filter(|lag| *lag != u32::MAX)
             .max()
     }
+}
+
+/// An origin's roll-up of its endpoints `set` at `now_ms`: eligible when one is,
+/// degraded when every eligible one is, the lowest latency of the eligible.
+pub fn roll_up_endpoints(set: &[Arc<Endpoint>], now_ms: u64) -> OriginReading {
+    let mut r = OriginReading {
+        eligible: false,
+        degraded: true,
+        ewma_us: 0,
+    };
+    for e in set {
+        let one = e.health.reading(now_ms);
+        if !one.eligible {
+            continue;
+        }
+        r.degraded &= one.degraded;
+        r.ewma_us = match (r.eligible, one.ewma_us) {
+            (false, us) => us,
+            (true, 0) => r.ewma_us,
+            (true, us) if r.ewma_us == 0 => us,
+            (true, us) => r.ewma_us.min(us),
+        };
+        r.eligible = true;
+    }
+    r.degraded &= r.eligible;
+    r
 }
 
 /// An origin's `host:port` split: an IP (the one endpoint there will ever be) or

@@ -46,17 +46,18 @@ impl OriginView for LiveOrigins {
         let origins = &snap.regions[r].origins;
         let origins = &origins[..origins.len().min(MAX_ORIGINS_PER_REGION)];
         for (o, origin) in origins.iter().enumerate() {
-            let set = origin.endpoints.load();
-            let set = &set[..set.len().min(MAX_ENDPOINTS_PER_ORIGIN)];
-            for (e, ep) in set.iter().enumerate() {
-                let h = &ep.health;
-                let status = EndpointStatus {
-                    eligible: h.eligible(self.now_ms),
-                    ewma_us: h.ewma_us.load(Relaxed),
-                    outstanding: h.outstanding.load(Relaxed),
-                };
-                f(o, e, status);
-            }
+            origin.with_endpoints(|set| {
+                let set = &set[..set.len().min(MAX_ENDPOINTS_PER_ORIGIN)];
+                for (e, ep) in set.iter().enumerate() {
+                    let h = &ep.health;
+                    let status = EndpointStatus {
+                        eligible: h.eligible(self.now_ms),
+                        ewma_us: h.ewma_us.load(Relaxed),
+                        outstanding: h.outstanding.load(Relaxed),
+                    };
+                    f(o, e, status);
+                }
+            });
         }
     }
 }

@@ -133,7 +133,7 @@ fn origin_doc(o: &OriginEntry, now: u64, rates_now: u64) -> OriginDoc {
         (!e.eligible, state)
     };
     let best = addresses.iter().min_by_key(|e| rank(e));
-    let reading = o.endpoints.reading(now);
+    let reading = o.reading(now);
     let resolution = lock(&o.endpoints.resolution).clone();
     OriginDoc {
         address: o.address.clone(),

@@ -263,7 +263,7 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
         // The origin's gauge is its roll-up: up while one of its addresses is.
         m.origin_healthy
             .with_label_values(&labels)
-            .set(i64::from(origin.endpoints.reading(now_ms()).eligible));
+            .set(i64::from(origin.reading(now_ms()).eligible));
         if flipped {
             let why = format!(
                 "{} ({}) is {}",

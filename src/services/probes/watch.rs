@@ -36,7 +36,7 @@ pub fn region_health(shared: &Shared, snap: &Snapshot, r: RegionIdx, now: u64, w
     let eligible = region
         .origins
         .iter()
-        .filter(|o| o.endpoints.reading(now).eligible)
+        .filter(|o| o.reading(now).eligible)
         .count();
     let mut cause = format!(
         "{eligible} of {} origins eligible (min_healthy_origins {})",
