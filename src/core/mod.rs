@@ -4,4 +4,5 @@
 pub mod config;
 pub mod health;
 pub mod routing;
+pub mod shift_guard;
 pub mod snapshot;

@@ -24,6 +24,7 @@ use crate::core::config::OriginProtocol;
 use crate::core::health::endpoints::Endpoint;
 use crate::core::health::judge::{judge, next_state, FailReason, Judgement, Streak, Verdict};
 use crate::core::health::{LastProbe, ProbeState};
+use crate::core::shift_guard::{self, Abort};
 use crate::core::snapshot::{OriginEntry, Snapshot};
 use crate::services::shared::Shared;
 use crate::util::clock::now_ms;
@@ -453,9 +454,6 @@ struct ShiftGuards {
     samples: HashMap<String, std::collections::VecDeque<(u64, u64, u64)>>,
 }
 
-/// Fewer responses than this in the window say nothing about an error ratio.
-const MIN_RESPONSES: u64 = 20;
-
 impl ShiftGuards {
     /// Aborts shifts whose `to` region's error ratio over `abort_if.over` exceeds
     /// the limit, and exports each shift's progress.
@@ -470,16 +468,12 @@ impl ShiftGuards {
             }
             let to = &snap.regions[s.to].state;
             let sample = (now, to.responses.load(Relaxed), to.errors.load(Relaxed));
-            let q = self.samples.entry(s.name.clone()).or_default();
-            q.push_back(sample);
-            while q.len() > 1 && q[1].0 + over_ms <= now {
-                q.pop_front();
-            }
-            let (t0, r0, e0) = q[0];
-            let (responses, errors) = (sample.1.saturating_sub(r0), sample.2.saturating_sub(e0));
-            if now.saturating_sub(t0) * 2 >= over_ms
-                && responses >= MIN_RESPONSES
-                && errors as f64 > limit * responses as f64
+            let window = self.samples.entry(s.name.clone()).or_default();
+            if let Some(Abort {
+                responses,
+                errors,
+                over_ms,
+            }) = shift_guard::judge(window, sample, limit, over_ms)
             {
                 s.state.aborted.store(true, Relaxed);
                 shared
@@ -497,7 +491,7 @@ impl ShiftGuards {
                         "error ratio of {} was {:.3} ({errors} of {responses}) over {} ms, above abort_if {limit}",
                         snap.regions[s.to].name,
                         errors as f64 / responses as f64,
-                        now.saturating_sub(t0),
+                        over_ms,
                     ),
                 );
             }
