@@ -6,7 +6,9 @@
 //! goes, `routing::retry` for whether a failure may be retried, `host` for the
 //! Host rules, `facts::issue_write_token`); this file only gathers and carries.
 
+pub mod blame;
 mod body;
+pub mod form;
 mod headers;
 pub mod host;
 pub mod listener;
@@ -30,13 +32,14 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use blame::{ClientFault, Fault};
 use body::End;
 pub use body::ResponseBody;
 
 use crate::core::routing::retry::{self, Failure};
 use crate::core::routing::{self, Decision, LiveOrigins, Reasons, TokenUse, Walk};
 use crate::core::snapshot::{RegionIdx, Snapshot};
-use crate::proxy::pool::RequestBody;
+use crate::proxy::pool::{RequestBody, Upload};
 use crate::request::facts::{self, RawRequest};
 use crate::request::geo::{Country, GeoResult};
 use crate::services::shared::Shared;
@@ -96,6 +99,11 @@ pub struct Record {
     /// (set by the answer's body as it ends).
     bytes: usize,
     complete: bool,
+    /// The origin's answer failed on its way (an error or a stall in its
+    /// body): a body cut short for that reason is the origin's doing.
+    origin_failed: bool,
+    /// The client's fault, when a failure was found to be.
+    fault: Option<ClientFault>,
 }
 
 /// Recorded when dropped: with the answer's body, or with the request's future
@@ -111,6 +119,17 @@ impl Record {
     fn finish(&mut self) {
         let (bytes, complete) = (self.bytes, self.complete);
         self.release_outstanding();
+        // Unanswered (the client's connection ended, dropping the request), or
+        // its answer cut short with nothing wrong on the origin's side: the
+        // client left.
+        let left = self.status == 0 || (!complete && !self.origin_failed);
+        if self.fault.is_none() && left {
+            self.fault = Some(ClientFault::Gone);
+            self.count_rejected(ClientFault::Gone);
+        }
+        if let Some(fault) = self.fault {
+            self.status = fault.status();
+        }
         let snap = &*self.ctx.snap;
         // A body cut short is a failed answer whatever its status said.
         let status = if complete { self.status } else { 0 };
@@ -131,7 +150,9 @@ impl Record {
         let end = Instant::now();
         let elapsed = end.saturating_duration_since(self.ctx.started);
         match self.target {
-            Some((r, o)) => {
+            // A client's fault is no origin's or region's failure, nor
+            // evidence of their health: it leaves their counts alone.
+            Some((r, o)) if self.fault.is_none() => {
                 let region = &snap.regions[r];
                 let slot = (decision * 2 + usize::from(self.ctx.is_write)) * STATUS_CLASSES.len()
                     + status_idx;
@@ -148,7 +169,7 @@ impl Record {
                 let now = crate::util::clock::monotonic_ms_at(end);
                 crate::telemetry::rates::record(&state.rates, origin, failed, elapsed, now);
             }
-            None => {
+            _ => {
                 m.requests.with_label_values(&labels).inc();
                 m.request_duration
                     .with_label_values(&[region])
@@ -179,6 +200,23 @@ impl Record {
                 tries: self.tries,
             };
             crate::telemetry::access_log::log(&entry, crate::telemetry::logging::json());
+        }
+    }
+
+    /// Counts a client's fault once, when it is found.
+    fn count_rejected(&self, fault: ClientFault) {
+        self.shared
+            .metrics
+            .requests_rejected
+            .with_label_values(&[fault.reason()])
+            .inc();
+    }
+
+    /// Marks the request as failed by its client (see `blame`).
+    fn blame_client(&mut self, fault: ClientFault) {
+        if self.fault.is_none() {
+            self.fault = Some(fault);
+            self.count_rejected(fault);
         }
     }
 
@@ -285,8 +323,8 @@ struct Exchange {
 enum Payload {
     /// None, or kept whole: every try sends it.
     Whole(Option<Bytes>),
-    /// Streamed: the first try that sends takes it.
-    Once(Option<Incoming>),
+    /// Streamed: the first try that sends takes it; its progress stays here.
+    Once(Option<Incoming>, Option<Arc<Upload>>),
 }
 
 impl Payload {
@@ -294,15 +332,24 @@ impl Payload {
         matches!(self, Payload::Whole(_))
     }
 
-    /// The body for the next try, and for a streamed one the count of bytes
-    /// it sent; None once a streamed body was sent.
-    fn take(&mut self) -> Option<(RequestBody, Option<Arc<AtomicU64>>)> {
+    /// The body for the next try, and for a streamed one its progress; None
+    /// once a streamed body was sent.
+    fn take(&mut self) -> Option<(RequestBody, Option<Arc<Upload>>)> {
         match self {
             Payload::Whole(b) => Some((RequestBody::Full(b.clone()), None)),
-            Payload::Once(b) => b.take().map(|b| {
-                let sent = Arc::new(AtomicU64::new(0));
-                (RequestBody::Stream(b, sent.clone()), Some(sent))
+            Payload::Once(b, progress) => b.take().map(|b| {
+                let upload = Arc::new(Upload::default());
+                *progress = Some(upload.clone());
+                (RequestBody::Stream(b, upload.clone()), Some(upload))
             }),
+        }
+    }
+
+    /// Where the client's body is (see `blame::Upload`).
+    fn upload(&self) -> blame::Upload {
+        match self {
+            Payload::Once(_, Some(u)) => u.outcome(),
+            _ => blame::Upload::Whole,
         }
     }
 }
@@ -376,6 +423,16 @@ impl Proxy {
             method: req.method().clone(),
             uri: req.uri().clone(),
         };
+        if let Err(bad) = form::check(req.method(), req.uri(), seen.hop.other_coding()) {
+            self.count_rejected(bad.reason());
+            let rec = self.record(ctx, None);
+            let mut resp = gateway_error(rec, bad.status(), bad.error(), bad.detail());
+            // The body is unread, and for an unknown coding unreadable: the
+            // connection cannot carry a next request.
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            return Decided::Answered(resp);
+        }
         let host = match host::check(req.version(), req.uri(), seen.host, seen.host_repeated) {
             Ok(h) => h,
             Err(bad) => {
@@ -414,7 +471,13 @@ impl Proxy {
                 "no region your data may be served from is available",
             ));
         }
-        let found = seen.into_found(peer_ip);
+        // The target's authority (absolute-form, HTTP/2's `:authority`) goes on
+        // as `Host` in place of the client's.
+        let target_host = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        let found = seen.into_found(peer_ip, target_host);
         let upgrade = found
             .hop
             .asks_upgrade(req.version())
@@ -457,12 +520,17 @@ impl Proxy {
                         .await
                     {
                         Ok(b) => Payload::Whole(Some(b.to_bytes())),
-                        Err(_) => {
-                            return Ok(gateway_error(x.rec, 400, "bad_request", "request body"))
+                        Err(e) => {
+                            let fault = match e.downcast_ref::<hyper::Error>() {
+                                Some(e) => blame::of_body_error(e),
+                                None => ClientFault::BadFraming,
+                            };
+                            tracing::debug!("reading the request body failed: {e}");
+                            return Ok(client_error(x.rec, fault));
                         }
                     }
                 }
-                body => Payload::Once(Some(body)),
+                body => Payload::Once(Some(body), None),
             };
             let idempotent = x.parts.method.is_idempotent();
             let t = &snap.data_path;
@@ -515,12 +583,20 @@ impl Proxy {
                         ) {
                             continue;
                         }
-                        let (status, error) = if e.timed_out() {
-                            (504, "upstream_timeout")
+                        let (status, error, detail) = if e.timed_out() {
+                            (
+                                504,
+                                "upstream_timeout",
+                                "no connection within timeouts.connect",
+                            )
                         } else {
-                            (502, "upstream_unreachable")
+                            (
+                                502,
+                                "upstream_unreachable",
+                                "the origin could not be reached",
+                            )
                         };
-                        return Ok(gateway_error(x.rec, status, error, &e.to_string()));
+                        return Ok(gateway_error(x.rec, status, error, detail));
                     }
                 };
                 let Some((body, sent)) = payload.take() else {
@@ -534,11 +610,17 @@ impl Proxy {
                 let (up, lines) = headers::for_origin(&x.parts, &x.prepared, origin, body);
                 let attempt_started = Instant::now();
                 let answer = std::pin::pin!(upstream::send(tx, up, lines));
-                let answer = within(t.read_timeout, sent.as_deref(), answer).await;
+                let answer = within(t.read_timeout, sent.as_deref().map(|u| &u.sent), answer).await;
                 let (mut resp, reuse) = match answer {
                     Some(Ok(answer)) => answer,
                     Some(Err(_)) | None => {
                         let timed_out = answer.is_none();
+                        if let Some(Err(e)) = &answer {
+                            tracing::debug!(origin = %origin.address, "try failed: {e}");
+                        }
+                        if let Fault::Client(fault) = blame::blame(payload.upload(), timed_out) {
+                            return Ok(client_error(x.rec, fault));
+                        }
                         now = now_ms();
                         self.observe(&snap, target, None, now);
                         let replayable = payload.replayable();
@@ -554,15 +636,17 @@ impl Proxy {
                         ) {
                             continue;
                         }
+                        // hyper's words stay in the log: they describe meridian's
+                        // and the origin's insides, not the client's request.
                         let (status, error, detail) = match answer {
-                            Some(Err(e)) => (502, "upstream_unreachable", e.to_string()),
-                            _ => (
-                                504,
-                                "upstream_timeout",
-                                "no answer within timeouts.read".to_string(),
+                            Some(Err(_)) => (
+                                502,
+                                "upstream_unreachable",
+                                "the origin's connection failed",
                             ),
+                            _ => (504, "upstream_timeout", "no answer within timeouts.read"),
                         };
-                        return Ok(gateway_error(x.rec, status, error, &detail));
+                        return Ok(gateway_error(x.rec, status, error, detail));
                     }
                 };
                 let status = resp.status().as_u16();
@@ -615,6 +699,7 @@ impl Proxy {
                     reuse: if status == 101 { None } else { reuse },
                     bytes: 0,
                     complete: false,
+                    origin_failed: false,
                 });
                 let body = ResponseBody::origin(body, t.read_timeout, Some(end));
                 return Ok(Response::from_parts(parts, body));
@@ -646,6 +731,7 @@ impl Proxy {
                         reuse: reuse.map(|tx| (origin.pool.clone(), tx)),
                         bytes: 0,
                         complete: false,
+                        origin_failed: false,
                     });
                     Response::from_parts(
                         parts,
@@ -669,6 +755,8 @@ impl Proxy {
             tries: 0,
             bytes: 0,
             complete: false,
+            origin_failed: false,
+            fault: None,
         }
     }
 
@@ -809,6 +897,7 @@ fn gateway_error(
         reuse: None,
         bytes: body.len(),
         complete: false,
+        origin_failed: false,
     });
     let mut resp = Response::new(ResponseBody::full(Bytes::from(body), Some(end)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -821,6 +910,22 @@ fn gateway_error(
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-store"),
     );
+    resp
+}
+
+/// The answer to a request its client failed (see `blame`): recorded as the
+/// client's fault, counted, and kept from every origin's and region's counts.
+fn client_error(mut rec: Record, fault: ClientFault) -> Response<ResponseBody> {
+    rec.blame_client(fault);
+    let detail = match fault {
+        ClientFault::BadFraming => "the request body's framing is invalid",
+        ClientFault::Gone => "the client closed the connection",
+        ClientFault::Stalled => "the request body stopped arriving",
+    };
+    let mut resp = gateway_error(rec, fault.answer(), fault.error(), detail);
+    // The rest of a broken or stalled body cannot be read as a next request.
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 

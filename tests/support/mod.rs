@@ -14,6 +14,7 @@ pub use meridian::cli::demo::SimOrigin;
 pub mod certs;
 pub mod origin;
 pub mod peers;
+pub mod raw;
 
 /// A fresh temporary directory for one test.
 pub fn temp_dir(tag: &str) -> PathBuf {

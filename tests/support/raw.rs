@@ -1,0 +1,113 @@
+//! A raw recording origin: a plain TCP server that stores the exact bytes of
+//! each connection and answers one fixed `HTTP/1.1 200 OK` with a
+//! Content-Length, then closes. A parsing server would normalise away the
+//! evidence of what meridian forwarded.
+//!
+//! It answers as soon as a head without a body arrives, else once the
+//! connection has been quiet for a moment or its peer closed (it parses no
+//! body, so a malformed one is recorded as sent). Health probes are answered
+//! like anything else and left out of `requests`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The answer to every request: a body a deep health probe accepts too.
+const ANSWER: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\nConnection: close\r\n\r\n{\"status\":\"healthy\"}";
+/// Quiet this long after a head that announced a body: the request is over.
+const QUIET: Duration = Duration::from_millis(150);
+
+/// The bytes one connection carried, as they arrive.
+type Conn = Arc<Mutex<Vec<u8>>>;
+
+pub struct RawOrigin {
+    pub addr: SocketAddr,
+    conns: Arc<Mutex<Vec<Conn>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawOrigin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RawOrigin {
+    /// Listens on an ephemeral loopback port.
+    pub async fn start() -> RawOrigin {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns: Arc<Mutex<Vec<Conn>>> = Arc::default();
+        let all = conns.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    continue;
+                };
+                let bytes = Conn::default();
+                all.lock().unwrap().push(bytes.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let wait = if answerable_now(&bytes.lock().unwrap()) {
+                            Duration::ZERO
+                        } else {
+                            QUIET
+                        };
+                        let got = if bytes.lock().unwrap().is_empty() {
+                            Ok(s.read(&mut buf).await)
+                        } else {
+                            tokio::time::timeout(wait, s.read(&mut buf)).await
+                        };
+                        match got {
+                            Ok(Ok(n)) if n > 0 => {
+                                bytes.lock().unwrap().extend_from_slice(&buf[..n])
+                            }
+                            // Quiet, closed or failed: answer what came, once.
+                            _ => {
+                                let _ = s.write_all(ANSWER).await;
+                                let _ = s.shutdown().await;
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        RawOrigin { addr, conns, task }
+    }
+
+    /// The bytes of every connection that carried something but a health
+    /// probe, in the order they were accepted.
+    pub fn requests(&self) -> Vec<String> {
+        self.conns
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| String::from_utf8_lossy(&c.lock().unwrap()).into_owned())
+            .filter(|c| !c.is_empty() && !c.starts_with("GET /health "))
+            .collect()
+    }
+
+    /// Waits up to 3 s for `n` requests (and a moment more for their bytes).
+    pub async fn wait_requests(&self, n: usize) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while self.requests().len() < n && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(QUIET * 2).await;
+        self.requests()
+    }
+}
+
+/// A whole head that announces no body: nothing more is coming.
+fn answerable_now(bytes: &[u8]) -> bool {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+    !head.contains("\ncontent-length:") && !head.contains("\ntransfer-encoding:")
+}
