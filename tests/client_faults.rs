@@ -177,3 +177,39 @@ routing: {{ retries: {{ attempts: 3 }} }}
     let r = reqwest::get(gw.url("/fine")).await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn a_client_that_stalls_or_leaves_mid_body_is_not_the_origins_failure() {
+    let (gw, _o) = one_origin_gateway(
+        "timeouts: { read: 500ms }\noutlier_detection: { consecutive_failures: 1, base_ejection: 30s, max_ejected_percent: 100 }",
+    )
+    .await;
+    let head = "POST /slow HTTP/1.1\r\nHost: h.example\r\nContent-Length: 10\r\n\r\nhello";
+    // Stalls: the origin waits for the rest, meridian waits on the client.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert_eq!(status(&resp), Some(408), "{resp}");
+    // Leaves: half a body, then the connection closes.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(s);
+    wait_metric(
+        &gw,
+        "meridian_requests_rejected_total",
+        &[("reason", "client_gone")],
+        1.0,
+        Duration::from_secs(3),
+    )
+    .await;
+    let m = gw.metrics().await;
+    assert_eq!(rejected(&m, "client_timeout"), 1.0);
+    let state = gw.state().await;
+    let origin = &state["regions"]["us-east-1"]["origins"][0];
+    assert_eq!(origin["ejected"], false, "{origin}");
+    assert_eq!(origin["last_minute"]["errors"], 0, "{origin}");
+    assert_eq!(state["regions"]["us-east-1"]["last_minute"]["errors"], 0);
+    let r = reqwest::get(gw.url("/fine")).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
