@@ -213,3 +213,39 @@ async fn a_client_that_stalls_or_leaves_mid_body_is_not_the_origins_failure() {
     let r = reqwest::get(gw.url("/fine")).await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn a_body_over_its_routes_max_body_is_a_413_before_the_origin_reads_more() {
+    let o = RawOrigin::start().await;
+    let gw = Gateway::start(&one_region_config(
+        o.addr,
+        "health: { interval: 5s, timeout: 1s }\nroutes:\n  - match: { path_prefix: /up }\n    limits: { max_body: 1KiB }\n",
+    ))
+    .await;
+    // Its length says so: answered before any origin is asked.
+    let long = format!(
+        "POST /up HTTP/1.1\r\nHost: h.example\r\nContent-Length: 2000\r\n\r\n{}",
+        "x".repeat(2000)
+    );
+    let resp = exchange(&gw, long.as_bytes()).await;
+    assert_eq!(status(&resp), Some(413), "{resp}");
+    assert!(o.wait_requests(0).await.is_empty(), "{:?}", o.requests());
+    // Chunked: the chunk that passes the limit never reaches the origin.
+    let chunked = format!(
+        "POST /up HTTP/1.1\r\nHost: h.example\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{}\r\n258\r\n{}\r\n0\r\n\r\n",
+        "a".repeat(600),
+        "Z".repeat(600)
+    );
+    let resp = exchange(&gw, chunked.as_bytes()).await;
+    assert_eq!(status(&resp), Some(413), "{resp}");
+    for req in o.wait_requests(0).await {
+        assert!(!req.contains("ZZZ"), "bytes past the limit arrived: {req}");
+    }
+    // Within the limit, or on another route: on to the origin.
+    let short = "POST /up HTTP/1.1\r\nHost: h.example\r\nContent-Length: 5\r\n\r\nhello";
+    assert_eq!(status(&exchange(&gw, short.as_bytes()).await), Some(200));
+    let other = long.replace("/up", "/other");
+    assert_eq!(status(&exchange(&gw, other.as_bytes()).await), Some(200));
+    let m = gw.metrics().await;
+    assert_eq!(rejected(&m, "body_too_large"), 2.0);
+}

@@ -111,6 +111,20 @@ fn unknown_field_points_at_its_key() {
 }
 
 #[test]
+fn a_routes_max_body_is_a_size_above_zero() {
+    broken(
+        "max-body-zero",
+        &with("routes:\n  - limits: { max_body: 0 }\n"),
+        &["14:25: routes[0].limits.max_body: must be more than 0 (leave it out for no limit)"],
+    );
+    broken(
+        "max-body-unit",
+        &with("routes:\n  - limits: { max_body: 10XB }\n"),
+        &["14:25: routes[0].limits.max_body: expected a size like `512KiB`, `10MiB` or `1GiB`, found `10XB`"],
+    );
+}
+
+#[test]
 fn wrong_types() {
     broken(
         "bad-socket",

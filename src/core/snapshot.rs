@@ -152,6 +152,8 @@ pub struct Route {
     pub read_your_writes: Option<Window>,
     pub steering: Steering,
     pub affinity: bool,
+    /// `limits.max_body` in bytes.
+    pub max_body: Option<u64>,
 }
 
 impl Route {
@@ -687,6 +689,7 @@ fn compile_route(r: &config::Route, default_steering: Steering) -> Route {
         }),
         steering: r.steering.unwrap_or(default_steering),
         affinity: r.affinity == Some(Affinity::Cookie),
+        max_body: r.limits.max_body.map(|b| b.0),
     }
 }
 

@@ -20,6 +20,8 @@ pub enum ClientFault {
     Gone,
     /// The client stopped sending in the middle of its body.
     Stalled,
+    /// The body is larger than its route's `limits.max_body`.
+    TooLarge,
 }
 
 impl ClientFault {
@@ -30,6 +32,7 @@ impl ClientFault {
             ClientFault::BadFraming => 400,
             ClientFault::Gone => 499,
             ClientFault::Stalled => 408,
+            ClientFault::TooLarge => 413,
         }
     }
 
@@ -47,6 +50,7 @@ impl ClientFault {
             ClientFault::BadFraming => "bad_body",
             ClientFault::Gone => "client_gone",
             ClientFault::Stalled => "client_timeout",
+            ClientFault::TooLarge => "body_too_large",
         }
     }
 
@@ -56,14 +60,16 @@ impl ClientFault {
             ClientFault::BadFraming => "bad_request",
             ClientFault::Gone => "client_gone",
             ClientFault::Stalled => "request_timeout",
+            ClientFault::TooLarge => "payload_too_large",
         }
     }
 
     /// Every fault, for the counters created at 0.
-    pub const ALL: [ClientFault; 3] = [
+    pub const ALL: [ClientFault; 4] = [
         ClientFault::BadFraming,
         ClientFault::Gone,
         ClientFault::Stalled,
+        ClientFault::TooLarge,
     ];
 }
 
@@ -193,5 +199,7 @@ mod tests {
         assert!(ClientFault::ALL
             .iter()
             .all(|f| (400..500).contains(&f.status()) && (400..500).contains(&f.answer())));
+        let known = crate::telemetry::metric_labels::REJECT_REASONS;
+        assert!(reasons.iter().all(|r| known.contains(r)), "{reasons:?}");
     }
 }

@@ -324,7 +324,12 @@ enum Payload {
     /// None, or kept whole: every try sends it.
     Whole(Option<Bytes>),
     /// Streamed: the first try that sends takes it; its progress stays here.
-    Once(Option<Incoming>, Option<Arc<Upload>>),
+    Once {
+        body: Option<Incoming>,
+        /// The route's `limits.max_body`.
+        limit: Option<u64>,
+        progress: Option<Arc<Upload>>,
+    },
 }
 
 impl Payload {
@@ -337,8 +342,12 @@ impl Payload {
     fn take(&mut self) -> Option<(RequestBody, Option<Arc<Upload>>)> {
         match self {
             Payload::Whole(b) => Some((RequestBody::Full(b.clone()), None)),
-            Payload::Once(b, progress) => b.take().map(|b| {
-                let upload = Arc::new(Upload::default());
+            Payload::Once {
+                body,
+                limit,
+                progress,
+            } => body.take().map(|b| {
+                let upload = Arc::new(Upload::new(*limit));
                 *progress = Some(upload.clone());
                 (RequestBody::Stream(b, upload.clone()), Some(upload))
             }),
@@ -348,7 +357,9 @@ impl Payload {
     /// Where the client's body is (see `blame::Upload`).
     fn upload(&self) -> blame::Upload {
         match self {
-            Payload::Once(_, Some(u)) => u.outcome(),
+            Payload::Once {
+                progress: Some(u), ..
+            } => u.outcome(),
             _ => blame::Upload::Whole,
         }
     }
@@ -477,6 +488,14 @@ impl Proxy {
             .uri()
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        // A body its length says is too large goes nowhere.
+        let max_body = snap.routes[decision.route].max_body;
+        let length = req.body().size_hint().exact();
+        if let (Some(max), Some(len)) = (max_body, length) {
+            if len > max {
+                return Decided::Answered(client_error(rec, ClientFault::TooLarge));
+            }
+        }
         let found = seen.into_found(peer_ip, target_host);
         let upgrade = found
             .hop
@@ -530,7 +549,11 @@ impl Proxy {
                         }
                     }
                 }
-                body => Payload::Once(Some(body), None),
+                body => Payload::Once {
+                    body: Some(body),
+                    limit: snap.routes[x.decision.route].max_body,
+                    progress: None,
+                },
             };
             let idempotent = x.parts.method.is_idempotent();
             let t = &snap.data_path;
@@ -713,7 +736,10 @@ impl Proxy {
         let snap = self.shared.snapshot.load_full();
         let (mut parts, body) = req.into_parts();
         headers::strip_for_origin(&mut parts);
-        let up = Request::from_parts(parts, RequestBody::Stream(body, Arc::default()));
+        let up = Request::from_parts(
+            parts,
+            RequestBody::Stream(body, Arc::new(Upload::new(None))),
+        );
         Box::pin(async move {
             let t = &snap.data_path;
             let Some(origin) = snap.regions[snap.local_region].origins.first() else {
@@ -921,6 +947,7 @@ fn client_error(mut rec: Record, fault: ClientFault) -> Response<ResponseBody> {
         ClientFault::BadFraming => "the request body's framing is invalid",
         ClientFault::Gone => "the client closed the connection",
         ClientFault::Stalled => "the request body stopped arriving",
+        ClientFault::TooLarge => "the request body is larger than this route accepts",
     };
     let mut resp = gateway_error(rec, fault.answer(), fault.error(), detail);
     // The rest of a broken or stalled body cannot be read as a next request.

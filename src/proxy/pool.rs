@@ -35,8 +35,11 @@ pub enum RequestBody {
 }
 
 /// A streamed request body's progress, shared with the try that sends it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Upload {
+    /// The route's `limits.max_body` (`u64::MAX` for none): a body that
+    /// passes it fails here, before the origin gets the bytes beyond it.
+    limit: u64,
     /// Bytes passed on, so a wait for the answer can tell a slow upload from
     /// a silent origin.
     pub sent: AtomicU64,
@@ -50,6 +53,16 @@ pub struct Upload {
 }
 
 impl Upload {
+    pub fn new(limit: Option<u64>) -> Upload {
+        Upload {
+            limit: limit.unwrap_or(u64::MAX),
+            sent: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            failed: OnceLock::new(),
+        }
+    }
+
     /// Where the client's body is, as far as it was read.
     pub fn outcome(&self) -> blame::Upload {
         match self.failed.get() {
@@ -61,14 +74,19 @@ impl Upload {
     }
 }
 
+/// A request body grew past its route's `limits.max_body`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than limits.max_body")]
+pub struct TooLarge;
+
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             RequestBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             RequestBody::Stream(s, upload) => {
@@ -78,7 +96,10 @@ impl Body for RequestBody {
                 match &frame {
                     Some(Ok(f)) => {
                         let n = f.data_ref().map_or(0, |d| d.len() as u64);
-                        upload.sent.fetch_add(n, Relaxed);
+                        if upload.sent.fetch_add(n, Relaxed) + n > upload.limit {
+                            let _ = upload.failed.set(ClientFault::TooLarge);
+                            return Poll::Ready(Some(Err(TooLarge.into())));
+                        }
                         if s.is_end_stream() {
                             upload.done.store(true, Relaxed);
                         }
@@ -88,7 +109,7 @@ impl Body for RequestBody {
                     }
                     None => upload.done.store(true, Relaxed),
                 }
-                Poll::Ready(frame)
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
         }
     }

@@ -79,8 +79,9 @@ pub fn write_token_outcomes() -> Vec<&'static str> {
 
 /// `requests_rejected_total{reason}`, as `proxy` and `proxy::listener` count
 /// them: `proxy::form`'s refusals and `proxy::blame`'s client faults among them.
-pub const REJECT_REASONS: [&str; 10] = [
+pub const REJECT_REASONS: [&str; 11] = [
     "bad_body",
+    "body_too_large",
     "bad_host",
     "bad_target",
     "client_gone",

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::units::{Cidr, Duration, Percent};
+use super::units::{ByteSize, Cidr, Duration, Percent};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -622,6 +622,19 @@ pub struct Route {
     pub steering: Option<Steering>,
     #[serde(default)]
     pub affinity: Option<Affinity>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// What a route accepts of a request.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The largest request body: a larger one is a 413 before the origin has
+    /// read more than this. Default: none (bodies stream in bounded memory, so
+    /// size costs meridian nothing; the application knows what it accepts).
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -328,6 +328,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     let mut needs_keys = None;
     for (i, r) in c.routes.iter().enumerate() {
         let at = format!("routes[{i}]");
+        if r.limits.max_body.is_some_and(|b| b.0 == 0) {
+            k.error(
+                format!("{at}.limits.max_body"),
+                "must be more than 0 (leave it out for no limit)",
+            );
+        }
         if let Some(p) = &r.matches.path_prefix {
             if !p.starts_with('/') {
                 k.error(format!("{at}.match.path_prefix"), "must start with `/`");
