@@ -181,7 +181,7 @@ routing: {{ retries: {{ attempts: 3 }} }}
 #[tokio::test]
 async fn a_client_that_stalls_or_leaves_mid_body_is_not_the_origins_failure() {
     let (gw, _o) = one_origin_gateway(
-        "timeouts: { read: 500ms }\noutlier_detection: { consecutive_failures: 1, base_ejection: 30s, max_ejected_percent: 100 }",
+        "timeouts: { client_body: 500ms }\noutlier_detection: { consecutive_failures: 1, base_ejection: 30s, max_ejected_percent: 100 }",
     )
     .await;
     let head = "POST /slow HTTP/1.1\r\nHost: h.example\r\nContent-Length: 10\r\n\r\nhello";

@@ -274,6 +274,8 @@ pub struct DataPath {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub pool_idle: Duration,
+    /// Clients: the longest wait for the next bytes of a request body.
+    pub client_body_timeout: Duration,
     /// Clients: a request header from its first byte; silence between requests.
     pub request_header_timeout: Duration,
     pub client_idle_timeout: Duration,
@@ -318,6 +320,7 @@ impl DataPath {
             connect_timeout: t.connect.get(),
             read_timeout: t.read.get(),
             pool_idle: t.idle.get(),
+            client_body_timeout: t.client_body.get(),
             request_header_timeout: t.request_header.get(),
             client_idle_timeout: t.client_idle.get(),
             access_log_sample: if c.access_log.enabled {

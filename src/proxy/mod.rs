@@ -22,7 +22,7 @@ pub mod tls;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -365,24 +365,39 @@ impl Payload {
     }
 }
 
-/// Waits for `answer` while something moves: it times out after `read` with
-/// neither an answer nor a byte of the request body sent (a slow upload is not
-/// a silent origin). None on timeout.
+/// Waits for `answer` while something moves: it times out once `read` passed
+/// with neither an answer nor a byte of the request body sent (a slow upload
+/// is not a silent origin), or, while meridian waits on the client's body,
+/// once `client_body` passed without its next bytes (`blame` then finds the
+/// client stalled). None on timeout.
 async fn within<F: std::future::Future>(
     read: std::time::Duration,
-    sent: Option<&AtomicU64>,
+    client_body: std::time::Duration,
+    upload: Option<&Upload>,
     mut answer: std::pin::Pin<&mut F>,
 ) -> Option<F::Output> {
-    let mut seen = sent.map(|s| s.load(Relaxed));
+    let tick = match upload {
+        Some(_) => read.min(client_body),
+        None => read,
+    };
+    let sent = |u: &Upload| u.sent.load(Relaxed);
+    let mut seen = upload.map(sent);
+    let mut quiet = std::time::Duration::ZERO;
     loop {
-        match tokio::time::timeout(read, answer.as_mut()).await {
+        match tokio::time::timeout(tick, answer.as_mut()).await {
             Ok(out) => return Some(out),
             Err(_) => {
-                let now = sent.map(|s| s.load(Relaxed));
-                if now == seen {
+                let now = upload.map(sent);
+                if now != seen {
+                    (seen, quiet) = (now, std::time::Duration::ZERO);
+                    continue;
+                }
+                quiet += tick;
+                let on_client =
+                    upload.is_some_and(|u| u.outcome() == blame::Upload::WaitingOnClient);
+                if quiet >= if on_client { client_body } else { read } {
                     return None;
                 }
-                seen = now;
             }
         }
     }
@@ -633,7 +648,13 @@ impl Proxy {
                 let (up, lines) = headers::for_origin(&x.parts, &x.prepared, origin, body);
                 let attempt_started = Instant::now();
                 let answer = std::pin::pin!(upstream::send(tx, up, lines));
-                let answer = within(t.read_timeout, sent.as_deref().map(|u| &u.sent), answer).await;
+                let answer = within(
+                    t.read_timeout,
+                    t.client_body_timeout,
+                    sent.as_deref(),
+                    answer,
+                )
+                .await;
                 let (mut resp, reuse) = match answer {
                     Some(Ok(answer)) => answer,
                     Some(Err(_)) | None => {

@@ -534,6 +534,10 @@ pub struct Timeouts {
     /// How long a kept-alive client may stay silent between requests.
     #[serde(default = "default_client_idle_timeout")]
     pub client_idle: Duration,
+    /// How long meridian waits for the next bytes of a request body it is
+    /// forwarding: past it, the request is a 408 (the client's fault).
+    #[serde(default = "default_client_body_timeout")]
+    pub client_body: Duration,
 }
 
 impl Default for Timeouts {
@@ -544,10 +548,14 @@ impl Default for Timeouts {
             idle: default_idle_timeout(),
             request_header: default_request_header_timeout(),
             client_idle: default_client_idle_timeout(),
+            client_body: default_client_body_timeout(),
         }
     }
 }
 
+fn default_client_body_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(2)
 }

@@ -236,6 +236,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     k.positive("timeouts.idle", c.timeouts.idle);
     k.positive("timeouts.request_header", c.timeouts.request_header);
     k.positive("timeouts.client_idle", c.timeouts.client_idle);
+    k.positive("timeouts.client_body", c.timeouts.client_body);
     k.positive("shutdown.grace_period", c.shutdown.grace_period);
     k.range("access_log.sample", c.access_log.sample, 0.0, 1.0);
 
