@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::core::config::units::Cidr;
+use crate::core::config::units::{ByteSize, Cidr};
 use crate::core::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
 use crate::core::health::outlier::OutlierPolicy;
 use crate::core::health::{
@@ -276,6 +276,13 @@ pub struct DataPath {
     pub pool_idle: Duration,
     /// Clients: the longest wait for the next bytes of a request body.
     pub client_body_timeout: Duration,
+    /// Clients: header fields and bytes of a request head (`limits`).
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    /// Clients: HTTP/2 settings (`http2`).
+    pub h2_max_concurrent_streams: u32,
+    pub h2_keep_alive_interval: Duration,
+    pub h2_keep_alive_timeout: Duration,
     /// Clients: a request header from its first byte; silence between requests.
     pub request_header_timeout: Duration,
     pub client_idle_timeout: Duration,
@@ -321,6 +328,11 @@ impl DataPath {
             read_timeout: t.read.get(),
             pool_idle: t.idle.get(),
             client_body_timeout: t.client_body.get(),
+            max_headers: c.limits.max_headers,
+            max_header_bytes: c.limits.max_header_bytes.0 as usize,
+            h2_max_concurrent_streams: c.http2.max_concurrent_streams,
+            h2_keep_alive_interval: c.http2.keep_alive_interval.get(),
+            h2_keep_alive_timeout: c.http2.keep_alive_timeout.get(),
             request_header_timeout: t.request_header.get(),
             client_idle_timeout: t.client_idle.get(),
             access_log_sample: if c.access_log.enabled {
@@ -536,14 +548,18 @@ impl Snapshot {
         let mut routes: Vec<Route> = c
             .routes
             .iter()
-            .map(|r| compile_route(r, c.routing.steering))
+            .map(|r| compile_route(r, c.routing.steering, c.limits.max_body))
             .collect();
         // Requests no route matches get the defaults, so matching always finds one.
         if !routes
             .last()
             .is_some_and(|r| r.host.is_none() && r.path_prefix == "/")
         {
-            routes.push(compile_route(&config::Route::default(), c.routing.steering));
+            routes.push(compile_route(
+                &config::Route::default(),
+                c.routing.steering,
+                c.limits.max_body,
+            ));
         }
         let geo = c.geoip.as_ref().and_then(|g| {
             GeoDb::open_shared(&loaded.resolve(&g.database))
@@ -678,7 +694,11 @@ fn process_key() -> Arc<KeyRing> {
     KEY.get_or_init(|| Arc::new(KeyRing::random())).clone()
 }
 
-fn compile_route(r: &config::Route, default_steering: Steering) -> Route {
+fn compile_route(
+    r: &config::Route,
+    default_steering: Steering,
+    default_max_body: Option<ByteSize>,
+) -> Route {
     Route {
         host: r.matches.host.as_ref().map(|h| h.to_ascii_lowercase()),
         path_prefix: r.matches.path_prefix.clone().unwrap_or_else(|| "/".into()),
@@ -692,7 +712,7 @@ fn compile_route(r: &config::Route, default_steering: Steering) -> Route {
         }),
         steering: r.steering.unwrap_or(default_steering),
         affinity: r.affinity == Some(Affinity::Cookie),
-        max_body: r.limits.max_body.map(|b| b.0),
+        max_body: r.limits.max_body.or(default_max_body).map(|b| b.0),
     }
 }
 

@@ -24,8 +24,9 @@ use super::{ConnInfo, Proxy, ResponseBody};
 use crate::proxy::proxy_protocol;
 use crate::util::shutdown::ShutdownWatch;
 
-/// hyper's HTTP/1 buffer cap per connection (its default is ~400 KiB): bounds
-/// what one streaming body holds in flight, and is the largest request header
+/// hyper's HTTP/1 buffer cap per origin connection (its default is ~400 KiB):
+/// bounds what one streaming body holds in flight. A client connection's is
+/// `limits.max_header_bytes` (64 KiB by default too), the largest request head
 /// accepted (431 above it).
 pub const MAX_BUF: usize = 64 * 1024;
 
@@ -101,7 +102,7 @@ macro_rules! serve_to_end {
     ($io:expr, $h2:expr, $handler:expr, $shutdown:ident, $limits:expr, $cuts:expr, $peer:expr) => {{
         let io = $io;
         let ended = if $h2 {
-            let served = Box::pin(serve_h2(io, $handler, &mut $shutdown));
+            let served = Box::pin(serve_h2(io, $handler, &mut $shutdown, $limits));
             served.await
         } else {
             let mut conn = pin!(http1(io, $handler, $limits));
@@ -133,11 +134,17 @@ fn connection(
 ) -> impl Future<Output = ()> + Send {
     async move {
         let _live = live;
-        let (header_limit, idle_limit) = {
+        let limits = {
             let snap = proxy.shared.snapshot.load();
             let t = &snap.data_path;
-            (t.request_header_timeout, t.client_idle_timeout)
+            Limits {
+                header: t.request_header_timeout,
+                idle: t.client_idle_timeout,
+                max_headers: u32::try_from(t.max_headers).unwrap_or(u32::MAX),
+                max_head_bytes: u32::try_from(t.max_header_bytes).unwrap_or(u32::MAX),
+            }
         };
+        let header_limit = limits.header;
         if listener.proxy_protocol {
             let read = Box::pin(tokio::time::timeout(
                 header_limit,
@@ -158,10 +165,6 @@ fn connection(
                 }
             }
         }
-        let limits = Limits {
-            header: header_limit,
-            idle: idle_limit,
-        };
         if let Some(acceptor) = listener.tls.clone() {
             let handler = Handler {
                 proxy,
@@ -244,6 +247,9 @@ struct Limits {
     header: Duration,
     /// `timeouts.client_idle`: a kept-alive client's silence between requests.
     idle: Duration,
+    /// `limits.max_headers` and `limits.max_header_bytes` (HTTP/1): 431 above.
+    max_headers: u32,
+    max_head_bytes: u32,
 }
 
 /// A connection's service: each request to the proxy.
@@ -279,7 +285,10 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header)
         .idle_timeout(limits.idle)
-        .max_buf_size(MAX_BUF)
+        .max_headers(limits.max_headers as usize)
+        // hyper's read buffer: the largest request head, and what one
+        // streaming body holds in flight.
+        .max_buf_size(limits.max_head_bytes as usize)
         .serve_connection(io, handler)
         .with_upgrades()
 }
@@ -289,12 +298,29 @@ async fn serve_h2<I>(
     io: TokioIo<I>,
     handler: Handler,
     shutdown: &mut ShutdownWatch,
+    limits: Limits,
 ) -> hyper::Result<()>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (streams, interval, timeout) = {
+        let snap = handler.proxy.shared.snapshot.load();
+        let t = &snap.data_path;
+        (
+            t.h2_max_concurrent_streams,
+            t.h2_keep_alive_interval,
+            t.h2_keep_alive_timeout,
+        )
+    };
+    // hyper's own guards stay on: streams a client resets before they are
+    // answered (CVE-2023-44487's rapid reset) and streams it makes meridian
+    // reset are capped per connection, then the connection is closed.
     let mut conn = pin!(http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
+        .max_concurrent_streams(streams)
+        .keep_alive_interval(interval)
+        .keep_alive_timeout(timeout)
+        .max_header_list_size(limits.max_head_bytes)
         .serve_connection(io, handler));
     until_drained(conn.as_mut(), shutdown, |c| c.graceful_shutdown()).await
 }

@@ -39,6 +39,12 @@ pub struct Config {
     /// Upstream timeouts, and the client's time to send a request header.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// What a client's request may be: header count and size, body size.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The HTTP/2 settings clients get.
+    #[serde(default)]
+    pub http2: Http2,
     /// First match wins; none = one default route.
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -631,11 +637,20 @@ pub struct Route {
     #[serde(default)]
     pub affinity: Option<Affinity>,
     #[serde(default)]
-    pub limits: Limits,
+    pub limits: RouteLimits,
 }
 
-/// What a route accepts of a request.
+/// What a route accepts of a request (over the top-level `limits`).
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteLimits {
+    /// The largest request body on this route; default: `limits.max_body`.
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
+}
+
+/// What any client request may be.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// The largest request body: a larger one is a 413 before the origin has
@@ -643,6 +658,65 @@ pub struct Limits {
     /// size costs meridian nothing; the application knows what it accepts).
     #[serde(default)]
     pub max_body: Option<ByteSize>,
+    /// Header fields in one HTTP/1 request: more is a 431.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Bytes of a request's head: more is a 431 (HTTP/1; also hyper's read
+    /// buffer per connection), or for HTTP/2 the header list size announced.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: ByteSize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: None,
+            max_headers: default_max_headers(),
+            max_header_bytes: default_max_header_bytes(),
+        }
+    }
+}
+
+fn default_max_headers() -> usize {
+    100
+}
+fn default_max_header_bytes() -> ByteSize {
+    ByteSize(64 * 1024)
+}
+
+/// The HTTP/2 settings clients get.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http2 {
+    /// Streams one client connection may have open at once.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+    /// A client connection silent this long is sent a PING...
+    #[serde(default = "default_h2_keep_alive_interval")]
+    pub keep_alive_interval: Duration,
+    /// ...and closed when the PING is not answered within this.
+    #[serde(default = "default_h2_keep_alive_timeout")]
+    pub keep_alive_timeout: Duration,
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        Http2 {
+            max_concurrent_streams: default_max_concurrent_streams(),
+            keep_alive_interval: default_h2_keep_alive_interval(),
+            keep_alive_timeout: default_h2_keep_alive_timeout(),
+        }
+    }
+}
+
+fn default_max_concurrent_streams() -> u32 {
+    100
+}
+fn default_h2_keep_alive_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_h2_keep_alive_timeout() -> Duration {
+    Duration::from_secs(20)
 }
 
 #[derive(Debug, Clone, Deserialize)]

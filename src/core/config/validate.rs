@@ -237,6 +237,28 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     k.positive("timeouts.request_header", c.timeouts.request_header);
     k.positive("timeouts.client_idle", c.timeouts.client_idle);
     k.positive("timeouts.client_body", c.timeouts.client_body);
+    let l = &c.limits;
+    if l.max_body.is_some_and(|b| b.0 == 0) {
+        k.error(
+            "limits.max_body",
+            "must be more than 0 (leave it out for no limit)",
+        );
+    }
+    if !(1..=10_000).contains(&l.max_headers) {
+        k.error(
+            "limits.max_headers",
+            format!("must be between 1 and 10000, found {}", l.max_headers),
+        );
+    }
+    // hyper's read buffer has a floor of 8 KiB; a head over 1 MiB is no request.
+    if !(8 * 1024..=1 << 20).contains(&l.max_header_bytes.0) {
+        k.error("limits.max_header_bytes", "must be between 8KiB and 1MiB");
+    }
+    if c.http2.max_concurrent_streams == 0 {
+        k.error("http2.max_concurrent_streams", "must be greater than zero");
+    }
+    k.positive("http2.keep_alive_interval", c.http2.keep_alive_interval);
+    k.positive("http2.keep_alive_timeout", c.http2.keep_alive_timeout);
     k.positive("shutdown.grace_period", c.shutdown.grace_period);
     k.range("access_log.sample", c.access_log.sample, 0.0, 1.0);
 
