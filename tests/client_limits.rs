@@ -162,3 +162,38 @@ async fn all_connections_closed_but_pooled(o: &SimOrigin) {
     )
     .await;
 }
+
+#[tokio::test]
+async fn connections_over_a_listeners_cap_wait_until_one_ends() {
+    let o = origin("us-east-1").await;
+    let yaml = one_region_config(o.addr, "").replace(
+        r#"listeners: [ { address: "{{LISTEN}}" } ]"#,
+        r#"listeners: [ { address: "{{LISTEN}}", max_connections: 2 } ]"#,
+    );
+    assert!(yaml.contains("max_connections"), "{yaml}");
+    let gw = Gateway::start(&yaml).await;
+    let ask = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: h.example\r\n\r\n");
+    // Two kept-alive clients take both slots.
+    let mut kept = Vec::new();
+    for i in 0..2 {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(ask(&format!("/kept{i}")).as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(status(&read_response(&mut s).await), Some(200));
+        kept.push(s);
+    }
+    // A third connects (the kernel's queue takes it) but is not served...
+    let mut third = TcpStream::connect(gw.addr).await.unwrap();
+    third.write_all(ask("/third").as_bytes()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
+    assert!(early.is_err(), "served beyond the cap: {early:?}");
+    // ...until one of the two leaves.
+    drop(kept.pop());
+    let resp = read_response(&mut third).await;
+    assert_eq!(status(&resp), Some(200), "{resp}");
+    let s = &mut kept[0];
+    s.write_all(ask("/still").as_bytes()).await.unwrap();
+    assert_eq!(status(&read_response(s).await), Some(200));
+}

@@ -243,6 +243,8 @@ pub struct ListenerSpec {
     pub address: SocketAddr,
     /// Accepts a PROXY protocol header first.
     pub proxy_protocol: bool,
+    /// Client connections served at once (`listeners[].max_connections`).
+    pub max_connections: Option<u32>,
     /// Certificate and key files, resolved against the config file; empty when
     /// the listener speaks plain HTTP.
     pub certificates: Vec<(PathBuf, PathBuf)>,
@@ -589,6 +591,7 @@ impl Snapshot {
             .map(|l| ListenerSpec {
                 address: l.address,
                 proxy_protocol: l.proxy_protocol,
+                max_connections: l.max_connections,
                 certificates: l.tls.as_ref().map_or_else(Vec::new, |t| {
                     t.certificates
                         .iter()

@@ -39,6 +39,8 @@ pub struct Listener {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Every connection starts with a PROXY v1/v2 header.
     pub proxy_protocol: bool,
+    /// `max_connections`: one permit per connection served; none = no cap.
+    pub slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Counters a connection may move before any request exists, shared by the
@@ -66,6 +68,17 @@ pub async fn serve(
     });
     let listener = Arc::new(listener);
     loop {
+        // At the cap, nothing is accepted: new connections wait in the
+        // kernel's accept queue (and past it, the client's SYN retries) until
+        // a served one ends, rather than cost memory here.
+        let slot = match &listener.slots {
+            Some(slots) => tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                p = slots.clone().acquire_owned() => p.ok(),
+            },
+            None => None,
+        };
         let accepted = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -74,7 +87,7 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(connection(
+                let served = connection(
                     stream,
                     peer,
                     listener.clone(),
@@ -82,7 +95,19 @@ pub async fn serve(
                     shutdown.clone(),
                     cuts.clone(),
                     live.clone(),
-                ));
+                );
+                match slot {
+                    None => {
+                        tokio::spawn(served);
+                    }
+                    // The permit is held until the connection ends.
+                    Some(slot) => {
+                        tokio::spawn(async move {
+                            served.await;
+                            drop(slot);
+                        });
+                    }
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off, do not spin.

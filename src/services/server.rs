@@ -96,6 +96,9 @@ async fn bind(shared: &Arc<Shared>) -> anyhow::Result<(TcpListener, Vec<Listener
             tcp,
             tls,
             proxy_protocol: l.proxy_protocol,
+            slots: l
+                .max_connections
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
         });
     }
     Ok((admin, listeners, bound))

@@ -96,6 +96,10 @@ pub struct Listener {
     /// Accept PROXY protocol v1/v2 from a load balancer in front.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// Client connections served at once; more wait in the accept queue
+    /// until one ends. Default: no cap.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -85,6 +85,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     let mut seen = HashSet::new();
     seen.insert(c.admin.address);
     for (i, l) in c.listeners.iter().enumerate() {
+        if l.max_connections == Some(0) {
+            k.error(
+                format!("listeners[{i}].max_connections"),
+                "must be more than 0 (leave it out for no cap)",
+            );
+        }
         if l.address.port() != 0 && !seen.insert(l.address) {
             k.error(
                 format!("listeners[{i}].address"),
