@@ -180,8 +180,13 @@ routing: {{ retries: {{ attempts: 3 }} }}
 
 #[tokio::test]
 async fn a_client_that_stalls_or_leaves_mid_body_is_not_the_origins_failure() {
-    let (gw, _o) = one_origin_gateway(
-        "timeouts: { client_body: 500ms }\noutlier_detection: { consecutive_failures: 1, base_ejection: 30s, max_ejected_percent: 100 }",
+    let o = origin("us-east-1").await;
+    let gw = Gateway::start_with_env(
+        &one_region_config(
+            o.addr,
+            "timeouts: { client_body: 500ms }\noutlier_detection: { consecutive_failures: 1, base_ejection: 30s, max_ejected_percent: 100 }",
+        ),
+        &[("RUST_LOG", "warn,meridian::access=info")],
     )
     .await;
     let head = "POST /slow HTTP/1.1\r\nHost: h.example\r\nContent-Length: 10\r\n\r\nhello";
@@ -212,6 +217,23 @@ async fn a_client_that_stalls_or_leaves_mid_body_is_not_the_origins_failure() {
     assert_eq!(state["regions"]["us-east-1"]["last_minute"]["errors"], 0);
     let r = reqwest::get(gw.url("/fine")).await.unwrap();
     assert_eq!(r.status(), 200);
+    // The access log says whose fault each was, as nginx would.
+    eventually(Duration::from_secs(5), "three access lines", || async {
+        let lines = gw.stderr().matches("meridian::access").count();
+        seen_if(lines >= 3, lines)
+    })
+    .await;
+    let log = gw.stderr();
+    let slow: Vec<&str> = log.lines().filter(|l| l.contains("path=/slow")).collect();
+    assert_eq!(slow.len(), 2, "{log}");
+    assert!(
+        slow[0].contains("status=408") && slow[0].contains("error=\"request_timeout\""),
+        "{log}"
+    );
+    assert!(
+        slow[1].contains("status=499") && slow[1].contains("error=\"client_gone\""),
+        "{log}"
+    );
 }
 
 #[tokio::test]

@@ -104,6 +104,8 @@ pub struct Record {
     origin_failed: bool,
     /// The client's fault, when a failure was found to be.
     fault: Option<ClientFault>,
+    /// A gateway-made answer's `error`, for the access log.
+    error: &'static str,
 }
 
 /// Recorded when dropped: with the answer's body, or with the request's future
@@ -126,6 +128,7 @@ impl Record {
         if self.fault.is_none() && left {
             self.fault = Some(ClientFault::Gone);
             self.count_rejected(ClientFault::Gone);
+            self.error = ClientFault::Gone.error();
         }
         if let Some(fault) = self.fault {
             self.status = fault.status();
@@ -198,6 +201,7 @@ impl Record {
                 bytes,
                 duration: elapsed,
                 tries: self.tries,
+                error: self.error,
             };
             crate::telemetry::access_log::log(&entry, crate::telemetry::logging::json());
         }
@@ -559,7 +563,7 @@ impl Proxy {
                                 Some(e) => blame::of_body_error(e),
                                 None => ClientFault::BadFraming,
                             };
-                            tracing::debug!("reading the request body failed: {e}");
+                            tracing::debug!(request_id = ?x.rec.ctx.request_id, "reading the request body failed: {e}");
                             return Ok(client_error(x.rec, fault));
                         }
                     }
@@ -608,7 +612,7 @@ impl Proxy {
                             .inc();
                         now = now_ms();
                         self.observe(&snap, target, None, now);
-                        tracing::debug!(origin = %origin.address, "connect failed: {e}");
+                        tracing::debug!(request_id = ?x.rec.ctx.request_id, origin = %origin.address, "connect failed: {e}");
                         if self.retry(
                             &snap,
                             r,
@@ -660,7 +664,7 @@ impl Proxy {
                     Some(Err(_)) | None => {
                         let timed_out = answer.is_none();
                         if let Some(Err(e)) = &answer {
-                            tracing::debug!(origin = %origin.address, "try failed: {e}");
+                            tracing::debug!(request_id = ?x.rec.ctx.request_id, origin = %origin.address, "try failed: {e}");
                         }
                         if let Fault::Client(fault) = blame::blame(payload.upload(), timed_out) {
                             return Ok(client_error(x.rec, fault));
@@ -804,6 +808,7 @@ impl Proxy {
             complete: false,
             origin_failed: false,
             fault: None,
+            error: "",
         }
     }
 
@@ -934,10 +939,11 @@ impl Proxy {
 fn gateway_error(
     mut rec: Record,
     status: u16,
-    error: &str,
+    error: &'static str,
     detail: &str,
 ) -> Response<ResponseBody> {
     rec.status = status;
+    rec.error = error;
     let body = serde_json::json!({ "error": error, "detail": detail }).to_string();
     let end = Box::new(End {
         record: Some(rec),
