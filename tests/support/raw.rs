@@ -26,6 +26,8 @@ type Conn = Arc<Mutex<Vec<u8>>>;
 pub struct RawOrigin {
     pub addr: SocketAddr,
     conns: Arc<Mutex<Vec<Conn>>>,
+    /// Connections answered and closed.
+    done: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -42,6 +44,8 @@ impl RawOrigin {
         let addr = listener.local_addr().unwrap();
         let conns: Arc<Mutex<Vec<Conn>>> = Arc::default();
         let all = conns.clone();
+        let done: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let finished = done.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
@@ -49,6 +53,7 @@ impl RawOrigin {
                 };
                 let bytes = Conn::default();
                 all.lock().unwrap().push(bytes.clone());
+                let finished = finished.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 64 * 1024];
                     loop {
@@ -70,6 +75,7 @@ impl RawOrigin {
                             _ => {
                                 let _ = s.write_all(ANSWER).await;
                                 let _ = s.shutdown().await;
+                                finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                                 return;
                             }
                         }
@@ -77,7 +83,12 @@ impl RawOrigin {
                 });
             }
         });
-        RawOrigin { addr, conns, task }
+        RawOrigin {
+            addr,
+            conns,
+            done,
+            task,
+        }
     }
 
     /// The bytes of every connection that carried something but a health
@@ -90,6 +101,23 @@ impl RawOrigin {
             .map(|c| String::from_utf8_lossy(&c.lock().unwrap()).into_owned())
             .filter(|c| !c.is_empty() && !c.starts_with("GET /health "))
             .collect()
+    }
+
+    /// Every connection so far, its bytes as they are now (probes included).
+    pub fn connections(&self) -> Vec<Vec<u8>> {
+        let conns = self.conns.lock().unwrap();
+        conns.iter().map(|c| c.lock().unwrap().clone()).collect()
+    }
+
+    /// Waits (up to `within`) until every connection accepted so far has been
+    /// answered and closed: what they carried is then all there.
+    pub async fn settle(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.done.load(std::sync::atomic::Ordering::SeqCst) < self.conns.lock().unwrap().len()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Waits up to 3 s for `n` requests (and a moment more for their bytes).
