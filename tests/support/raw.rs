@@ -6,7 +6,11 @@
 //! It answers as soon as a head without a body arrives, else once the
 //! connection has been quiet for a moment or its peer closed (it parses no
 //! body, so a malformed one is recorded as sent). Health probes are answered
-//! like anything else and left out of `requests`.
+//! like anything else and left out of `requests`. `judge` tells whether what
+//! one connection received is exactly one unambiguous request.
+//!
+//! Also compiled into the fuzz crate (`fuzz/src/lib.rs`), whose
+//! `listener_requests` target drives it through the real listener.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -138,4 +142,109 @@ fn answerable_now(bytes: &[u8]) -> bool {
     };
     let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
     !head.contains("\ncontent-length:") && !head.contains("\ntransfer-encoding:")
+}
+
+/// What one origin connection received, judged: `Ok(Some(head))` for exactly
+/// one complete, unambiguous request (its head lowercased), `Ok(None)` for no
+/// complete request (nothing, or a request cut short), `Err` for anything an
+/// origin could read in two ways or as two requests.
+pub fn judge(b: &[u8]) -> Result<Option<String>, String> {
+    let Some(end) = b.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(&b[..end]).map_err(|_| "head not UTF-8".to_string())?;
+    if text.replace("\r\n", "").contains(['\r', '\n']) {
+        return Err("a bare CR or LF in the head".into());
+    }
+    let mut lines = text.split("\r\n");
+    let line = lines.next().unwrap_or("");
+    let parts: Vec<&str> = line.split(' ').collect();
+    if parts.len() != 3 || parts[2] != "HTTP/1.1" || parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("request line {line:?}"));
+    }
+    let (mut lengths, mut codings, mut hosts) = (Vec::new(), Vec::new(), 0);
+    for l in lines {
+        let Some((name, value)) = l.split_once(':') else {
+            return Err(format!("header line {l:?}"));
+        };
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(token) {
+            return Err(format!("header name {name:?}"));
+        }
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(format!("control byte in {l:?}"));
+        }
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => lengths.push(value.trim().to_string()),
+            "transfer-encoding" => codings.push(value.trim().to_ascii_lowercase()),
+            "host" => hosts += 1,
+            _ => {}
+        }
+    }
+    if hosts != 1 {
+        return Err(format!("{hosts} Host headers"));
+    }
+    if !lengths.is_empty() && !codings.is_empty() {
+        return Err("Content-Length and Transfer-Encoding".into());
+    }
+    let body = &b[end + 4..];
+    let rest = if !codings.is_empty() {
+        if codings != ["chunked"] {
+            return Err(format!("Transfer-Encoding {codings:?}"));
+        }
+        match chunked_end(body)? {
+            Some(n) => &body[n..],
+            None => return Ok(None),
+        }
+    } else if !lengths.is_empty() {
+        let [n] = &lengths[..] else {
+            return Err(format!("Content-Length {lengths:?}"));
+        };
+        let n: usize = n.parse().map_err(|_| format!("Content-Length {n:?}"))?;
+        if body.len() < n {
+            return Ok(None);
+        }
+        &body[n..]
+    } else {
+        body
+    };
+    if !rest.is_empty() {
+        return Err(format!(
+            "bytes after the request: {:?}",
+            String::from_utf8_lossy(rest)
+        ));
+    }
+    Ok(Some(text.to_ascii_lowercase()))
+}
+
+/// Where a strictly framed chunked body ends (None: it does not, yet).
+fn chunked_end(b: &[u8]) -> Result<Option<usize>, String> {
+    let mut at = 0;
+    loop {
+        let Some(eol) = b[at..].windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
+        let line = std::str::from_utf8(&b[at..at + eol]).map_err(|_| "chunk line")?;
+        let size = usize::from_str_radix(line, 16).map_err(|_| format!("chunk size {line:?}"))?;
+        at += eol + 2;
+        if size == 0 {
+            // Trailers, then the blank line.
+            loop {
+                let Some(eol) = b[at..].windows(2).position(|w| w == b"\r\n") else {
+                    return Ok(None);
+                };
+                at += eol + 2;
+                if eol == 0 {
+                    return Ok(Some(at));
+                }
+            }
+        }
+        if b.len() < at + size + 2 {
+            return Ok(None);
+        }
+        if &b[at + size..at + size + 2] != b"\r\n" {
+            return Err("chunk data not followed by CRLF".into());
+        }
+        at += size + 2;
+    }
 }
