@@ -197,3 +197,27 @@ async fn connections_over_a_listeners_cap_wait_until_one_ends() {
     s.write_all(ask("/still").as_bytes()).await.unwrap();
     assert_eq!(status(&read_response(s).await), Some(200));
 }
+
+#[tokio::test]
+async fn an_idle_http2_client_is_sent_goaway_after_client_idle() {
+    let (gw, _o) = one_origin_gateway("timeouts: { client_idle: 400ms }").await;
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let mut conn = tokio::spawn(conn);
+    let mut client = client;
+    // A client that keeps asking is not idle.
+    for i in 0..8 {
+        let mut ready = client.ready().await.unwrap();
+        let req = http::Request::get(format!("http://h.example/busy{i}"))
+            .body(())
+            .unwrap();
+        let (answer, _) = ready.send_request(req, true).unwrap();
+        assert_eq!(answer.await.unwrap().status(), 200);
+        client = ready;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!conn.is_finished(), "a busy client's connection ended");
+    // Then silent: GOAWAY, and the connection ends.
+    let ended = tokio::time::timeout(Duration::from_secs(3), &mut conn).await;
+    assert!(ended.is_ok(), "an idle HTTP/2 client kept its connection");
+}

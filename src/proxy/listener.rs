@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{ConnInfo, Proxy, ResponseBody};
 use crate::proxy::proxy_protocol;
+use crate::util::clock::monotonic_ms;
 use crate::util::shutdown::ShutdownWatch;
 
 /// hyper's HTTP/1 buffer cap per origin connection (its default is ~400 KiB):
@@ -194,6 +196,7 @@ fn connection(
             let handler = Handler {
                 proxy,
                 info: ConnInfo { peer, tls: true },
+                last_request: None,
             };
             let served = Box::pin(tls_connection(
                 stream, acceptor, handler, shutdown, limits, cuts,
@@ -215,6 +218,7 @@ fn connection(
         let handler = Handler {
             proxy,
             info: ConnInfo { peer, tls: false },
+            last_request: None,
         };
         serve_to_end!(
             TokioIo::new(stream),
@@ -282,6 +286,9 @@ struct Limits {
 struct Handler {
     proxy: Arc<Proxy>,
     info: ConnInfo,
+    /// HTTP/2 only: when the connection's last request started (monotonic
+    /// ms), for its idle timeout (hyper's HTTP/2 server has none).
+    last_request: Option<Arc<AtomicU64>>,
 }
 
 impl hyper::service::Service<http::Request<Incoming>> for Handler {
@@ -293,6 +300,9 @@ impl hyper::service::Service<http::Request<Incoming>> for Handler {
     /// service future per connection, so an unboxed one would cost every idle
     /// client its size.
     fn call(&self, req: http::Request<Incoming>) -> super::Answer {
+        if let Some(last) = &self.last_request {
+            last.store(monotonic_ms(), Relaxed);
+        }
         self.proxy.clone().handle(req, self.info)
     }
 }
@@ -321,7 +331,7 @@ where
 /// An HTTP/2 connection to its end (called boxed: its state is large).
 async fn serve_h2<I>(
     io: TokioIo<I>,
-    handler: Handler,
+    mut handler: Handler,
     shutdown: &mut ShutdownWatch,
     limits: Limits,
 ) -> hyper::Result<()>
@@ -337,6 +347,8 @@ where
             t.h2_keep_alive_timeout,
         )
     };
+    let last_request = Arc::new(AtomicU64::new(monotonic_ms()));
+    handler.last_request = Some(last_request.clone());
     // hyper's own guards stay on: streams a client resets before they are
     // answered (CVE-2023-44487's rapid reset) and streams it makes meridian
     // reset are capped per connection, then the connection is closed.
@@ -347,7 +359,25 @@ where
         .keep_alive_timeout(timeout)
         .max_header_list_size(limits.max_head_bytes)
         .serve_connection(io, handler));
-    until_drained(conn.as_mut(), shutdown, |c| c.graceful_shutdown()).await
+    // A client that starts no request for `timeouts.client_idle` is sent
+    // GOAWAY, as an idle HTTP/1 client is closed; streams in flight finish.
+    let idle = async {
+        loop {
+            let since = monotonic_ms().saturating_sub(last_request.load(Relaxed));
+            let since = Duration::from_millis(since);
+            if since >= limits.idle {
+                return;
+            }
+            tokio::time::sleep(limits.idle - since).await;
+        }
+    };
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        _ = shutdown.wait_for(|stop| *stop) => {}
+        _ = idle => tracing::debug!("HTTP/2 client idle for timeouts.client_idle"),
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }
 
 /// Counts and logs how a connection ended, when by an error.
