@@ -611,6 +611,72 @@ mod tests {
     }
 
     #[test]
+    fn connection_cannot_name_host_framing_or_forwarding_headers_away() {
+        let mut h = map(&[
+            (
+                "connection",
+                "keep-alive, Host, Content-Length, X-Forwarded-For, X-Meridian-Region, Forwarded, X-Request-Id, X-Secret",
+            ),
+            ("host", "h.example"),
+            ("content-length", "5"),
+            ("x-forwarded-for", "192.0.2.1"),
+            ("x-meridian-region", "x"),
+            ("forwarded", "for=192.0.2.1"),
+            ("x-request-id", "r"),
+            ("x-secret", "s"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "content-length",
+                "forwarded",
+                "host",
+                "x-forwarded-for",
+                "x-meridian-region",
+                "x-request-id"
+            ]
+        );
+    }
+
+    #[test]
+    fn h2c_is_never_an_upgrade_and_its_headers_always_go() {
+        for pairs in [
+            &[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ][..],
+            &[
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ],
+            &[("connection", "upgrade"), ("upgrade", "websocket, H2C")],
+        ] {
+            let mut h = map(pairs);
+            let hop = Seen::read(&h).hop;
+            assert!(!hop.asks_upgrade(Version::HTTP_11), "{pairs:?}");
+            hop.strip(&mut h, false);
+            assert!(h.is_empty(), "{pairs:?}: {h:?}");
+        }
+    }
+
+    #[test]
+    fn codings_besides_chunked_are_noticed_in_any_header() {
+        let coding =
+            |pairs: &[(&'static str, &'static str)]| Seen::read(&map(pairs)).hop.other_coding();
+        assert!(!coding(&[("transfer-encoding", "chunked")]));
+        assert!(!coding(&[("transfer-encoding", " Chunked ")]));
+        assert!(coding(&[("transfer-encoding", "gzip, chunked")]));
+        assert!(coding(&[
+            ("transfer-encoding", "gzip"),
+            ("transfer-encoding", "chunked")
+        ]));
+    }
+
+    #[test]
     fn an_upgrade_keeps_its_connection_and_upgrade_headers() {
         let mut h = HeaderMap::new();
         h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
