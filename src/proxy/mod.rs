@@ -512,6 +512,7 @@ impl Proxy {
         let length = req.body().size_hint().exact();
         if let (Some(max), Some(len)) = (max_body, length) {
             if len > max {
+                self.retry_budget.forget_request(now / 1000);
                 return Decided::Answered(client_error(rec, ClientFault::TooLarge));
             }
         }
@@ -564,6 +565,7 @@ impl Proxy {
                                 None => ClientFault::BadFraming,
                             };
                             tracing::debug!(request_id = ?x.rec.ctx.request_id, "reading the request body failed: {e}");
+                            self.retry_budget.forget_request(x.decided_ms / 1000);
                             return Ok(client_error(x.rec, fault));
                         }
                     }
@@ -667,6 +669,7 @@ impl Proxy {
                             tracing::debug!(request_id = ?x.rec.ctx.request_id, origin = %origin.address, "try failed: {e}");
                         }
                         if let Fault::Client(fault) = blame::blame(payload.upload(), timed_out) {
+                            self.retry_budget.forget_request(x.decided_ms / 1000);
                             return Ok(client_error(x.rec, fault));
                         }
                         now = now_ms();
