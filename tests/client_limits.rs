@@ -221,3 +221,19 @@ async fn an_idle_http2_client_is_sent_goaway_after_client_idle() {
     let ended = tokio::time::timeout(Duration::from_secs(3), &mut conn).await;
     assert!(ended.is_ok(), "an idle HTTP/2 client kept its connection");
 }
+
+#[tokio::test]
+async fn an_http2_client_that_starts_no_request_is_cut_after_request_header() {
+    let (gw, _o) = one_origin_gateway("timeouts: { request_header: 300ms }").await;
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    // The preface and settings, then nothing.
+    let (_client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let started = std::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(3), conn).await;
+    assert!(ended.is_ok(), "a silent HTTP/2 connection stayed open");
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -301,7 +301,8 @@ impl hyper::service::Service<http::Request<Incoming>> for Handler {
     /// client its size.
     fn call(&self, req: http::Request<Incoming>) -> super::Answer {
         if let Some(last) = &self.last_request {
-            last.store(monotonic_ms(), Relaxed);
+            // Never 0, which means "none yet".
+            last.store(monotonic_ms().max(1), Relaxed);
         }
         self.proxy.clone().handle(req, self.info)
     }
@@ -347,7 +348,9 @@ where
             t.h2_keep_alive_timeout,
         )
     };
-    let last_request = Arc::new(AtomicU64::new(monotonic_ms()));
+    let opened = monotonic_ms();
+    // 0 until the first request starts.
+    let last_request = Arc::new(AtomicU64::new(0));
     handler.last_request = Some(last_request.clone());
     // hyper's own guards stay on: streams a client resets before they are
     // answered (CVE-2023-44487's rapid reset) and streams it makes meridian
@@ -359,22 +362,30 @@ where
         .keep_alive_timeout(timeout)
         .max_header_list_size(limits.max_head_bytes)
         .serve_connection(io, handler));
-    // A client that starts no request for `timeouts.client_idle` is sent
-    // GOAWAY, as an idle HTTP/1 client is closed; streams in flight finish.
+    // As for HTTP/1: the first request must start within
+    // `timeouts.request_header` of the connection (a client that opens one and
+    // sends no whole header block holds nothing for long), and a client that
+    // starts no request for `timeouts.client_idle` after that is sent GOAWAY.
+    // Streams in flight finish either way.
     let idle = async {
         loop {
-            let since = monotonic_ms().saturating_sub(last_request.load(Relaxed));
-            let since = Duration::from_millis(since);
-            if since >= limits.idle {
+            let (since, limit) = match last_request.load(Relaxed) {
+                0 => (opened, limits.header),
+                last => (last, limits.idle),
+            };
+            let quiet = Duration::from_millis(monotonic_ms().saturating_sub(since));
+            if quiet >= limit {
                 return;
             }
-            tokio::time::sleep(limits.idle - since).await;
+            // Woken at least as often as the shorter limit, so a first request
+            // that starts meanwhile moves the deadline in time.
+            tokio::time::sleep((limit - quiet).min(limits.header.min(limits.idle))).await;
         }
     };
     tokio::select! {
         r = conn.as_mut() => return r,
         _ = shutdown.wait_for(|stop| *stop) => {}
-        _ = idle => tracing::debug!("HTTP/2 client idle for timeouts.client_idle"),
+        _ = idle => tracing::debug!("HTTP/2 client idle (timeouts.request_header or client_idle)"),
     }
     conn.as_mut().graceful_shutdown();
     conn.await
