@@ -3,11 +3,12 @@
 //! Content-Length, then closes. A parsing server would normalise away the
 //! evidence of what meridian forwarded.
 //!
-//! It answers as soon as a head without a body arrives, else once the
-//! connection has been quiet for a moment or its peer closed (it parses no
-//! body, so a malformed one is recorded as sent). Health probes are answered
-//! like anything else and left out of `requests`. `judge` tells whether what
-//! one connection received is exactly one unambiguous request.
+//! It answers as soon as what arrived is a whole request by `judge` (or one
+//! `judge` finds ambiguous), else once the connection has been quiet for a
+//! while or its peer closed: a request cut short is recorded as it came.
+//! Health probes are answered like anything else and left out of `requests`.
+//! `judge` tells whether what one connection received is exactly one
+//! unambiguous request.
 //!
 //! Also compiled into the fuzz crate (`fuzz/src/lib.rs`), whose
 //! `listener_requests` target drives it through the real listener.
@@ -21,8 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// The answer to every request: a body a deep health probe accepts too.
 const ANSWER: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\nConnection: close\r\n\r\n{\"status\":\"healthy\"}";
-/// Quiet this long after a head that announced a body: the request is over.
-const QUIET: Duration = Duration::from_millis(150);
+/// Quiet this long with no whole request: whatever came is all there is.
+const QUIET: Duration = Duration::from_secs(1);
 
 /// The bytes one connection carried, as they arrive.
 type Conn = Arc<Mutex<Vec<u8>>>;
@@ -61,7 +62,7 @@ impl RawOrigin {
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 64 * 1024];
                     loop {
-                        let wait = if answerable_now(&bytes.lock().unwrap()) {
+                        let wait = if !matches!(judge(&bytes.lock().unwrap()), Ok(None)) {
                             Duration::ZERO
                         } else {
                             QUIET
@@ -124,24 +125,18 @@ impl RawOrigin {
         }
     }
 
-    /// Waits up to 3 s for `n` requests (and a moment more for their bytes).
+    /// Waits up to 3 s for `n` requests, then until every connection so far
+    /// was answered (its bytes are then all there).
     pub async fn wait_requests(&self, n: usize) -> Vec<String> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         while self.requests().len() < n && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(QUIET * 2).await;
+        // A try cut short may still be on its way.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.settle(QUIET * 3).await;
         self.requests()
     }
-}
-
-/// A whole head that announces no body: nothing more is coming.
-fn answerable_now(bytes: &[u8]) -> bool {
-    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
-    !head.contains("\ncontent-length:") && !head.contains("\ntransfer-encoding:")
 }
 
 /// What one origin connection received, judged: `Ok(Some(head))` for exactly
