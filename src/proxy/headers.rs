@@ -107,8 +107,6 @@ impl HopByHop {
                 .as_bytes()
                 .split(|b| *b == b',')
                 .any(|p| p.trim_ascii().eq_ignore_ascii_case(b"h2c"));
-        } else if name == HTTP2_SETTINGS {
-            self.http2_settings = true;
         } else if name == header::TRANSFER_ENCODING {
             self.transfer_encoding = true;
             self.other_coding |= value
@@ -117,10 +115,16 @@ impl HopByHop {
                 .any(|c| !c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name == header::TE {
             self.te |= value.as_bytes() != b"trailers";
-        } else if name == KEEP_ALIVE {
-            self.keep_alive = true;
-        } else if name == PROXY_CONNECTION {
-            self.proxy_connection = true;
+        } else {
+            // The rest are names the `http` crate does not know: told apart by
+            // length first, so the common custom header costs one comparison.
+            let n = name.as_str();
+            match n.len() {
+                10 => self.keep_alive |= name == KEEP_ALIVE,
+                14 => self.http2_settings |= name == HTTP2_SETTINGS,
+                16 => self.proxy_connection |= name == PROXY_CONNECTION,
+                _ => {}
+            }
         }
     }
 

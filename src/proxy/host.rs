@@ -42,13 +42,11 @@ pub fn check<'a>(
         None if version == Version::HTTP_11 => return Err(BadHost::Missing),
         None => None,
     };
-    // A `Host` that is replaced is still checked: nothing malformed passes.
-    if header.is_some_and(|h| !valid(h.as_bytes())) {
-        return Err(BadHost::Invalid);
-    }
-    let host = match uri.authority() {
-        Some(a) => a.as_str(),
-        None => header.unwrap_or(""),
+    let host = match (uri.authority(), header) {
+        // A `Host` that is replaced is still checked: nothing malformed passes.
+        (Some(_), Some(h)) if !valid(h.as_bytes()) => return Err(BadHost::Invalid),
+        (Some(a), _) => a.as_str(),
+        (None, h) => h.unwrap_or(""),
     };
     if !valid(host.as_bytes()) {
         return Err(BadHost::Invalid);

@@ -104,8 +104,32 @@ pub struct Record {
     origin_failed: bool,
     /// The client's fault, when a failure was found to be.
     fault: Option<ClientFault>,
-    /// A gateway-made answer's `error`, for the access log.
-    error: &'static str,
+    /// A gateway-made answer's `error`, for the access log: an index into
+    /// `GATEWAY_ERRORS` (a byte, not a `&str`: every request's future holds
+    /// its record, and is moved into its box).
+    error: u8,
+}
+
+/// Every `error` a gateway-made answer gives; the first, "", is none.
+const GATEWAY_ERRORS: [&str; 10] = [
+    "",
+    "upstream_unreachable",
+    "upstream_timeout",
+    "no_healthy_region",
+    "bad_request",
+    "method_not_allowed",
+    "not_implemented",
+    "client_gone",
+    "request_timeout",
+    "payload_too_large",
+];
+
+/// `error`'s index in `GATEWAY_ERRORS` (0 when it is not there).
+fn error_index(error: &str) -> u8 {
+    GATEWAY_ERRORS
+        .iter()
+        .position(|e| *e == error)
+        .map_or(0, |i| i as u8)
 }
 
 /// Recorded when dropped: with the answer's body, or with the request's future
@@ -128,7 +152,7 @@ impl Record {
         if self.fault.is_none() && left {
             self.fault = Some(ClientFault::Gone);
             self.count_rejected(ClientFault::Gone);
-            self.error = ClientFault::Gone.error();
+            self.error = error_index(ClientFault::Gone.error());
         }
         if let Some(fault) = self.fault {
             self.status = fault.status();
@@ -201,7 +225,7 @@ impl Record {
                 bytes,
                 duration: elapsed,
                 tries: self.tries,
-                error: self.error,
+                error: GATEWAY_ERRORS[usize::from(self.error)],
             };
             crate::telemetry::access_log::log(&entry, crate::telemetry::logging::json());
         }
@@ -811,7 +835,7 @@ impl Proxy {
             complete: false,
             origin_failed: false,
             fault: None,
-            error: "",
+            error: 0,
         }
     }
 
@@ -946,7 +970,7 @@ fn gateway_error(
     detail: &str,
 ) -> Response<ResponseBody> {
     rec.status = status;
-    rec.error = error;
+    rec.error = error_index(error);
     let body = serde_json::json!({ "error": error, "detail": detail }).to_string();
     let end = Box::new(End {
         record: Some(rec),
@@ -1010,4 +1034,27 @@ fn splice(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpgrade) 
             tracing::debug!("upgraded connection ended: {e}");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_gateway_error_is_in_the_access_logs_table() {
+        let used = blame::ClientFault::ALL
+            .iter()
+            .map(|f| f.error())
+            .chain(form::BadForm::ALL.iter().map(|f| f.error()))
+            .chain([
+                "upstream_unreachable",
+                "upstream_timeout",
+                "no_healthy_region",
+                "bad_request",
+            ]);
+        for e in used {
+            assert_ne!(error_index(e), 0, "{e}");
+            assert_eq!(GATEWAY_ERRORS[usize::from(error_index(e))], e);
+        }
+    }
 }
