@@ -106,7 +106,31 @@ fn unknown_field_points_at_its_key() {
     broken(
         "unknown-top",
         &with("debug_header: true\n"),
-        &["13:1: debug_header: unknown field `debug_header`, expected one of `local_region`, `listeners`, `admin`, `client_ip`, `geoip`, `write_region`, `regions`, `health`, `outlier_detection`, `routing`, `timeouts`, `routes`, `shifts`, `sessions`, `dns`, `resolver`, `debug_headers`, `shutdown`, `access_log`"],
+        &["13:1: debug_header: unknown field `debug_header`, expected one of `local_region`, `listeners`, `admin`, `client_ip`, `geoip`, `write_region`, `regions`, `health`, `outlier_detection`, `routing`, `timeouts`, `limits`, `http2`, `routes`, `shifts`, `sessions`, `dns`, `resolver`, `debug_headers`, `shutdown`, `access_log`"],
+    );
+}
+
+#[test]
+fn a_routes_max_body_is_a_size_above_zero() {
+    broken(
+        "max-body-zero",
+        &with("routes:\n  - limits: { max_body: 0 }\n"),
+        &["14:25: routes[0].limits.max_body: must be more than 0 (leave it out for no limit)"],
+    );
+    broken(
+        "client-limits",
+        &with("limits: { max_headers: 0, max_header_bytes: 4KiB, max_body: 0 }\nhttp2: { max_concurrent_streams: 0 }\n"),
+        &[
+            "13:24: limits.max_headers: must be between 1 and 10000, found 0",
+            "13:45: limits.max_header_bytes: must be between 8KiB and 1MiB",
+            "13:61: limits.max_body: must be more than 0 (leave it out for no limit)",
+            "14:34: http2.max_concurrent_streams: must be greater than zero",
+        ],
+    );
+    broken(
+        "max-body-unit",
+        &with("routes:\n  - limits: { max_body: 10XB }\n"),
+        &["14:25: routes[0].limits.max_body: expected a size like `512KiB`, `10MiB` or `1GiB`, found `10XB`"],
     );
 }
 

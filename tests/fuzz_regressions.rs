@@ -122,3 +122,8 @@ fn timestamp_with_multibyte_characters_is_an_error() {
         );
     }
 }
+
+#[test]
+fn listener_requests_seeds() {
+    replay("listener_requests", checks::listener_requests);
+}

@@ -5,7 +5,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use meridian::core::config::units::Cidr;
 use meridian::core::config::{self, Loaded};
@@ -13,9 +14,18 @@ use meridian::core::health::judge::{judge, FailReason, Verdict};
 use meridian::core::health::HealthRegistry;
 use meridian::core::routing::match_route;
 use meridian::core::snapshot::Snapshot;
+use meridian::proxy::listener::{self, Listener};
 use meridian::proxy::proxy_protocol::{self, MAX_HEADER_LEN};
+use meridian::proxy::Proxy;
 use meridian::request::client_ip::{client_ip, parse_entry};
 use meridian::request::tokens::{is_valid_region, KeyRing, TokenError};
+use meridian::services::shared::Shared;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The raw recording origin and its judge, shared with the end-to-end tests.
+#[allow(dead_code)]
+#[path = "../../tests/support/raw.rs"]
+mod raw;
 
 /// The file name `config_parse` passes to `parse`; every error must start with it.
 pub const CONFIG_NAME: &str = "fuzz/in put.yaml";
@@ -434,4 +444,118 @@ pub fn proxy_header(data: &[u8]) {
     for n in 0..prefixes_upto {
         assert_eq!(proxy_protocol::parse(&data[..n]), Ok(None), "prefix {n}");
     }
+}
+
+/// The real listener (meridian's proxy, its probes) in front of a raw
+/// recording origin, on a runtime of its own: started once per process.
+struct Rig {
+    rt: tokio::runtime::Runtime,
+    gateway: SocketAddr,
+    origin: raw::RawOrigin,
+}
+
+fn rig() -> &'static Rig {
+    static RIG: OnceLock<Rig> = OnceLock::new();
+    RIG.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let (gateway, origin) = rt.block_on(async {
+            let origin = raw::RawOrigin::start().await;
+            let path = std::env::temp_dir().join(format!(
+                "meridian-fuzz-listener-{}.yaml",
+                std::process::id()
+            ));
+            let yaml = format!(
+                "local_region: us-east-1\n\
+                 listeners: [ {{ address: \"127.0.0.1:0\" }} ]\n\
+                 admin: {{ address: \"127.0.0.1:0\" }}\n\
+                 regions:\n  us-east-1: {{ origins: [ {{ address: \"{}\" }} ] }}\n\
+                 health: {{ interval: 60s, timeout: 1s }}\n\
+                 timeouts: {{ request_header: 500ms, client_body: 500ms, client_idle: 200ms }}\n",
+                origin.addr
+            );
+            std::fs::write(&path, yaml).expect("the config");
+            let shared = Shared::load(path).unwrap_or_else(|e| panic!("{e}"));
+            let (stop, shutdown) = tokio::sync::watch::channel(false);
+            // Runs for the life of the process.
+            std::mem::forget(stop);
+            tokio::spawn(meridian::services::probes::supervise(
+                shared.clone(),
+                shutdown.clone(),
+            ));
+            let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a port");
+            let gateway = tcp.local_addr().expect("its address");
+            let listener = Listener {
+                tcp,
+                tls: None,
+                proxy_protocol: false,
+                slots: None,
+            };
+            let proxy = Arc::new(Proxy::new(shared));
+            tokio::spawn(listener::serve(listener, proxy, shutdown, Arc::new(())));
+            // Ready once a plain request goes through (the first probe passed).
+            let ping = b"GET /ready HTTP/1.1\r\nHost: h.example\r\n\r\n";
+            for _ in 0..100 {
+                if send(gateway, ping).await.starts_with(b"HTTP/1.1 200") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (gateway, origin)
+        });
+        Rig {
+            rt,
+            gateway,
+            origin,
+        }
+    })
+}
+
+/// Writes `data` on a new connection and reads what comes back until the
+/// gateway closes it (an idle client after `timeouts.client_idle`, a partial
+/// head after `request_header`), or 2 s pass. The sending side stays open: a
+/// half-closed connection is one hyper ends at once, requests and all.
+async fn send(gateway: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Ok(mut s) = tokio::net::TcpStream::connect(gateway).await else {
+        return out;
+    };
+    let _ = s.write_all(data).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+    out
+}
+
+/// Target `listener_requests`: arbitrary bytes as one client connection
+/// through the real listener to a raw origin that records what it receives.
+/// Whatever the client sent, each origin connection reads at most one
+/// request, and that one unambiguously (`raw::judge`): one head, one Host, at
+/// most one framing header, a body that ends exactly where its framing says
+/// and nothing after it. The origin never reads two requests where the client
+/// sent one.
+pub fn listener_requests(data: &[u8]) {
+    let rig = rig();
+    rig.rt.block_on(async {
+        rig.origin.settle(Duration::from_secs(2)).await;
+        let before = rig.origin.connections().len();
+        send(rig.gateway, data).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        rig.origin.settle(Duration::from_secs(2)).await;
+        for c in &rig.origin.connections()[before..] {
+            if c.is_empty() || c.starts_with(b"GET /health ") {
+                continue;
+            }
+            if let Err(e) = raw::judge(c) {
+                panic!(
+                    "the origin read something ambiguous: {e}\nclient sent: {:?}\norigin got: {:?}",
+                    String::from_utf8_lossy(data),
+                    String::from_utf8_lossy(c)
+                );
+            }
+        }
+    });
 }

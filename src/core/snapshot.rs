@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::core::config::units::Cidr;
+use crate::core::config::units::{ByteSize, Cidr};
 use crate::core::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
 use crate::core::health::endpoints::{roll_up_endpoints, Endpoint, OriginEndpoints, Target};
 use crate::core::health::outlier::OutlierPolicy;
@@ -190,6 +190,8 @@ pub struct Route {
     pub read_your_writes: Option<Window>,
     pub steering: Steering,
     pub affinity: bool,
+    /// `limits.max_body` in bytes.
+    pub max_body: Option<u64>,
 }
 
 impl Route {
@@ -291,6 +293,8 @@ pub struct ListenerSpec {
     pub address: SocketAddr,
     /// Accepts a PROXY protocol header first.
     pub proxy_protocol: bool,
+    /// Client connections served at once (`listeners[].max_connections`).
+    pub max_connections: Option<u32>,
     /// Certificate and key files, resolved against the config file; empty when
     /// the listener speaks plain HTTP.
     pub certificates: Vec<(PathBuf, PathBuf)>,
@@ -346,6 +350,15 @@ pub struct DataPath {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub pool_idle: Duration,
+    /// Clients: the longest wait for the next bytes of a request body.
+    pub client_body_timeout: Duration,
+    /// Clients: header fields and bytes of a request head (`limits`).
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    /// Clients: HTTP/2 settings (`http2`).
+    pub h2_max_concurrent_streams: u32,
+    pub h2_keep_alive_interval: Duration,
+    pub h2_keep_alive_timeout: Duration,
     /// Clients: a request header from its first byte; silence between requests.
     pub request_header_timeout: Duration,
     pub client_idle_timeout: Duration,
@@ -390,6 +403,12 @@ impl DataPath {
             connect_timeout: t.connect.get(),
             read_timeout: t.read.get(),
             pool_idle: t.idle.get(),
+            client_body_timeout: t.client_body.get(),
+            max_headers: c.limits.max_headers,
+            max_header_bytes: c.limits.max_header_bytes.0 as usize,
+            h2_max_concurrent_streams: c.http2.max_concurrent_streams,
+            h2_keep_alive_interval: c.http2.keep_alive_interval.get(),
+            h2_keep_alive_timeout: c.http2.keep_alive_timeout.get(),
             request_header_timeout: t.request_header.get(),
             client_idle_timeout: t.client_idle.get(),
             access_log_sample: if c.access_log.enabled {
@@ -605,14 +624,18 @@ impl Snapshot {
         let mut routes: Vec<Route> = c
             .routes
             .iter()
-            .map(|r| compile_route(r, c.routing.steering))
+            .map(|r| compile_route(r, c.routing.steering, c.limits.max_body))
             .collect();
         // Requests no route matches get the defaults, so matching always finds one.
         if !routes
             .last()
             .is_some_and(|r| r.host.is_none() && r.path_prefix == "/")
         {
-            routes.push(compile_route(&config::Route::default(), c.routing.steering));
+            routes.push(compile_route(
+                &config::Route::default(),
+                c.routing.steering,
+                c.limits.max_body,
+            ));
         }
         let geo = c.geoip.as_ref().and_then(|g| {
             GeoDb::open_shared(&loaded.resolve(&g.database))
@@ -642,6 +665,7 @@ impl Snapshot {
             .map(|l| ListenerSpec {
                 address: l.address,
                 proxy_protocol: l.proxy_protocol,
+                max_connections: l.max_connections,
                 certificates: l.tls.as_ref().map_or_else(Vec::new, |t| {
                     t.certificates
                         .iter()
@@ -748,7 +772,11 @@ fn process_key() -> Arc<KeyRing> {
     KEY.get_or_init(|| Arc::new(KeyRing::random())).clone()
 }
 
-fn compile_route(r: &config::Route, default_steering: Steering) -> Route {
+fn compile_route(
+    r: &config::Route,
+    default_steering: Steering,
+    default_max_body: Option<ByteSize>,
+) -> Route {
     Route {
         host: r.matches.host.as_ref().map(|h| h.to_ascii_lowercase()),
         path_prefix: r.matches.path_prefix.clone().unwrap_or_else(|| "/".into()),
@@ -762,6 +790,7 @@ fn compile_route(r: &config::Route, default_steering: Steering) -> Route {
         }),
         steering: r.steering.unwrap_or(default_steering),
         affinity: r.affinity == Some(Affinity::Cookie),
+        max_body: r.limits.max_body.or(default_max_body).map(|b| b.0),
     }
 }
 

@@ -45,6 +45,9 @@ pub struct End {
     pub reuse: Option<(Arc<OriginPool>, http1::SendRequest<RequestBody>)>,
     pub bytes: usize,
     pub complete: bool,
+    /// The origin's body failed (an error or its read timeout): a body cut
+    /// short is then the origin's doing, not a client that left.
+    pub origin_failed: bool,
 }
 
 impl Drop for End {
@@ -55,6 +58,7 @@ impl Drop for End {
         if let Some(mut record) = self.record.take() {
             // Dropping it records it.
             (record.bytes, record.complete) = (self.bytes, self.complete);
+            record.origin_failed = self.origin_failed;
         }
     }
 }
@@ -151,7 +155,12 @@ impl Body for ResponseBody {
                     this.finished();
                 }
             }
-            _ => {}
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(end) = &mut this.end {
+                    end.origin_failed = true;
+                }
+            }
+            Poll::Pending => {}
         }
         polled
     }

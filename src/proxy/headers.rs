@@ -42,6 +42,22 @@ static FORWARDING: [&HeaderName; 6] = [
 ];
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+
+/// Headers a client cannot take off a request by naming them in `Connection`:
+/// the Host, the body's framing, and the forwarding headers meridian itself
+/// sets (an origin trusts them because meridian always sends them).
+fn kept_whatever_connection_says(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    name == header::HOST
+        || name == header::CONTENT_LENGTH
+        || name == header::TRANSFER_ENCODING
+        || name == header::CONNECTION
+        || n == "forwarded"
+        || n == "x-request-id"
+        || n.starts_with("x-forwarded-")
+        || n.starts_with("x-meridian-")
+}
 
 /// The hop-by-hop headers (RFC 9110 §7.6.1) a message carries, found by
 /// `HopByHop::note` during a walk over its headers.
@@ -56,6 +72,14 @@ pub struct HopByHop {
     proxy_connection: bool,
     /// `Connection` lists `upgrade`.
     connection_upgrade: bool,
+    /// `Upgrade` offers `h2c`: a switch to cleartext HTTP/2 over this
+    /// connection would hand the client a tunnel past every per-request
+    /// decision, so it never goes on.
+    h2c: bool,
+    http2_settings: bool,
+    /// `Transfer-Encoding` names a coding other than `chunked`, which meridian
+    /// does not implement (and must not forward undeclared).
+    other_coding: bool,
     /// Headers a `Connection` header names beyond the usual options: rare.
     named: Vec<HeaderName>,
 }
@@ -72,44 +96,66 @@ impl HopByHop {
                     .iter()
                     .any(|u| token.eq_ignore_ascii_case(u));
                 if !usual {
-                    self.named.extend(HeaderName::from_bytes(token).ok());
+                    let named = HeaderName::from_bytes(token).ok();
+                    self.named
+                        .extend(named.filter(|n| !kept_whatever_connection_says(n)));
                 }
             }
         } else if name == header::UPGRADE {
             self.upgrade = true;
+            self.h2c |= value
+                .as_bytes()
+                .split(|b| *b == b',')
+                .any(|p| p.trim_ascii().eq_ignore_ascii_case(b"h2c"));
         } else if name == header::TRANSFER_ENCODING {
             self.transfer_encoding = true;
+            self.other_coding |= value
+                .as_bytes()
+                .split(|b| *b == b',')
+                .any(|c| !c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name == header::TE {
             self.te |= value.as_bytes() != b"trailers";
-        } else if name == KEEP_ALIVE {
-            self.keep_alive = true;
-        } else if name == PROXY_CONNECTION {
-            self.proxy_connection = true;
+        } else {
+            // The rest are names the `http` crate does not know: told apart by
+            // length first, so the common custom header costs one comparison.
+            let n = name.as_str();
+            match n.len() {
+                10 => self.keep_alive |= name == KEEP_ALIVE,
+                14 => self.http2_settings |= name == HTTP2_SETTINGS,
+                16 => self.proxy_connection |= name == PROXY_CONNECTION,
+                _ => {}
+            }
         }
     }
 
-    /// A `Connection` header named `name`: it stays on this hop.
-    fn names(&self, name: &HeaderName) -> bool {
-        self.named.contains(name)
-    }
-
     /// An HTTP/1.1 request asking to switch protocols (WebSocket and the like):
-    /// `Upgrade`, and `Connection: upgrade`.
+    /// `Upgrade`, and `Connection: upgrade`. Never to `h2c`.
     pub fn asks_upgrade(&self, version: Version) -> bool {
-        version == Version::HTTP_11 && self.upgrade && self.connection_upgrade
+        version == Version::HTTP_11 && self.upgrade && self.connection_upgrade && !self.h2c
     }
 
-    /// Drops what was noted, and any header a `Connection` header names; an
-    /// upgrade keeps its `Connection` and `Upgrade`. Most messages carry none,
-    /// or only `Connection: keep-alive` (every HTTP/1.1 origin answer), which
-    /// costs one removal and no allocation.
+    /// `Transfer-Encoding` names a coding besides `chunked` (RFC 9112 §6.1:
+    /// a 501 from a server that does not implement it).
+    pub fn other_coding(&self) -> bool {
+        self.other_coding
+    }
+
+    /// Drops what was noted, and any header a `Connection` header names (but
+    /// those `kept_whatever_connection_says`); an upgrade keeps its
+    /// `Connection` and `Upgrade`. Most messages carry none, or only
+    /// `Connection: keep-alive` (every HTTP/1.1 origin answer), which costs one
+    /// removal and no allocation.
     fn strip(self, headers: &mut HeaderMap, upgrade: bool) {
         if self.connection && !upgrade {
             headers.remove(header::CONNECTION);
-            // `Upgrade` goes with the `Connection` that announced it.
-            if self.upgrade {
-                headers.remove(header::UPGRADE);
-            }
+        }
+        // `Upgrade` is hop-by-hop (RFC 9110 §7.6.1) with or without a
+        // `Connection` naming it: only an upgrade meridian carries keeps it.
+        if self.upgrade && !upgrade {
+            headers.remove(header::UPGRADE);
+        }
+        if self.http2_settings {
+            headers.remove(&HTTP2_SETTINGS);
         }
         if self.transfer_encoding {
             headers.remove(header::TRANSFER_ENCODING);
@@ -192,15 +238,15 @@ impl<'a> Seen<'a> {
     }
 
     /// What `prepare` needs of these headers, taken before they change hands.
-    /// A header a `Connection` header names stays on its hop: the client's
-    /// X-Forwarded-For and Host named there do not go on.
-    pub fn into_found(self, peer: std::net::IpAddr) -> Found {
+    /// `target_host`: the request target's authority (absolute-form, or
+    /// HTTP/2's `:authority`), which replaces any `Host` (RFC 9112 §3.2.2,
+    /// RFC 9113 §8.3.1).
+    pub fn into_found(self, peer: std::net::IpAddr, target_host: Option<HeaderValue>) -> Found {
+        let from_target = target_host.is_some();
         Found {
             forwarded_for: self.forwarded_for(peer),
-            host: self
-                .host
-                .filter(|_| !self.hop.names(&header::HOST))
-                .cloned(),
+            host: target_host.or_else(|| self.host.cloned()),
+            host_from_target: from_target,
             hop: self.hop,
         }
     }
@@ -209,8 +255,7 @@ impl<'a> Seen<'a> {
     /// comma-joined), written by hand: `format!` costs several times more.
     fn forwarded_for(&self, peer: std::net::IpAddr) -> Option<HeaderValue> {
         let mut xff = Vec::with_capacity(64);
-        let prev = self.xff.filter(|_| !self.hop.names(&X_FORWARDED_FOR));
-        if let Some(prev) = prev {
+        if let Some(prev) = self.xff {
             xff.extend_from_slice(prev.as_bytes());
             xff.extend_from_slice(b", ");
         }
@@ -223,8 +268,11 @@ impl<'a> Seen<'a> {
 pub struct Found {
     pub hop: HopByHop,
     forwarded_for: Option<HeaderValue>,
-    /// The client's `Host`, when it sent one.
+    /// The host the request goes on with: its target's authority, else the
+    /// client's `Host`; none from an HTTP/1.0 client that sent neither.
     host: Option<HeaderValue>,
+    /// `host` is the target's and must replace the client's `Host`.
+    host_from_target: bool,
 }
 
 /// A request's headers made ready once for all of its tries (see `prepare`).
@@ -239,6 +287,8 @@ pub struct Prepared {
     /// `Content-Length`, and an upgrade's `Connection` and `Upgrade`. Usually
     /// empty, and an empty map copies without allocating.
     framing: HeaderMap,
+    /// The request carries a `Host`; without one each try names its origin.
+    has_host: bool,
 }
 
 impl Prepared {
@@ -274,12 +324,10 @@ pub fn prepare(
 ) -> Prepared {
     let headers = &mut parts.headers;
     found.hop.strip(headers, upgrade);
-    let host = found.host.or_else(|| {
-        let authority = parts.uri.authority()?;
-        let h = HeaderValue::from_str(authority.as_str()).ok()?;
+    let host = found.host;
+    if let (true, Some(h)) = (found.host_from_target, &host) {
         headers.insert(header::HOST, h.clone());
-        Some(h)
-    });
+    }
     static HTTP: HeaderValue = HeaderValue::from_static("http");
     static HTTPS: HeaderValue = HeaderValue::from_static("https");
     let country = country_value(ctx.country.as_ref());
@@ -321,6 +369,7 @@ pub fn prepare(
         lines: PreEncodedHeaders::from_headers(lines.iter().copied()),
         own,
         framing,
+        has_host: host.is_some(),
     }
 }
 
@@ -389,12 +438,18 @@ pub fn for_origin(
             (Version::HTTP_2, uri, headers, PreEncodedHeaders::default())
         }
         OriginProtocol::Http1 => {
-            let (headers, lines) = match own_host {
+            // Rare: an HTTP/1.0 client that named no host still sends one on,
+            // as HTTP/1.1 requires: the origin's own name, else its address.
+            let fallback = || HeaderValue::from_str(&origin.address).ok();
+            let host = own_host
+                .cloned()
+                .or_else(|| (!prepared.has_host).then(fallback).flatten());
+            let (headers, lines) = match host {
                 None => (prepared.framing.clone(), prepared.lines.clone()),
                 // Rare: the encoded lines carry the client's host.
                 Some(h) => {
                     let mut headers = prepared.map_with_forwarding(&parts.headers);
-                    headers.insert(header::HOST, h.clone());
+                    headers.insert(header::HOST, h);
                     (headers, PreEncodedHeaders::default())
                 }
             };
@@ -558,6 +613,72 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["content-length"]);
+    }
+
+    #[test]
+    fn connection_cannot_name_host_framing_or_forwarding_headers_away() {
+        let mut h = map(&[
+            (
+                "connection",
+                "keep-alive, Host, Content-Length, X-Forwarded-For, X-Meridian-Region, Forwarded, X-Request-Id, X-Secret",
+            ),
+            ("host", "h.example"),
+            ("content-length", "5"),
+            ("x-forwarded-for", "192.0.2.1"),
+            ("x-meridian-region", "x"),
+            ("forwarded", "for=192.0.2.1"),
+            ("x-request-id", "r"),
+            ("x-secret", "s"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "content-length",
+                "forwarded",
+                "host",
+                "x-forwarded-for",
+                "x-meridian-region",
+                "x-request-id"
+            ]
+        );
+    }
+
+    #[test]
+    fn h2c_is_never_an_upgrade_and_its_headers_always_go() {
+        for pairs in [
+            &[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ][..],
+            &[
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ],
+            &[("connection", "upgrade"), ("upgrade", "websocket, H2C")],
+        ] {
+            let mut h = map(pairs);
+            let hop = Seen::read(&h).hop;
+            assert!(!hop.asks_upgrade(Version::HTTP_11), "{pairs:?}");
+            hop.strip(&mut h, false);
+            assert!(h.is_empty(), "{pairs:?}: {h:?}");
+        }
+    }
+
+    #[test]
+    fn codings_besides_chunked_are_noticed_in_any_header() {
+        let coding =
+            |pairs: &[(&'static str, &'static str)]| Seen::read(&map(pairs)).hop.other_coding();
+        assert!(!coding(&[("transfer-encoding", "chunked")]));
+        assert!(!coding(&[("transfer-encoding", " Chunked ")]));
+        assert!(coding(&[("transfer-encoding", "gzip, chunked")]));
+        assert!(coding(&[
+            ("transfer-encoding", "gzip"),
+            ("transfer-encoding", "chunked")
+        ]));
     }
 
     #[test]

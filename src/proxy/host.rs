@@ -24,9 +24,11 @@ impl BadHost {
     }
 }
 
-/// The host to route on, without its port: from Host, else the URI (HTTP/2's
-/// `:authority`, or an absolute-form request target). "" when neither has one
-/// (HTTP/1.0 may omit it).
+/// The host to route on, without its port: the target's authority when it has
+/// one (an absolute-form target, RFC 9112 §3.2.2, or HTTP/2's `:authority`,
+/// RFC 9113 §8.3.1: either replaces any `Host`), else `Host`. "" when neither
+/// has one (HTTP/1.0 may omit it). An HTTP/1.1 request needs a `Host` even
+/// with an absolute-form target (RFC 9112 §3.2).
 /// `host` is the request's first `Host` header, `repeated` whether it had more.
 pub fn check<'a>(
     version: Version,
@@ -34,14 +36,17 @@ pub fn check<'a>(
     host: Option<&'a HeaderValue>,
     repeated: bool,
 ) -> Result<&'a str, BadHost> {
-    let host = match host {
+    let header = match host {
         Some(_) if repeated => return Err(BadHost::Repeated),
-        Some(h) => h.to_str().map_err(|_| BadHost::Invalid)?,
-        None => match uri.authority() {
-            Some(a) => a.as_str(),
-            None if version == Version::HTTP_11 => return Err(BadHost::Missing),
-            None => "",
-        },
+        Some(h) => Some(h.to_str().map_err(|_| BadHost::Invalid)?),
+        None if version == Version::HTTP_11 => return Err(BadHost::Missing),
+        None => None,
+    };
+    let host = match (uri.authority(), header) {
+        // A `Host` that is replaced is still checked: nothing malformed passes.
+        (Some(_), Some(h)) if !valid(h.as_bytes()) => return Err(BadHost::Invalid),
+        (Some(a), _) => a.as_str(),
+        (None, h) => h.unwrap_or(""),
     };
     if !valid(host.as_bytes()) {
         return Err(BadHost::Invalid);
@@ -110,6 +115,30 @@ mod tests {
         );
         assert_eq!(
             host_of(Version::HTTP_11, "/", &["a b"]),
+            Err(BadHost::Invalid)
+        );
+    }
+
+    #[test]
+    fn the_targets_authority_replaces_host_and_http_1_1_still_needs_one() {
+        assert_eq!(
+            host_of(Version::HTTP_11, "http://other.example/x", &["h.example"]).unwrap(),
+            "other.example"
+        );
+        assert_eq!(
+            host_of(Version::HTTP_11, "http://h.example/x", &[]),
+            Err(BadHost::Missing)
+        );
+        assert_eq!(
+            host_of(Version::HTTP_10, "http://h.example:8080/x", &[]).unwrap(),
+            "h.example"
+        );
+        assert_eq!(
+            host_of(Version::HTTP_2, "https://a.example/x", &["b.example"]).unwrap(),
+            "a.example"
+        );
+        assert_eq!(
+            host_of(Version::HTTP_11, "http://a.example/x", &["b b"]),
             Err(BadHost::Invalid)
         );
     }

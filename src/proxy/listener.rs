@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,10 +23,12 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{ConnInfo, Proxy, ResponseBody};
 use crate::proxy::proxy_protocol;
+use crate::util::clock::monotonic_ms;
 use crate::util::shutdown::ShutdownWatch;
 
-/// hyper's HTTP/1 buffer cap per connection (its default is ~400 KiB): bounds
-/// what one streaming body holds in flight, and is the largest request header
+/// hyper's HTTP/1 buffer cap per origin connection (its default is ~400 KiB):
+/// bounds what one streaming body holds in flight. A client connection's is
+/// `limits.max_header_bytes` (64 KiB by default too), the largest request head
 /// accepted (431 above it).
 pub const MAX_BUF: usize = 64 * 1024;
 
@@ -38,6 +41,8 @@ pub struct Listener {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Every connection starts with a PROXY v1/v2 header.
     pub proxy_protocol: bool,
+    /// `max_connections`: one permit per connection served; none = no cap.
+    pub slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Counters a connection may move before any request exists, shared by the
@@ -65,6 +70,17 @@ pub async fn serve(
     });
     let listener = Arc::new(listener);
     loop {
+        // At the cap, nothing is accepted: new connections wait in the
+        // kernel's accept queue (and past it, the client's SYN retries) until
+        // a served one ends, rather than cost memory here.
+        let slot = match &listener.slots {
+            Some(slots) => tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                p = slots.clone().acquire_owned() => p.ok(),
+            },
+            None => None,
+        };
         let accepted = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -73,7 +89,7 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(connection(
+                let served = connection(
                     stream,
                     peer,
                     listener.clone(),
@@ -81,7 +97,19 @@ pub async fn serve(
                     shutdown.clone(),
                     cuts.clone(),
                     live.clone(),
-                ));
+                );
+                match slot {
+                    None => {
+                        tokio::spawn(served);
+                    }
+                    // The permit is held until the connection ends.
+                    Some(slot) => {
+                        tokio::spawn(async move {
+                            served.await;
+                            drop(slot);
+                        });
+                    }
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off, do not spin.
@@ -101,7 +129,7 @@ macro_rules! serve_to_end {
     ($io:expr, $h2:expr, $handler:expr, $shutdown:ident, $limits:expr, $cuts:expr, $peer:expr) => {{
         let io = $io;
         let ended = if $h2 {
-            let served = Box::pin(serve_h2(io, $handler, &mut $shutdown));
+            let served = Box::pin(serve_h2(io, $handler, &mut $shutdown, $limits));
             served.await
         } else {
             let mut conn = pin!(http1(io, $handler, $limits));
@@ -133,11 +161,17 @@ fn connection(
 ) -> impl Future<Output = ()> + Send {
     async move {
         let _live = live;
-        let (header_limit, idle_limit) = {
+        let limits = {
             let snap = proxy.shared.snapshot.load();
             let t = &snap.data_path;
-            (t.request_header_timeout, t.client_idle_timeout)
+            Limits {
+                header: t.request_header_timeout,
+                idle: t.client_idle_timeout,
+                max_headers: u32::try_from(t.max_headers).unwrap_or(u32::MAX),
+                max_head_bytes: u32::try_from(t.max_header_bytes).unwrap_or(u32::MAX),
+            }
         };
+        let header_limit = limits.header;
         if listener.proxy_protocol {
             let read = Box::pin(tokio::time::timeout(
                 header_limit,
@@ -158,14 +192,11 @@ fn connection(
                 }
             }
         }
-        let limits = Limits {
-            header: header_limit,
-            idle: idle_limit,
-        };
         if let Some(acceptor) = listener.tls.clone() {
             let handler = Handler {
                 proxy,
                 info: ConnInfo { peer, tls: true },
+                last_request: None,
             };
             let served = Box::pin(tls_connection(
                 stream, acceptor, handler, shutdown, limits, cuts,
@@ -187,6 +218,7 @@ fn connection(
         let handler = Handler {
             proxy,
             info: ConnInfo { peer, tls: false },
+            last_request: None,
         };
         serve_to_end!(
             TokioIo::new(stream),
@@ -244,6 +276,9 @@ struct Limits {
     header: Duration,
     /// `timeouts.client_idle`: a kept-alive client's silence between requests.
     idle: Duration,
+    /// `limits.max_headers` and `limits.max_header_bytes` (HTTP/1): 431 above.
+    max_headers: u32,
+    max_head_bytes: u32,
 }
 
 /// A connection's service: each request to the proxy.
@@ -251,6 +286,9 @@ struct Limits {
 struct Handler {
     proxy: Arc<Proxy>,
     info: ConnInfo,
+    /// HTTP/2 only: when the connection's last request started (monotonic
+    /// ms), for its idle timeout (hyper's HTTP/2 server has none).
+    last_request: Option<Arc<AtomicU64>>,
 }
 
 impl hyper::service::Service<http::Request<Incoming>> for Handler {
@@ -262,6 +300,10 @@ impl hyper::service::Service<http::Request<Incoming>> for Handler {
     /// service future per connection, so an unboxed one would cost every idle
     /// client its size.
     fn call(&self, req: http::Request<Incoming>) -> super::Answer {
+        if let Some(last) = &self.last_request {
+            // Never 0, which means "none yet".
+            last.store(monotonic_ms().max(1), Relaxed);
+        }
         self.proxy.clone().handle(req, self.info)
     }
 }
@@ -279,7 +321,10 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header)
         .idle_timeout(limits.idle)
-        .max_buf_size(MAX_BUF)
+        .max_headers(limits.max_headers as usize)
+        // hyper's read buffer: the largest request head, and what one
+        // streaming body holds in flight.
+        .max_buf_size(limits.max_head_bytes as usize)
         .serve_connection(io, handler)
         .with_upgrades()
 }
@@ -287,16 +332,63 @@ where
 /// An HTTP/2 connection to its end (called boxed: its state is large).
 async fn serve_h2<I>(
     io: TokioIo<I>,
-    handler: Handler,
+    mut handler: Handler,
     shutdown: &mut ShutdownWatch,
+    limits: Limits,
 ) -> hyper::Result<()>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (streams, interval, timeout) = {
+        let snap = handler.proxy.shared.snapshot.load();
+        let t = &snap.data_path;
+        (
+            t.h2_max_concurrent_streams,
+            t.h2_keep_alive_interval,
+            t.h2_keep_alive_timeout,
+        )
+    };
+    let opened = monotonic_ms();
+    // 0 until the first request starts.
+    let last_request = Arc::new(AtomicU64::new(0));
+    handler.last_request = Some(last_request.clone());
+    // hyper's own guards stay on: streams a client resets before they are
+    // answered (CVE-2023-44487's rapid reset) and streams it makes meridian
+    // reset are capped per connection, then the connection is closed.
     let mut conn = pin!(http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
+        .max_concurrent_streams(streams)
+        .keep_alive_interval(interval)
+        .keep_alive_timeout(timeout)
+        .max_header_list_size(limits.max_head_bytes)
         .serve_connection(io, handler));
-    until_drained(conn.as_mut(), shutdown, |c| c.graceful_shutdown()).await
+    // As for HTTP/1: the first request must start within
+    // `timeouts.request_header` of the connection (a client that opens one and
+    // sends no whole header block holds nothing for long), and a client that
+    // starts no request for `timeouts.client_idle` after that is sent GOAWAY.
+    // Streams in flight finish either way.
+    let idle = async {
+        loop {
+            let (since, limit) = match last_request.load(Relaxed) {
+                0 => (opened, limits.header),
+                last => (last, limits.idle),
+            };
+            let quiet = Duration::from_millis(monotonic_ms().saturating_sub(since));
+            if quiet >= limit {
+                return;
+            }
+            // Woken at least as often as the shorter limit, so a first request
+            // that starts meanwhile moves the deadline in time.
+            tokio::time::sleep((limit - quiet).min(limits.header.min(limits.idle))).await;
+        }
+    };
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        _ = shutdown.wait_for(|stop| *stop) => {}
+        _ = idle => tracing::debug!("HTTP/2 client idle (timeouts.request_header or client_idle)"),
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }
 
 /// Counts and logs how a connection ended, when by an error.

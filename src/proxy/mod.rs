@@ -6,7 +6,9 @@
 //! goes, `routing::retry` for whether a failure may be retried, `host` for the
 //! Host rules, `facts::issue_write_token`); this file only gathers and carries.
 
+pub mod blame;
 mod body;
+pub mod form;
 mod headers;
 pub mod host;
 pub mod listener;
@@ -20,7 +22,7 @@ pub mod tls;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +32,7 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use blame::{ClientFault, Fault};
 use body::End;
 pub use body::ResponseBody;
 
@@ -37,7 +40,7 @@ use crate::core::health::endpoints::Endpoint;
 use crate::core::routing::retry::{self, Failure};
 use crate::core::routing::{self, Decision, LiveOrigins, Reasons, TokenUse, Walk};
 use crate::core::snapshot::{RegionIdx, Snapshot};
-use crate::proxy::pool::RequestBody;
+use crate::proxy::pool::{RequestBody, Upload};
 use crate::request::facts::{self, RawRequest};
 use crate::request::geo::{Country, GeoResult};
 use crate::services::shared::Shared;
@@ -100,6 +103,37 @@ pub struct Record {
     /// (set by the answer's body as it ends).
     bytes: usize,
     complete: bool,
+    /// The origin's answer failed on its way (an error or a stall in its
+    /// body): a body cut short for that reason is the origin's doing.
+    origin_failed: bool,
+    /// The client's fault, when a failure was found to be.
+    fault: Option<ClientFault>,
+    /// A gateway-made answer's `error`, for the access log: an index into
+    /// `GATEWAY_ERRORS` (a byte, not a `&str`: every request's future holds
+    /// its record, and is moved into its box).
+    error: u8,
+}
+
+/// Every `error` a gateway-made answer gives; the first, "", is none.
+const GATEWAY_ERRORS: [&str; 10] = [
+    "",
+    "upstream_unreachable",
+    "upstream_timeout",
+    "no_healthy_region",
+    "bad_request",
+    "method_not_allowed",
+    "not_implemented",
+    "client_gone",
+    "request_timeout",
+    "payload_too_large",
+];
+
+/// `error`'s index in `GATEWAY_ERRORS` (0 when it is not there).
+fn error_index(error: &str) -> u8 {
+    GATEWAY_ERRORS
+        .iter()
+        .position(|e| *e == error)
+        .map_or(0, |i| i as u8)
 }
 
 /// Recorded when dropped: with the answer's body, or with the request's future
@@ -115,6 +149,18 @@ impl Record {
     fn finish(&mut self) {
         let (bytes, complete) = (self.bytes, self.complete);
         self.release_outstanding();
+        // Unanswered (the client's connection ended, dropping the request), or
+        // its answer cut short with nothing wrong on the origin's side: the
+        // client left.
+        let left = self.status == 0 || (!complete && !self.origin_failed);
+        if self.fault.is_none() && left {
+            self.fault = Some(ClientFault::Gone);
+            self.count_rejected(ClientFault::Gone);
+            self.error = error_index(ClientFault::Gone.error());
+        }
+        if let Some(fault) = self.fault {
+            self.status = fault.status();
+        }
         let snap = &*self.ctx.snap;
         // A body cut short is a failed answer whatever its status said.
         let status = if complete { self.status } else { 0 };
@@ -135,7 +181,9 @@ impl Record {
         let end = Instant::now();
         let elapsed = end.saturating_duration_since(self.ctx.started);
         match self.target {
-            Some((r, o)) => {
+            // A client's fault is no origin's or region's failure, nor
+            // evidence of their health: it leaves their counts alone.
+            Some((r, o)) if self.fault.is_none() => {
                 let region = &snap.regions[r];
                 let slot = (decision * 2 + usize::from(self.ctx.is_write)) * STATUS_CLASSES.len()
                     + status_idx;
@@ -152,7 +200,7 @@ impl Record {
                 let now = crate::util::clock::monotonic_ms_at(end);
                 crate::telemetry::rates::record(&state.rates, origin, failed, elapsed, now);
             }
-            None => {
+            _ => {
                 m.requests.with_label_values(&labels).inc();
                 m.request_duration
                     .with_label_values(&[region])
@@ -181,8 +229,26 @@ impl Record {
                 bytes,
                 duration: elapsed,
                 tries: self.tries,
+                error: GATEWAY_ERRORS[usize::from(self.error)],
             };
             crate::telemetry::access_log::log(&entry, crate::telemetry::logging::json());
+        }
+    }
+
+    /// Counts a client's fault once, when it is found.
+    fn count_rejected(&self, fault: ClientFault) {
+        self.shared
+            .metrics
+            .requests_rejected
+            .with_label_values(&[fault.reason()])
+            .inc();
+    }
+
+    /// Marks the request as failed by its client (see `blame`).
+    fn blame_client(&mut self, fault: ClientFault) {
+        if self.fault.is_none() {
+            self.fault = Some(fault);
+            self.count_rejected(fault);
         }
     }
 
@@ -280,8 +346,13 @@ struct Exchange {
 enum Payload {
     /// None, or kept whole: every try sends it.
     Whole(Option<Bytes>),
-    /// Streamed: the first try that sends takes it.
-    Once(Option<Incoming>),
+    /// Streamed: the first try that sends takes it; its progress stays here.
+    Once {
+        body: Option<Incoming>,
+        /// The route's `limits.max_body`.
+        limit: Option<u64>,
+        progress: Option<Arc<Upload>>,
+    },
 }
 
 impl Payload {
@@ -289,52 +360,91 @@ impl Payload {
         matches!(self, Payload::Whole(_))
     }
 
-    /// The body for the next try, and for a streamed one the count of bytes
-    /// it sent; None once a streamed body was sent.
-    fn take(&mut self) -> Option<(RequestBody, Option<Arc<AtomicU64>>)> {
+    /// The body for the next try, and for a streamed one its progress; None
+    /// once a streamed body was sent.
+    fn take(&mut self) -> Option<(RequestBody, Option<Arc<Upload>>)> {
         match self {
             Payload::Whole(b) => Some((RequestBody::Full(b.clone()), None)),
-            Payload::Once(b) => b.take().map(|b| {
-                let sent = Arc::new(AtomicU64::new(0));
-                (RequestBody::Stream(b, sent.clone()), Some(sent))
+            Payload::Once {
+                body,
+                limit,
+                progress,
+            } => body.take().map(|b| {
+                let upload = Arc::new(Upload::new(*limit));
+                *progress = Some(upload.clone());
+                (RequestBody::Stream(b, upload.clone()), Some(upload))
             }),
+        }
+    }
+
+    /// Where the client's body is (see `blame::Upload`).
+    fn upload(&self) -> blame::Upload {
+        match self {
+            Payload::Once {
+                progress: Some(u), ..
+            } => u.outcome(),
+            _ => blame::Upload::Whole,
         }
     }
 }
 
-/// Waits for `answer` while something moves: it times out after `read` with
-/// neither an answer nor a byte of the request body sent (a slow upload is not
-/// a silent origin). None on timeout.
+/// Waits for `answer` while something moves: it times out once `read` passed
+/// with neither an answer nor a byte of the request body sent (a slow upload
+/// is not a silent origin), or, while meridian waits on the client's body,
+/// once `client_body` passed without its next bytes (`blame` then finds the
+/// client stalled). None on timeout.
 async fn within<F: std::future::Future>(
     read: std::time::Duration,
-    sent: Option<&AtomicU64>,
+    client_body: std::time::Duration,
+    upload: Option<&Upload>,
     mut answer: std::pin::Pin<&mut F>,
 ) -> Option<F::Output> {
-    let mut seen = sent.map(|s| s.load(Relaxed));
+    let tick = match upload {
+        Some(_) => read.min(client_body),
+        None => read,
+    };
+    let sent = |u: &Upload| u.sent.load(Relaxed);
+    let mut seen = upload.map(sent);
+    let mut quiet = std::time::Duration::ZERO;
     loop {
-        match tokio::time::timeout(read, answer.as_mut()).await {
+        match tokio::time::timeout(tick, answer.as_mut()).await {
             Ok(out) => return Some(out),
             Err(_) => {
-                let now = sent.map(|s| s.load(Relaxed));
-                if now == seen {
+                let now = upload.map(sent);
+                if now != seen {
+                    (seen, quiet) = (now, std::time::Duration::ZERO);
+                    continue;
+                }
+                quiet += tick;
+                let on_client =
+                    upload.is_some_and(|u| u.outcome() == blame::Upload::WaitingOnClient);
+                if quiet >= if on_client { client_body } else { read } {
                     return None;
                 }
-                seen = now;
             }
         }
     }
 }
 
 impl Proxy {
-    pub fn new(shared: Arc<Shared>, #[cfg(feature = "bench-engine")] passthrough: bool) -> Proxy {
+    pub fn new(shared: Arc<Shared>) -> Proxy {
         let geo_lookups = [GeoResult::Hit, GeoResult::Miss, GeoResult::Error]
             .map(|r| shared.metrics.geo_lookups.with_label_values(&[r.as_str()]));
         Proxy {
             shared,
             retry_budget: Default::default(),
             #[cfg(feature = "bench-engine")]
-            passthrough,
+            passthrough: false,
             geo_lookups,
+        }
+    }
+
+    /// The engine with no policy at all, when `on` (a bench-engine build only).
+    #[cfg(feature = "bench-engine")]
+    pub fn passthrough(self, on: bool) -> Proxy {
+        Proxy {
+            passthrough: on,
+            ..self
         }
     }
 
@@ -373,6 +483,16 @@ impl Proxy {
             method: req.method().clone(),
             uri: req.uri().clone(),
         };
+        if let Err(bad) = form::check(req.method(), req.uri(), seen.hop.other_coding()) {
+            self.count_rejected(bad.reason());
+            let rec = self.record(ctx, None);
+            let mut resp = gateway_error(rec, bad.status(), bad.error(), bad.detail());
+            // The body is unread, and for an unknown coding unreadable: the
+            // connection cannot carry a next request.
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            return Decided::Answered(resp);
+        }
         let host = match host::check(req.version(), req.uri(), seen.host, seen.host_repeated) {
             Ok(h) => h,
             Err(bad) => {
@@ -411,7 +531,22 @@ impl Proxy {
                 "no region your data may be served from is available",
             ));
         }
-        let found = seen.into_found(peer_ip);
+        // The target's authority (absolute-form, HTTP/2's `:authority`) goes on
+        // as `Host` in place of the client's.
+        let target_host = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        // A body its length says is too large goes nowhere.
+        let max_body = snap.routes[decision.route].max_body;
+        let length = req.body().size_hint().exact();
+        if let (Some(max), Some(len)) = (max_body, length) {
+            if len > max {
+                self.retry_budget.forget_request(now / 1000);
+                return Decided::Answered(client_error(rec, ClientFault::TooLarge));
+            }
+        }
+        let found = seen.into_found(peer_ip, target_host);
         let upgrade = found
             .hop
             .asks_upgrade(req.version())
@@ -454,12 +589,22 @@ impl Proxy {
                         .await
                     {
                         Ok(b) => Payload::Whole(Some(b.to_bytes())),
-                        Err(_) => {
-                            return Ok(gateway_error(x.rec, 400, "bad_request", "request body"))
+                        Err(e) => {
+                            let fault = match e.downcast_ref::<hyper::Error>() {
+                                Some(e) => blame::of_body_error(e),
+                                None => ClientFault::BadFraming,
+                            };
+                            tracing::debug!(request_id = ?x.rec.ctx.request_id, "reading the request body failed: {e}");
+                            self.retry_budget.forget_request(x.decided_ms / 1000);
+                            return Ok(client_error(x.rec, fault));
                         }
                     }
                 }
-                body => Payload::Once(Some(body)),
+                body => Payload::Once {
+                    body: Some(body),
+                    limit: snap.routes[x.decision.route].max_body,
+                    progress: None,
+                },
             };
             let idempotent = x.parts.method.is_idempotent();
             let t = &snap.data_path;
@@ -492,40 +637,52 @@ impl Proxy {
                     continue;
                 };
                 x.rec.begin(target, &endpoint);
-                let tx =
-                    match upstream::connection(origin, &endpoint, t.connect_timeout, t.pool_idle)
-                        .await
-                    {
-                        Ok(tx) => tx,
-                        Err(e) => {
-                            self.shared
-                                .metrics
-                                .upstream_connect_failures
-                                .with_label_values(&[&snap.regions[r].name, &origin.address])
-                                .inc();
-                            now = now_ms();
-                            self.observe(&snap, r, &endpoint, None, now);
-                            tracing::debug!(origin = %origin.address, "connect failed: {e}");
-                            if self.retry(
-                                &snap,
-                                r,
-                                &walk,
-                                &x.decision,
-                                Failure::Connect,
-                                false,
-                                true,
-                                true,
-                            ) {
-                                continue;
-                            }
-                            let (status, error) = if e.timed_out() {
-                                (504, "upstream_timeout")
-                            } else {
-                                (502, "upstream_unreachable")
-                            };
-                            return Ok(gateway_error(x.rec, status, error, &e.to_string()));
+                let tx = match upstream::connection(
+                    origin,
+                    &endpoint,
+                    t.connect_timeout,
+                    t.pool_idle,
+                )
+                .await
+                {
+                    Ok(tx) => tx,
+                    Err(e) => {
+                        self.shared
+                            .metrics
+                            .upstream_connect_failures
+                            .with_label_values(&[&snap.regions[r].name, &origin.address])
+                            .inc();
+                        now = now_ms();
+                        self.observe(&snap, r, &endpoint, None, now);
+                        tracing::debug!(request_id = ?x.rec.ctx.request_id, origin = %origin.address, endpoint = %endpoint.addr, "connect failed: {e}");
+                        if self.retry(
+                            &snap,
+                            r,
+                            &walk,
+                            &x.decision,
+                            Failure::Connect,
+                            false,
+                            true,
+                            true,
+                        ) {
+                            continue;
                         }
-                    };
+                        let (status, error, detail) = if e.timed_out() {
+                            (
+                                504,
+                                "upstream_timeout",
+                                "no connection within timeouts.connect",
+                            )
+                        } else {
+                            (
+                                502,
+                                "upstream_unreachable",
+                                "the origin could not be reached",
+                            )
+                        };
+                        return Ok(gateway_error(x.rec, status, error, detail));
+                    }
+                };
                 let Some((body, sent)) = payload.take() else {
                     return Ok(gateway_error(
                         x.rec,
@@ -537,11 +694,24 @@ impl Proxy {
                 let (up, lines) = headers::for_origin(&x.parts, &x.prepared, origin, body);
                 let attempt_started = Instant::now();
                 let answer = std::pin::pin!(upstream::send(tx, up, lines));
-                let answer = within(t.read_timeout, sent.as_deref(), answer).await;
+                let answer = within(
+                    t.read_timeout,
+                    t.client_body_timeout,
+                    sent.as_deref(),
+                    answer,
+                )
+                .await;
                 let (mut resp, reuse) = match answer {
                     Some(Ok(answer)) => answer,
                     Some(Err(_)) | None => {
                         let timed_out = answer.is_none();
+                        if let Some(Err(e)) = &answer {
+                            tracing::debug!(request_id = ?x.rec.ctx.request_id, origin = %origin.address, "try failed: {e}");
+                        }
+                        if let Fault::Client(fault) = blame::blame(payload.upload(), timed_out) {
+                            self.retry_budget.forget_request(x.decided_ms / 1000);
+                            return Ok(client_error(x.rec, fault));
+                        }
                         now = now_ms();
                         self.observe(&snap, r, &endpoint, None, now);
                         let replayable = payload.replayable();
@@ -557,15 +727,17 @@ impl Proxy {
                         ) {
                             continue;
                         }
+                        // hyper's words stay in the log: they describe meridian's
+                        // and the origin's insides, not the client's request.
                         let (status, error, detail) = match answer {
-                            Some(Err(e)) => (502, "upstream_unreachable", e.to_string()),
-                            _ => (
-                                504,
-                                "upstream_timeout",
-                                "no answer within timeouts.read".to_string(),
+                            Some(Err(_)) => (
+                                502,
+                                "upstream_unreachable",
+                                "the origin's connection failed",
                             ),
+                            _ => (504, "upstream_timeout", "no answer within timeouts.read"),
                         };
-                        return Ok(gateway_error(x.rec, status, error, &detail));
+                        return Ok(gateway_error(x.rec, status, error, detail));
                     }
                 };
                 let status = resp.status().as_u16();
@@ -619,6 +791,7 @@ impl Proxy {
                     reuse: if status == 101 { None } else { reuse },
                     bytes: 0,
                     complete: false,
+                    origin_failed: false,
                 });
                 let body = ResponseBody::origin(body, t.read_timeout, Some(end));
                 return Ok(Response::from_parts(parts, body));
@@ -633,7 +806,10 @@ impl Proxy {
         let snap = self.shared.snapshot.load_full();
         let (mut parts, body) = req.into_parts();
         headers::strip_for_origin(&mut parts);
-        let up = Request::from_parts(parts, RequestBody::Stream(body, Arc::default()));
+        let up = Request::from_parts(
+            parts,
+            RequestBody::Stream(body, Arc::new(Upload::new(None))),
+        );
         Box::pin(async move {
             let t = &snap.data_path;
             let Some(origin) = snap.regions[snap.local_region].origins.first() else {
@@ -656,6 +832,7 @@ impl Proxy {
                         reuse: reuse.map(|tx| (endpoint.pool.clone(), tx)),
                         bytes: 0,
                         complete: false,
+                        origin_failed: false,
                     });
                     Response::from_parts(
                         parts,
@@ -679,6 +856,9 @@ impl Proxy {
             tries: 0,
             bytes: 0,
             complete: false,
+            origin_failed: false,
+            fault: None,
+            error: 0,
         }
     }
 
@@ -809,16 +989,18 @@ impl Proxy {
 fn gateway_error(
     mut rec: Record,
     status: u16,
-    error: &str,
+    error: &'static str,
     detail: &str,
 ) -> Response<ResponseBody> {
     rec.status = status;
+    rec.error = error_index(error);
     let body = serde_json::json!({ "error": error, "detail": detail }).to_string();
     let end = Box::new(End {
         record: Some(rec),
         reuse: None,
         bytes: body.len(),
         complete: false,
+        origin_failed: false,
     });
     let mut resp = Response::new(ResponseBody::full(Bytes::from(body), Some(end)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -831,6 +1013,23 @@ fn gateway_error(
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-store"),
     );
+    resp
+}
+
+/// The answer to a request its client failed (see `blame`): recorded as the
+/// client's fault, counted, and kept from every origin's and region's counts.
+fn client_error(mut rec: Record, fault: ClientFault) -> Response<ResponseBody> {
+    rec.blame_client(fault);
+    let detail = match fault {
+        ClientFault::BadFraming => "the request body's framing is invalid",
+        ClientFault::Gone => "the client closed the connection",
+        ClientFault::Stalled => "the request body stopped arriving",
+        ClientFault::TooLarge => "the request body is larger than this route accepts",
+    };
+    let mut resp = gateway_error(rec, fault.answer(), fault.error(), detail);
+    // The rest of a broken or stalled body cannot be read as a next request.
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 
@@ -859,4 +1058,27 @@ fn splice(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpgrade) 
             tracing::debug!("upgraded connection ended: {e}");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_gateway_error_is_in_the_access_logs_table() {
+        let used = blame::ClientFault::ALL
+            .iter()
+            .map(|f| f.error())
+            .chain(form::BadForm::ALL.iter().map(|f| f.error()))
+            .chain([
+                "upstream_unreachable",
+                "upstream_timeout",
+                "no_healthy_region",
+                "bad_request",
+            ]);
+        for e in used {
+            assert_ne!(error_index(e), 0, "{e}");
+            assert_eq!(GATEWAY_ERRORS[usize::from(error_index(e))], e);
+        }
+    }
 }

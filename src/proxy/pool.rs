@@ -4,8 +4,8 @@
 //! only: connecting lives in `proxy::upstream`.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 
+use crate::proxy::blame::{self, ClientFault};
 use crate::util::lock::lock;
 
 /// At most this many idle HTTP/1 connections are kept per origin.
@@ -28,28 +29,87 @@ const READY_LOOKS: usize = 8;
 pub enum RequestBody {
     /// Kept whole (none, or a small one buffered so a retry can resend it).
     Full(Option<Bytes>),
-    /// Streamed from the client as it comes: sent once, never resent. Counts
-    /// the bytes it passed on, so a wait for the answer can tell a slow upload
-    /// from a silent origin.
-    Stream(Incoming, Arc<AtomicU64>),
+    /// Streamed from the client as it comes: sent once, never resent. Notes
+    /// what it passed on (see `Upload`).
+    Stream(Incoming, Arc<Upload>),
 }
+
+/// A streamed request body's progress, shared with the try that sends it.
+#[derive(Debug)]
+pub struct Upload {
+    /// The route's `limits.max_body` (`u64::MAX` for none): a body that
+    /// passes it fails here, before the origin gets the bytes beyond it.
+    limit: u64,
+    /// Bytes passed on, so a wait for the answer can tell a slow upload from
+    /// a silent origin.
+    pub sent: AtomicU64,
+    /// The last read of the client's body is waiting for its bytes.
+    waiting: AtomicBool,
+    /// The client's body was read to its end.
+    done: AtomicBool,
+    /// Set when reading the client's body failed: the origin connection then
+    /// fails because of the client, and `blame` must know.
+    failed: OnceLock<ClientFault>,
+}
+
+impl Upload {
+    pub fn new(limit: Option<u64>) -> Upload {
+        Upload {
+            limit: limit.unwrap_or(u64::MAX),
+            sent: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            failed: OnceLock::new(),
+        }
+    }
+
+    /// Where the client's body is, as far as it was read.
+    pub fn outcome(&self) -> blame::Upload {
+        match self.failed.get() {
+            Some(f) => blame::Upload::Failed(*f),
+            None if self.done.load(Relaxed) => blame::Upload::Whole,
+            None if self.waiting.load(Relaxed) => blame::Upload::WaitingOnClient,
+            None => blame::Upload::Streaming,
+        }
+    }
+}
+
+/// A request body grew past its route's `limits.max_body`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than limits.max_body")]
+pub struct TooLarge;
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             RequestBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            RequestBody::Stream(s, sent) => {
-                let frame = ready!(Pin::new(s).poll_frame(cx));
-                if let Some(Ok(d)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
-                    sent.fetch_add(d.map_or(0, |d| d.len() as u64), Relaxed);
+            RequestBody::Stream(s, upload) => {
+                let polled = Pin::new(&mut *s).poll_frame(cx);
+                upload.waiting.store(polled.is_pending(), Relaxed);
+                let frame = ready!(polled);
+                match &frame {
+                    Some(Ok(f)) => {
+                        let n = f.data_ref().map_or(0, |d| d.len() as u64);
+                        if upload.sent.fetch_add(n, Relaxed) + n > upload.limit {
+                            let _ = upload.failed.set(ClientFault::TooLarge);
+                            return Poll::Ready(Some(Err(TooLarge.into())));
+                        }
+                        if s.is_end_stream() {
+                            upload.done.store(true, Relaxed);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = upload.failed.set(blame::of_body_error(e));
+                    }
+                    None => upload.done.store(true, Relaxed),
                 }
-                Poll::Ready(frame)
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
         }
     }

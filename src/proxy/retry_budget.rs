@@ -43,6 +43,22 @@ impl RetryBudget {
         self.requests.fetch_add(1, Relaxed);
     }
 
+    /// Takes back a request counted at `counted_s` that turned out to be its
+    /// client's fault: client garbage must not buy retries against origins.
+    /// A no-op once its window is older than the last one.
+    pub fn forget_request(&self, counted_s: u64) {
+        let w = counted_s / WINDOW_S;
+        let current = self.window.load(Relaxed);
+        let counter = if current == w {
+            &self.requests
+        } else if current == w + 1 {
+            &self.previous_requests
+        } else {
+            return;
+        };
+        let _ = counter.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+    }
+
     /// Takes one retry from the budget; false when it is spent.
     pub fn try_retry(&self, now_s: u64, ratio: f64, min_per_second: u32) -> bool {
         self.roll(now_s);
@@ -79,5 +95,21 @@ mod tests {
         // ...but not older ones.
         b.on_request(100);
         assert_eq!((0..100).filter(|_| b.try_retry(100, 0.2, 3)).count(), 30);
+    }
+
+    #[test]
+    fn a_forgotten_request_buys_no_retries() {
+        let b = RetryBudget::default();
+        for _ in 0..100 {
+            b.on_request(70);
+            b.forget_request(70);
+        }
+        assert_eq!((0..100).filter(|_| b.try_retry(71, 0.2, 3)).count(), 30);
+        // Forgotten from the last window too, never below zero.
+        b.on_request(75);
+        b.on_request(80);
+        b.forget_request(75);
+        b.forget_request(75);
+        assert_eq!((0..100).filter(|_| b.try_retry(80, 1.0, 0)).count(), 1);
     }
 }

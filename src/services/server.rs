@@ -96,6 +96,9 @@ async fn bind(shared: &Arc<Shared>) -> anyhow::Result<(TcpListener, Vec<Listener
             tcp,
             tls,
             proxy_protocol: l.proxy_protocol,
+            slots: l
+                .max_connections
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
         });
     }
     Ok((admin, listeners, bound))
@@ -183,7 +186,7 @@ fn proxy(shared: Arc<Shared>) -> Proxy {
         if asked {
             tracing::warn!("bench-engine build: MERIDIAN_PASSTHROUGH=1, no policy at all");
         }
-        Proxy::new(shared, asked)
+        Proxy::new(shared).passthrough(asked)
     }
     #[cfg(not(feature = "bench-engine"))]
     {

@@ -35,6 +35,9 @@ pub struct Entry<'a> {
     pub bytes: usize,
     pub duration: std::time::Duration,
     pub tries: u32,
+    /// A gateway-made answer's `error` (`upstream_unreachable`, `bad_request`,
+    /// `client_gone`, ...); "" for the origin's answers, and then not written.
+    pub error: &'a str,
 }
 
 thread_local! {
@@ -118,6 +121,9 @@ fn format(s: &mut Vec<u8>, e: &Entry<'_>, json: bool) {
     padded(f.s, us % 1000, 3);
     f.key(key!("tries"));
     f.number(u64::from(e.tries));
+    if !e.error.is_empty() {
+        f.plain(key!("error"), e.error);
+    }
     if json {
         s.extend_from_slice(b"},\"target\":\"meridian::access\"}");
     }
@@ -432,6 +438,7 @@ mod tests {
             bytes: 1_234_567,
             duration: Duration::from_micros(12_034),
             tries: 1,
+            error: "",
         }
     }
 
@@ -463,5 +470,11 @@ mod tests {
         assert_eq!(f["bytes"], 1_234_567);
         assert_eq!(f["duration_ms"], 12.034);
         assert_eq!(v["target"], "meridian::access");
+        let mut failed = entry(IpAddr::from([192, 0, 2, 10]), -1, None);
+        failed.error = "client_gone";
+        let mut s = Vec::new();
+        format(&mut s, &failed, false);
+        let line = String::from_utf8(s).unwrap();
+        assert!(line.ends_with(" tries=1 error=\"client_gone\"\n"), "{line}");
     }
 }

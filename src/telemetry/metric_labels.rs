@@ -78,8 +78,21 @@ pub fn write_token_outcomes() -> Vec<&'static str> {
     .collect()
 }
 
-/// `requests_rejected_total{reason}`, as `proxy` and `proxy::listener` count them.
-pub const REJECT_REASONS: [&str; 4] = ["bad_host", "header_timeout", "malformed", "proxy_protocol"];
+/// `requests_rejected_total{reason}`, as `proxy` and `proxy::listener` count
+/// them: `proxy::form`'s refusals and `proxy::blame`'s client faults among them.
+pub const REJECT_REASONS: [&str; 11] = [
+    "bad_body",
+    "body_too_large",
+    "bad_host",
+    "bad_target",
+    "client_gone",
+    "client_timeout",
+    "connect",
+    "header_timeout",
+    "malformed",
+    "proxy_protocol",
+    "transfer_coding",
+];
 
 /// `dns_syncs_total{result}`.
 pub fn dns_results() -> Vec<&'static str> {

@@ -16,6 +16,7 @@ pub mod dnsmasq;
 pub mod endpoints;
 pub mod origin;
 pub mod peers;
+pub mod raw;
 
 /// A fresh temporary directory for one test.
 pub fn temp_dir(tag: &str) -> PathBuf {

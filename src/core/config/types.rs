@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::units::{Cidr, Duration, Percent};
+use super::units::{ByteSize, Cidr, Duration, Percent};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +39,12 @@ pub struct Config {
     /// Upstream timeouts, and the client's time to send a request header.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// What a client's request may be: header count and size, body size.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The HTTP/2 settings clients get.
+    #[serde(default)]
+    pub http2: Http2,
     /// First match wins; none = one default route.
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -93,6 +99,10 @@ pub struct Listener {
     /// Accept PROXY protocol v1/v2 from a load balancer in front.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// Client connections served at once; more wait in the accept queue
+    /// until one ends. Default: no cap.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -539,6 +549,10 @@ pub struct Timeouts {
     /// How long a kept-alive client may stay silent between requests.
     #[serde(default = "default_client_idle_timeout")]
     pub client_idle: Duration,
+    /// How long meridian waits for the next bytes of a request body it is
+    /// forwarding: past it, the request is a 408 (the client's fault).
+    #[serde(default = "default_client_body_timeout")]
+    pub client_body: Duration,
 }
 
 impl Default for Timeouts {
@@ -549,10 +563,14 @@ impl Default for Timeouts {
             idle: default_idle_timeout(),
             request_header: default_request_header_timeout(),
             client_idle: default_client_idle_timeout(),
+            client_body: default_client_body_timeout(),
         }
     }
 }
 
+fn default_client_body_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(2)
 }
@@ -661,6 +679,87 @@ pub struct Route {
     pub steering: Option<Steering>,
     #[serde(default)]
     pub affinity: Option<Affinity>,
+    #[serde(default)]
+    pub limits: RouteLimits,
+}
+
+/// What a route accepts of a request (over the top-level `limits`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteLimits {
+    /// The largest request body on this route; default: `limits.max_body`.
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
+}
+
+/// What any client request may be.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The largest request body: a larger one is a 413 before the origin has
+    /// read more than this. Default: none (bodies stream in bounded memory, so
+    /// size costs meridian nothing; the application knows what it accepts).
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
+    /// Header fields in one HTTP/1 request: more is a 431.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Bytes of a request's head: more is a 431 (HTTP/1; also hyper's read
+    /// buffer per connection), or for HTTP/2 the header list size announced.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: ByteSize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: None,
+            max_headers: default_max_headers(),
+            max_header_bytes: default_max_header_bytes(),
+        }
+    }
+}
+
+fn default_max_headers() -> usize {
+    100
+}
+fn default_max_header_bytes() -> ByteSize {
+    ByteSize(64 * 1024)
+}
+
+/// The HTTP/2 settings clients get.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http2 {
+    /// Streams one client connection may have open at once.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+    /// A client connection silent this long is sent a PING...
+    #[serde(default = "default_h2_keep_alive_interval")]
+    pub keep_alive_interval: Duration,
+    /// ...and closed when the PING is not answered within this.
+    #[serde(default = "default_h2_keep_alive_timeout")]
+    pub keep_alive_timeout: Duration,
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        Http2 {
+            max_concurrent_streams: default_max_concurrent_streams(),
+            keep_alive_interval: default_h2_keep_alive_interval(),
+            keep_alive_timeout: default_h2_keep_alive_timeout(),
+        }
+    }
+}
+
+fn default_max_concurrent_streams() -> u32 {
+    100
+}
+fn default_h2_keep_alive_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_h2_keep_alive_timeout() -> Duration {
+    Duration::from_secs(20)
 }
 
 #[derive(Debug, Clone, Deserialize)]

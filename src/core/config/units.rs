@@ -1,5 +1,5 @@
 //! Small value types of the config file: durations (`250ms`, `5s`, `10m`),
-//! percentages (`10%`) and CIDR blocks (`10.0.0.0/8`).
+//! sizes (`10MiB`), percentages (`10%`) and CIDR blocks (`10.0.0.0/8`).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -104,6 +104,41 @@ impl<'de> Deserialize<'de> for StringOrNumber {
     }
 }
 
+/// A size in bytes, written as a number of bytes or `<number><unit>` with unit
+/// one of `B`, `KiB`, `MiB`, `GiB` (powers of 1024) or `KB`, `MB`, `GB` (of 1000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("a size like `512KiB`, `10MiB` or `1GiB`, found `{s}`");
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let scale: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(scale).map(ByteSize).ok_or_else(bad)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = StringOrNumber::deserialize(d)?.0;
+        s.parse()
+            .map_err(|e| serde::de::Error::custom(format!("expected {e}")))
+    }
+}
+
 /// An IP network `addr/prefix`; a bare address means a single host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cidr(pub IpNet);
@@ -142,6 +177,18 @@ impl<'de> Deserialize<'de> for Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units() {
+        let b = |s: &str| s.parse::<ByteSize>().map(|b| b.0);
+        assert_eq!(b("10MiB"), Ok(10 << 20));
+        assert_eq!(b("512 KiB"), Ok(512 << 10));
+        assert_eq!(b("1GB"), Ok(1_000_000_000));
+        assert_eq!(b("1234"), Ok(1234));
+        assert_eq!(b("7B"), Ok(7));
+        assert!(b("10XB").is_err() && b("-1MiB").is_err() && b("MiB").is_err());
+        assert!(b("99999999999999GiB").is_err());
+    }
 
     #[test]
     fn durations() {

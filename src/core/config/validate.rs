@@ -85,6 +85,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     let mut seen = HashSet::new();
     seen.insert(c.admin.address);
     for (i, l) in c.listeners.iter().enumerate() {
+        if l.max_connections == Some(0) {
+            k.error(
+                format!("listeners[{i}].max_connections"),
+                "must be more than 0 (leave it out for no cap)",
+            );
+        }
         if l.address.port() != 0 && !seen.insert(l.address) {
             k.error(
                 format!("listeners[{i}].address"),
@@ -247,6 +253,29 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     k.positive("timeouts.idle", c.timeouts.idle);
     k.positive("timeouts.request_header", c.timeouts.request_header);
     k.positive("timeouts.client_idle", c.timeouts.client_idle);
+    k.positive("timeouts.client_body", c.timeouts.client_body);
+    let l = &c.limits;
+    if l.max_body.is_some_and(|b| b.0 == 0) {
+        k.error(
+            "limits.max_body",
+            "must be more than 0 (leave it out for no limit)",
+        );
+    }
+    if !(1..=10_000).contains(&l.max_headers) {
+        k.error(
+            "limits.max_headers",
+            format!("must be between 1 and 10000, found {}", l.max_headers),
+        );
+    }
+    // hyper's read buffer has a floor of 8 KiB; a head over 1 MiB is no request.
+    if !(8 * 1024..=1 << 20).contains(&l.max_header_bytes.0) {
+        k.error("limits.max_header_bytes", "must be between 8KiB and 1MiB");
+    }
+    if c.http2.max_concurrent_streams == 0 {
+        k.error("http2.max_concurrent_streams", "must be greater than zero");
+    }
+    k.positive("http2.keep_alive_interval", c.http2.keep_alive_interval);
+    k.positive("http2.keep_alive_timeout", c.http2.keep_alive_timeout);
     k.positive("shutdown.grace_period", c.shutdown.grace_period);
     let rs = &c.resolver;
     k.positive("resolver.min_ttl", rs.min_ttl);
@@ -359,6 +388,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     let mut needs_keys = None;
     for (i, r) in c.routes.iter().enumerate() {
         let at = format!("routes[{i}]");
+        if r.limits.max_body.is_some_and(|b| b.0 == 0) {
+            k.error(
+                format!("{at}.limits.max_body"),
+                "must be more than 0 (leave it out for no limit)",
+            );
+        }
         if let Some(p) = &r.matches.path_prefix {
             if !p.starts_with('/') {
                 k.error(format!("{at}.match.path_prefix"), "must start with `/`");
