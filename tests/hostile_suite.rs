@@ -34,6 +34,10 @@ struct Case {
     /// Lines the forwarded head must have / must not have (lowercased).
     has: &'static [&'static str],
     lacks: &'static [&'static str],
+    /// Its bytes hold the client's next request too (pipelined after a body that
+    /// ends where its length says): that one may reach an origin as well, as a
+    /// request of its own on its own connection, never inside the first.
+    pipelined: bool,
 }
 
 enum Send {
@@ -49,6 +53,7 @@ fn h1(name: &'static str, raw: impl Into<Vec<u8>>, expect: Expect) -> Case {
         expect,
         has: &[],
         lacks: &[],
+        pipelined: false,
     }
 }
 
@@ -65,6 +70,7 @@ fn h2(
         expect,
         has: &[],
         lacks: &[],
+        pipelined: false,
     }
 }
 
@@ -75,6 +81,10 @@ impl Case {
     }
     fn lacks(mut self, lines: &'static [&'static str]) -> Case {
         self.lacks = lines;
+        self
+    }
+    fn pipelined(mut self) -> Case {
+        self.pipelined = true;
         self
     }
 }
@@ -134,7 +144,8 @@ fn cases() -> Vec<Case> {
         h1("CL with a space before the colon", post("Content-Length : 5\r\n", "hello"), Refused),
         h1("CL with a NUL", post("Content-Length: 5\0\r\n", "hello"), Refused),
         h1("CL shorter than the body, a request behind", post("Content-Length: 3\r\n", "abcGET /smuggled HTTP/1.1\r\nHost: h.example\r\n\r\n"), Forwarded)
-            .has(&["content-length: 3"]),
+            .has(&["content-length: 3"])
+            .pipelined(),
         // Chunk sizes and extensions.
         h1("chunk size +5", chunked("+5\r\nhello\r\n0\r\n\r\n"), Refused),
         h1("chunk size 0x5", chunked("0x5\r\nhello\r\n0\r\n\r\n"), Refused),
@@ -424,7 +435,11 @@ async fn every_hostile_request_is_refused_or_forwarded_as_one_unambiguous_reques
             (_, false) => "refused",
         };
         if forwarded {
-            if complete.len() != 1 || conns.len() != 1 {
+            // Each origin connection carried one whole request (checked above:
+            // none was ambiguous); only a pipelined case may have two of them,
+            // the second the client's own next request.
+            let most = if case.pipelined { 2 } else { 1 };
+            if complete.is_empty() || complete.len() > most || conns.len() != complete.len() {
                 failures.push(fail(format!("{} complete requests", complete.len())));
                 continue;
             }

@@ -1,4 +1,4 @@
-//! The wire contract's headers (CONTRACT §4): what goes to the origin with each
+//! The wire contract's headers (README, "On the wire"): what goes to the origin with each
 //! try, and what the client gets back. Hop-by-hop headers stay on their hop.
 
 use std::sync::OnceLock;
@@ -30,7 +30,7 @@ static X_CLIENT_COUNTRY: HeaderName = HeaderName::from_static("x-meridian-client
 static X_EDGE_REGION: HeaderName = HeaderName::from_static("x-meridian-edge-region");
 static X_REGION: HeaderName = HeaderName::from_static("x-meridian-region");
 static X_DECISION: HeaderName = HeaderName::from_static("x-meridian-decision");
-/// The contract's forwarding headers (CONTRACT §4), in the order origins get
+/// The contract's forwarding headers (README, "On the wire"), in the order origins get
 /// them: meridian sets each, whatever the client sent.
 static FORWARDING: [&HeaderName; 6] = [
     &X_FORWARDED_FOR,

@@ -323,8 +323,8 @@ pub type Answer = std::pin::Pin<
 enum Decided {
     /// On its way to origins.
     Tries(Exchange),
-    /// Answered by the gateway (a bad Host, no region to serve it).
-    Answered(Response<ResponseBody>),
+    /// OriginAnswer by the gateway itself (a bad Host, no region to serve it).
+    ByGateway(Response<ResponseBody>),
 }
 
 /// A request decided and made ready for origins: what its tries need.
@@ -337,9 +337,76 @@ struct Exchange {
     prepared: headers::Prepared,
     /// Wall-clock ms when it was decided.
     decided_ms: u64,
-    body: Incoming,
+    /// The client's body, until the tries take it.
+    body: Option<Incoming>,
     /// The client's side of a protocol switch, when it asked for one.
     upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+/// What one try got: the answer's head and, for HTTP/1, its connection to
+/// return once the body was read.
+struct OriginAnswer {
+    resp: Response<Incoming>,
+    reuse: Option<hyper::client::conn::http1::SendRequest<RequestBody>>,
+    status: u16,
+    /// When the try started (its time to first byte feeds the latency EWMA).
+    started: Instant,
+}
+
+/// How one try failed, and so whose fault it is and what the client hears if
+/// it is the last.
+enum TryFailure {
+    /// The origin's side: no connection, or no good answer after sending.
+    Failed { failure: Failure, timed_out: bool },
+    /// The client's side: its body broke, stalled or grew past its limit.
+    Client(ClientFault),
+    /// A streamed body already went with an earlier try.
+    BodyGone,
+}
+
+impl TryFailure {
+    /// What retry eligibility looks at.
+    fn failure(&self) -> Failure {
+        match self {
+            TryFailure::Failed { failure, .. } => *failure,
+            // Not retryable: the body cannot be sent again.
+            TryFailure::Client(_) | TryFailure::BodyGone => Failure::AfterSend,
+        }
+    }
+
+    /// The gateway's answer when no try is left: status, `error`, `detail`
+    /// (never an upstream library's words: those go to the log).
+    fn gateway_answer(&self) -> (u16, &'static str, &'static str) {
+        match self {
+            TryFailure::Failed {
+                failure: Failure::Connect,
+                timed_out: true,
+            } => (
+                504,
+                "upstream_timeout",
+                "no connection within timeouts.connect",
+            ),
+            TryFailure::Failed {
+                failure: Failure::Connect,
+                ..
+            } => (
+                502,
+                "upstream_unreachable",
+                "the origin could not be reached",
+            ),
+            TryFailure::Failed {
+                timed_out: true, ..
+            } => (504, "upstream_timeout", "no answer within timeouts.read"),
+            TryFailure::Failed { .. } => (
+                502,
+                "upstream_unreachable",
+                "the origin's connection failed",
+            ),
+            TryFailure::Client(_) | TryFailure::BodyGone => {
+                (502, "upstream_unreachable", "body already sent")
+            }
+        }
+    }
 }
 
 /// The request's body as the tries will send it.
@@ -453,22 +520,22 @@ impl Proxy {
     /// Everything up to the first wait (facts, decision, the request made ready
     /// for origins) runs here, synchronously; the future returned holds only
     /// what the tries need. It is boxed, and hyper moves it into its box once
-    /// per request: as one `async fn` it held the request, its parts and
-    /// their copies side by side (3,144 bytes).
+    /// per request, so what it holds costs every request: an `async fn` here
+    /// would hold the request, its parts and their copies side by side.
     pub fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Answer {
         #[cfg(feature = "bench-engine")]
         if self.passthrough {
             return self.pass_through(req);
         }
-        match self.decide(req, conn) {
+        match self.prepare(req, conn) {
             Decided::Tries(exchange) => Box::pin(self.carry_out(exchange)),
-            Decided::Answered(answer) => Box::pin(std::future::ready(Ok(answer))),
+            Decided::ByGateway(answer) => Box::pin(std::future::ready(Ok(answer))),
         }
     }
 
     /// The request's facts, its decision and its record; a gateway answer
     /// when it goes no further.
-    fn decide(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Decided {
+    fn prepare(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Decided {
         let snap = self.shared.snapshot.load_full();
         let peer_ip = conn.peer.ip().to_canonical();
         let seen = headers::Seen::read(req.headers());
@@ -491,14 +558,14 @@ impl Proxy {
             // connection cannot carry a next request.
             resp.headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-            return Decided::Answered(resp);
+            return Decided::ByGateway(resp);
         }
         let host = match host::check(req.version(), req.uri(), seen.host, seen.host_repeated) {
             Ok(h) => h,
             Err(bad) => {
                 self.count_rejected("bad_host");
                 let rec = self.record(ctx, None);
-                return Decided::Answered(gateway_error(rec, 400, "bad_request", bad.detail()));
+                return Decided::ByGateway(gateway_error(rec, 400, "bad_request", bad.detail()));
             }
         };
         let snap = ctx.snap.clone();
@@ -524,7 +591,7 @@ impl Proxy {
         self.record_facts(&found, &decision);
         let rec = self.record(ctx, Some(&decision));
         if decision.rejected() {
-            return Decided::Answered(gateway_error(
+            return Decided::ByGateway(gateway_error(
                 rec,
                 503,
                 "no_healthy_region",
@@ -543,7 +610,7 @@ impl Proxy {
         if let (Some(max), Some(len)) = (max_body, length) {
             if len > max {
                 self.retry_budget.forget_request(now / 1000);
-                return Decided::Answered(client_error(rec, ClientFault::TooLarge));
+                return Decided::ByGateway(client_error(rec, ClientFault::TooLarge));
             }
         }
         let found = seen.into_found(peer_ip, target_host);
@@ -559,15 +626,16 @@ impl Proxy {
             parts,
             prepared,
             decided_ms: now,
-            body,
+            body: Some(body),
             upgrade,
         })
     }
 
     /// Carries a decision out: the tries across origins and regions, until an
-    /// answer goes back to the client. An `async` block rather than an `async
-    /// fn`: an `async fn` keeps its arguments twice in its state (656 bytes
-    /// more per request), a block uses what it captured in place.
+    /// answer goes back to the client. Each try is [`Proxy::try_once`], whose
+    /// failure says what it was; `retry::may_retry` and the budget decide whether
+    /// another follows. An `async` block rather than an `async fn`: an `async fn`
+    /// keeps its arguments twice in its state, a block uses what it captured in place.
     #[allow(clippy::manual_async_fn)]
     fn carry_out(
         self: Arc<Self>,
@@ -576,13 +644,15 @@ impl Proxy {
         async move {
             let snap = x.rec.ctx.snap.clone();
             let retries = &snap.data_path.retries;
-            let mut payload = match x.body {
-                body if body.is_end_stream() => Payload::Whole(None),
-                body if retries.all_methods
-                    && body
-                        .size_hint()
-                        .upper()
-                        .is_some_and(|n| n <= RETRY_BODY_LIMIT) =>
+            let mut payload = match x.body.take() {
+                None => Payload::Whole(None),
+                Some(body) if body.is_end_stream() => Payload::Whole(None),
+                Some(body)
+                    if retries.all_methods
+                        && body
+                            .size_hint()
+                            .upper()
+                            .is_some_and(|n| n <= RETRY_BODY_LIMIT) =>
                 {
                     match Limited::new(body, RETRY_BODY_LIMIT as usize)
                         .collect()
@@ -600,14 +670,13 @@ impl Proxy {
                         }
                     }
                 }
-                body => Payload::Once {
+                Some(body) => Payload::Once {
                     body: Some(body),
                     limit: snap.routes[x.decision.route].max_body,
                     progress: None,
                 },
             };
             let idempotent = x.parts.method.is_idempotent();
-            let t = &snap.data_path;
             let mut walk = Walk::default();
             // The clock as of deciding, then as of each try's end: read once for
             // what each step needs (health, outlier counts, a write token).
@@ -629,174 +698,169 @@ impl Proxy {
                     ));
                 };
                 let (r, o) = (to.region, to.origin);
-                let target = (r, o);
-                let origin = &snap.regions[r].origins[o];
                 // Its addresses may have changed since the walk read them: then
                 // the walk picks again (that pair counts as tried).
-                let Some(endpoint) = origin.endpoint(to.endpoint) else {
+                let Some(endpoint) = snap.regions[r].origins[o].endpoint(to.endpoint) else {
                     continue;
                 };
-                x.rec.begin(target, &endpoint);
-                let tx = match upstream::connection(
-                    origin,
-                    &endpoint,
-                    t.connect_timeout,
-                    t.pool_idle,
-                )
-                .await
-                {
-                    Ok(tx) => tx,
-                    Err(e) => {
-                        self.shared
-                            .metrics
-                            .upstream_connect_failures
-                            .with_label_values(&[&snap.regions[r].name, &origin.address])
-                            .inc();
-                        now = now_ms();
-                        self.observe(&snap, r, &endpoint, None, now);
-                        tracing::debug!(request_id = ?x.rec.ctx.request_id, origin = %origin.address, endpoint = %endpoint.addr, "connect failed: {e}");
-                        if self.retry(
-                            &snap,
-                            r,
-                            &walk,
-                            &x.decision,
-                            Failure::Connect,
-                            false,
-                            true,
-                            true,
-                        ) {
-                            continue;
-                        }
-                        let (status, error, detail) = if e.timed_out() {
-                            (
-                                504,
-                                "upstream_timeout",
-                                "no connection within timeouts.connect",
-                            )
-                        } else {
-                            (
-                                502,
-                                "upstream_unreachable",
-                                "the origin could not be reached",
-                            )
-                        };
-                        return Ok(gateway_error(x.rec, status, error, detail));
-                    }
-                };
-                let Some((body, sent)) = payload.take() else {
-                    return Ok(gateway_error(
-                        x.rec,
-                        502,
-                        "upstream_unreachable",
-                        "body already sent",
-                    ));
-                };
-                let (up, lines) = headers::for_origin(&x.parts, &x.prepared, origin, body);
-                let attempt_started = Instant::now();
-                let answer = std::pin::pin!(upstream::send(tx, up, lines));
-                let answer = within(
-                    t.read_timeout,
-                    t.client_body_timeout,
-                    sent.as_deref(),
-                    answer,
-                )
-                .await;
-                let (mut resp, reuse) = match answer {
-                    Some(Ok(answer)) => answer,
-                    Some(Err(_)) | None => {
-                        let timed_out = answer.is_none();
-                        if let Some(Err(e)) = &answer {
-                            tracing::debug!(request_id = ?x.rec.ctx.request_id, origin = %origin.address, "try failed: {e}");
-                        }
-                        if let Fault::Client(fault) = blame::blame(payload.upload(), timed_out) {
-                            self.retry_budget.forget_request(x.decided_ms / 1000);
-                            return Ok(client_error(x.rec, fault));
-                        }
-                        now = now_ms();
-                        self.observe(&snap, r, &endpoint, None, now);
-                        let replayable = payload.replayable();
-                        if self.retry(
-                            &snap,
-                            r,
-                            &walk,
-                            &x.decision,
-                            Failure::AfterSend,
-                            timed_out,
-                            idempotent,
-                            replayable,
-                        ) {
-                            continue;
-                        }
-                        // hyper's words stay in the log: they describe meridian's
-                        // and the origin's insides, not the client's request.
-                        let (status, error, detail) = match answer {
-                            Some(Err(_)) => (
-                                502,
-                                "upstream_unreachable",
-                                "the origin's connection failed",
-                            ),
-                            _ => (504, "upstream_timeout", "no answer within timeouts.read"),
-                        };
-                        return Ok(gateway_error(x.rec, status, error, detail));
-                    }
-                };
-                let status = resp.status().as_u16();
-                // A 5xx counts against the origin; any other answer feeds its latency.
+                x.rec.begin((r, o), &endpoint);
+                let tried = self
+                    .try_once(&snap, (r, o), &endpoint, &x, &mut payload)
+                    .await;
                 now = now_ms();
-                self.observe(
-                    &snap,
-                    r,
-                    &endpoint,
-                    (status < 500).then_some(attempt_started),
-                    now,
+                let failure = match &tried {
+                    Ok(a) => {
+                        // A 5xx counts against the endpoint; any other answer feeds its latency.
+                        let answered = (a.status < 500).then_some(a.started);
+                        self.observe(&snap, r, &endpoint, answered, now);
+                        Failure::Status(a.status)
+                    }
+                    Err(TryFailure::Client(fault)) => {
+                        self.retry_budget.forget_request(x.decided_ms / 1000);
+                        return Ok(client_error(x.rec, *fault));
+                    }
+                    Err(f) => {
+                        self.observe(&snap, r, &endpoint, None, now);
+                        f.failure()
+                    }
+                };
+                let timed_out = matches!(
+                    tried,
+                    Err(TryFailure::Failed {
+                        timed_out: true,
+                        ..
+                    })
                 );
-                if self.retry(
-                    &snap,
-                    r,
-                    &walk,
-                    &x.decision,
-                    Failure::Status(status),
-                    false,
-                    idempotent,
-                    payload.replayable(),
-                ) {
+                if retry::may_retry(retries, failure, idempotent, payload.replayable())
+                    && self.spend_retry(&snap, r, &walk, &x.decision, failure, timed_out)
+                {
                     continue;
                 }
-                x.rec.status = status;
-                headers::downstream_response(&mut resp, &snap, r, &x.decision);
-                if let Some(token) = facts::issue_write_token(
-                    &snap,
-                    x.decision.route,
-                    r,
-                    x.rec.ctx.is_write,
-                    status,
-                    now,
-                ) {
-                    headers::write_token(&mut resp, &token, x.rec.ctx.tls);
-                    self.shared
-                        .metrics
-                        .write_tokens
-                        .with_label_values(&["issued"])
-                        .inc();
-                }
-                if status == 101 {
-                    if let Some(client) = x.upgrade.take() {
-                        splice(client, hyper::upgrade::on(&mut resp));
+                return Ok(match tried {
+                    Ok(answer) => self.answer(x, r, &endpoint, answer, now),
+                    Err(f) => {
+                        let (status, error, detail) = f.gateway_answer();
+                        gateway_error(x.rec, status, error, detail)
                     }
-                }
-                let (parts, body) = resp.into_parts();
-                let reuse = reuse.map(|tx| (endpoint.pool.clone(), tx));
-                let end = Box::new(End {
-                    record: Some(x.rec),
-                    reuse: if status == 101 { None } else { reuse },
-                    bytes: 0,
-                    complete: false,
-                    origin_failed: false,
                 });
-                let body = ResponseBody::origin(body, t.read_timeout, Some(end));
-                return Ok(Response::from_parts(parts, body));
             }
         }
+    }
+
+    /// One try at `endpoint` of origin `(r, o)`: a connection (kept or new), the
+    /// request with its headers and body, the wait for the answer's head. A failure
+    /// says what it was and whose fault; what to do next is the caller's.
+    async fn try_once(
+        &self,
+        snap: &Snapshot,
+        (r, o): (RegionIdx, usize),
+        endpoint: &Endpoint,
+        x: &Exchange,
+        payload: &mut Payload,
+    ) -> Result<OriginAnswer, TryFailure> {
+        let t = &snap.data_path;
+        let origin = &snap.regions[r].origins[o];
+        let tx = match upstream::connection(origin, endpoint, t.connect_timeout, t.pool_idle).await
+        {
+            Ok(tx) => tx,
+            Err(e) => {
+                self.shared
+                    .metrics
+                    .upstream_connect_failures
+                    .with_label_values(&[&snap.regions[r].name, &origin.address])
+                    .inc();
+                tracing::debug!(request_id = ?x.rec.ctx.request_id, origin = %origin.address, endpoint = %endpoint.addr, "connect failed: {e}");
+                return Err(TryFailure::Failed {
+                    failure: Failure::Connect,
+                    timed_out: e.timed_out(),
+                });
+            }
+        };
+        // A streamed body went with an earlier try: there is nothing to resend
+        // (retries never choose this; a defence, not a path).
+        let Some((body, sent)) = payload.take() else {
+            return Err(TryFailure::BodyGone);
+        };
+        let (up, lines) = headers::for_origin(&x.parts, &x.prepared, origin, body);
+        let started = Instant::now();
+        let answer = std::pin::pin!(upstream::send(tx, up, lines));
+        match within(
+            t.read_timeout,
+            t.client_body_timeout,
+            sent.as_deref(),
+            answer,
+        )
+        .await
+        {
+            Some(Ok((resp, reuse))) => Ok(OriginAnswer {
+                status: resp.status().as_u16(),
+                resp,
+                reuse,
+                started,
+            }),
+            failed => {
+                let timed_out = failed.is_none();
+                if let Some(Err(e)) = &failed {
+                    tracing::debug!(request_id = ?x.rec.ctx.request_id, origin = %origin.address, endpoint = %endpoint.addr, "try failed: {e}");
+                }
+                match blame::blame(payload.upload(), timed_out) {
+                    Fault::Client(fault) => Err(TryFailure::Client(fault)),
+                    _ => Err(TryFailure::Failed {
+                        failure: Failure::AfterSend,
+                        timed_out,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The origin's answer, on its way to the client: the contract's headers, a
+    /// write token after a write, a protocol switch carried out, and the record
+    /// and the connection's return handed to the body, which ends the request.
+    fn answer(
+        &self,
+        mut x: Exchange,
+        r: RegionIdx,
+        endpoint: &Endpoint,
+        a: OriginAnswer,
+        now: u64,
+    ) -> Response<ResponseBody> {
+        let snap = x.rec.ctx.snap.clone();
+        let OriginAnswer {
+            mut resp,
+            reuse,
+            status,
+            ..
+        } = a;
+        x.rec.status = status;
+        headers::downstream_response(&mut resp, &snap, r, &x.decision);
+        if let Some(token) =
+            facts::issue_write_token(&snap, x.decision.route, r, x.rec.ctx.is_write, status, now)
+        {
+            headers::write_token(&mut resp, &token, x.rec.ctx.tls);
+            self.shared
+                .metrics
+                .write_tokens
+                .with_label_values(&["issued"])
+                .inc();
+        }
+        if status == 101 {
+            if let Some(client) = x.upgrade.take() {
+                splice(client, hyper::upgrade::on(&mut resp));
+            }
+        }
+        let (parts, body) = resp.into_parts();
+        let end = Box::new(End {
+            record: Some(x.rec),
+            reuse: reuse
+                .filter(|_| status != 101)
+                .map(|tx| (endpoint.pool.clone(), tx)),
+            bytes: 0,
+            complete: false,
+            origin_failed: false,
+        });
+        let body = ResponseBody::origin(body, snap.data_path.read_timeout, Some(end));
+        Response::from_parts(parts, body)
     }
 
     /// The engine alone: the request, hop-by-hop headers aside, to the local
@@ -870,10 +934,9 @@ impl Proxy {
             .inc();
     }
 
-    /// True when the failed try may be repeated and the budget allows it
-    /// (counted as a retry toward where it will go, or as a denial).
-    #[allow(clippy::too_many_arguments)]
-    fn retry(
+    /// For a try that may be repeated: true when there is somewhere to go and the
+    /// budget allows it (counted as a retry toward where it will go, or as a denial).
+    fn spend_retry(
         &self,
         snap: &Snapshot,
         from: RegionIdx,
@@ -881,13 +944,8 @@ impl Proxy {
         decision: &Decision,
         failure: Failure,
         timed_out: bool,
-        idempotent: bool,
-        replayable: bool,
     ) -> bool {
         let policy = &snap.data_path.retries;
-        if !retry::may_retry(policy, failure, idempotent, replayable) {
-            return false;
-        }
         let origins = LiveOrigins { now_ms: now_ms() };
         let Some(to) = walk.peek_retry(
             snap,
@@ -985,7 +1043,8 @@ impl Proxy {
     }
 }
 
-/// A gateway-made JSON error (CONTRACT §4), recorded like any answer.
+/// A gateway-made JSON error (`{"error": ..., "detail": ...}`, README "On the
+/// wire"), recorded like any answer.
 fn gateway_error(
     mut rec: Record,
     status: u16,

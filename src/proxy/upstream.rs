@@ -134,7 +134,7 @@ pub fn send(
     tx: Sender,
     req: http::Request<RequestBody>,
     lines: PreEncodedHeaders,
-) -> Sent<impl Future<Output = Answered>, impl Future<Output = Answered>> {
+) -> Sent<impl Future<Output = OriginResult>, impl Future<Output = OriginResult>> {
     match tx {
         Sender::H1(mut tx) => Sent::H1 {
             answer: tx.send_request_with(req, lines),
@@ -147,7 +147,7 @@ pub fn send(
 }
 
 /// hyper's answer to one request.
-type Answered = hyper::Result<http::Response<Incoming>>;
+type OriginResult = hyper::Result<http::Response<Incoming>>;
 
 pin_project! {
     /// A request sent, waiting for its answer (see [`send`]).
@@ -160,8 +160,8 @@ pin_project! {
 
 impl<A, B> Future for Sent<A, B>
 where
-    A: Future<Output = Answered>,
-    B: Future<Output = Answered>,
+    A: Future<Output = OriginResult>,
+    B: Future<Output = OriginResult>,
 {
     type Output = hyper::Result<(
         http::Response<Incoming>,
