@@ -737,7 +737,10 @@ impl Proxy {
                     continue;
                 }
                 return Ok(match tried {
-                    Ok(answer) => self.answer(x, r, &endpoint, answer, now),
+                    Ok(answer) => {
+                        let upgrade = x.upgrade.take();
+                        self.answer(x.rec, &x.decision, upgrade, (r, &endpoint), answer, now)
+                    }
                     Err(f) => {
                         let (status, error, detail) = f.gateway_answer();
                         gateway_error(x.rec, status, error, detail)
@@ -819,25 +822,26 @@ impl Proxy {
     /// and the connection's return handed to the body, which ends the request.
     fn answer(
         &self,
-        mut x: Exchange,
-        r: RegionIdx,
-        endpoint: &Endpoint,
+        mut rec: Record,
+        decision: &Decision,
+        upgrade: Option<hyper::upgrade::OnUpgrade>,
+        (r, endpoint): (RegionIdx, &Endpoint),
         a: OriginAnswer,
         now: u64,
     ) -> Response<ResponseBody> {
-        let snap = x.rec.ctx.snap.clone();
+        let snap = rec.ctx.snap.clone();
         let OriginAnswer {
             mut resp,
             reuse,
             status,
             ..
         } = a;
-        x.rec.status = status;
-        headers::downstream_response(&mut resp, &snap, r, &x.decision);
+        rec.status = status;
+        headers::downstream_response(&mut resp, &snap, r, decision);
         if let Some(token) =
-            facts::issue_write_token(&snap, x.decision.route, r, x.rec.ctx.is_write, status, now)
+            facts::issue_write_token(&snap, decision.route, r, rec.ctx.is_write, status, now)
         {
-            headers::write_token(&mut resp, &token, x.rec.ctx.tls);
+            headers::write_token(&mut resp, &token, rec.ctx.tls);
             self.shared
                 .metrics
                 .write_tokens
@@ -845,13 +849,13 @@ impl Proxy {
                 .inc();
         }
         if status == 101 {
-            if let Some(client) = x.upgrade.take() {
+            if let Some(client) = upgrade {
                 splice(client, hyper::upgrade::on(&mut resp));
             }
         }
         let (parts, body) = resp.into_parts();
         let end = Box::new(End {
-            record: Some(x.rec),
+            record: Some(rec),
             reuse: reuse
                 .filter(|_| status != 101)
                 .map(|tx| (endpoint.pool.clone(), tx)),
