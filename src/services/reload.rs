@@ -77,11 +77,12 @@ fn reload_with(reloader: &Reloader, why: &str, build: BuildFn) -> Outcome {
     let built = build_caught(&shared.config_path, || {
         build(&shared.config_path, &shared.health)
     });
-    let (outcome, swapped) = match built {
+    let m = &shared.metrics;
+    // The journal logs each outcome once (target `meridian::telemetry::events`).
+    match built {
         Ok(snap) => {
             warn_address_changes(shared, &snap, &old);
             let sha256 = snap.sha256.clone();
-            let m = &shared.metrics;
             m.config_info.reset();
             m.config_info.with_label_values(&[&sha256]).set(1);
             // Regions, origins and shifts the reload added start at 0 too.
@@ -95,31 +96,23 @@ fn reload_with(reloader: &Reloader, why: &str, build: BuildFn) -> Outcome {
                 .flat_map(|r| r.origins.iter().map(|o| o.key.as_str()))
                 .collect();
             shared.health.retain_origins(&|k| keys.contains(k));
-            (Outcome::Swapped { sha256 }, Some(snap))
-        }
-        Err(e) => (Outcome::Rejected(e.0), None),
-    };
-    let m = &shared.metrics;
-    let mut last = lock(&reloader.last_error);
-    // The journal logs each outcome once (target `meridian::telemetry::events`).
-    match &outcome {
-        Outcome::Swapped { sha256 } => {
             m.config_reloads.with_label_values(&["ok"]).inc();
-            *last = None;
-            let snap = swapped.expect("set with Swapped");
+            *lock(&reloader.last_error) = None;
             shared.events.set_capacity(snap.admin.event_journal_size);
             shared.events.record(
                 Kind::ConfigApplied,
                 shared.config_path.display().to_string(),
                 Some(&old.sha256),
-                Some(sha256),
+                Some(&sha256),
                 format!("reload ({why})"),
             );
             journal_certificates(reloader, &snap);
+            Outcome::Swapped { sha256 }
         }
-        Outcome::Rejected(errors) => {
+        Err(e) => {
+            let errors = e.0;
             m.config_reloads.with_label_values(&["error"]).inc();
-            *last = Some(errors.join("\n"));
+            *lock(&reloader.last_error) = Some(errors.join("\n"));
             shared.events.record(
                 Kind::ConfigRefused,
                 shared.config_path.display().to_string(),
@@ -130,9 +123,9 @@ fn reload_with(reloader: &Reloader, why: &str, build: BuildFn) -> Outcome {
                     errors.join("; ")
                 ),
             );
+            Outcome::Rejected(errors)
         }
     }
-    outcome
 }
 
 /// Reads, validates and compiles a config file into a snapshot.

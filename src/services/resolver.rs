@@ -46,13 +46,11 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
     let mut lookups: JoinSet<(String, u16, Found)> = JoinSet::new();
     loop {
         let snap = shared.snapshot.load_full();
-        if resolver
-            .as_ref()
-            .is_none_or(|(spec, _)| *spec != snap.resolver)
-        {
-            resolver = Some((snap.resolver.clone(), build(&snap.resolver)));
-        }
-        let (spec, built) = resolver.as_ref().expect("set above");
+        // Made afresh when a reload changed its settings.
+        let (spec, built) = match resolver.take() {
+            Some(kept) if kept.0 == snap.resolver => resolver.insert(kept),
+            _ => resolver.insert((snap.resolver.clone(), build(&snap.resolver))),
+        };
         let now = now_ms();
         for origin in snap.regions.iter().flat_map(|r| &r.origins) {
             let Target::Name { host, port } = &origin.target else {
