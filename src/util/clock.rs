@@ -19,7 +19,15 @@ pub fn monotonic_ms() -> u64 {
 
 /// `monotonic_ms` at `t`, for a caller that read the clock already.
 pub fn monotonic_ms_at(t: Instant) -> u64 {
+    since_start(t).as_millis() as u64
+}
+
+/// Microseconds since the first call in this process; monotonic (rate cells).
+pub fn monotonic_us() -> u64 {
+    since_start(Instant::now()).as_micros() as u64
+}
+
+fn since_start(t: Instant) -> std::time::Duration {
     static START: OnceLock<Instant> = OnceLock::new();
     t.saturating_duration_since(*START.get_or_init(|| t))
-        .as_millis() as u64
 }
