@@ -26,6 +26,8 @@ struct CappedOrigin {
     inside: Arc<AtomicU64>,
     most_inside: Arc<AtomicU64>,
     served: Arc<AtomicU64>,
+    /// Its workers: forgetting permits makes it serve fewer at once.
+    workers: Arc<tokio::sync::Semaphore>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -44,6 +46,7 @@ impl CappedOrigin {
         let most_inside = Arc::new(AtomicU64::new(0));
         let served = Arc::new(AtomicU64::new(0));
         let (i, m, s) = (inside.clone(), most_inside.clone(), served.clone());
+        let workers = pool.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -79,6 +82,7 @@ impl CappedOrigin {
             inside,
             most_inside,
             served,
+            workers,
             task,
         }
     }
@@ -159,7 +163,7 @@ async fn offer(gw: &Gateway, xff: &str, clients: usize, for_how_long: Duration) 
 /// Two regions, eu-west-1 with the capped origin (limit `limit`) and
 /// us-east-1 with room to spare; German clients may use only eu-west-1 when
 /// `eu_only`, else both (eu first).
-fn config(eu: SocketAddr, us: SocketAddr, limit: u32, eu_only: bool) -> String {
+fn config(eu: SocketAddr, us: SocketAddr, limit: &str, eu_only: bool) -> String {
     let residency = if eu_only {
         "residency:\n    - { name: eu, continents: [EU], regions: [eu-west-1], when_unavailable: reject }"
     } else {
@@ -203,7 +207,7 @@ async fn a_full_region_spills_the_excess_to_the_next_and_nobody_sees_an_error() 
     let hold = Duration::from_millis(100);
     let eu = CappedOrigin::start("eu", 4, hold).await;
     let us = CappedOrigin::start("us", 64, hold).await;
-    let gw = Gateway::start(&config(eu.addr, us.addr, 4, false)).await;
+    let gw = Gateway::start(&config(eu.addr, us.addr, "4", false)).await;
 
     // Three times what the EU origin takes at once, for two seconds.
     let got = offer(&gw, GERMANY, 12, Duration::from_secs(2)).await;
@@ -255,7 +259,7 @@ async fn with_nowhere_else_allowed_the_excess_is_shed_fast_and_the_origin_stays_
     let hold = Duration::from_millis(100);
     let eu = CappedOrigin::start("eu", 4, hold).await;
     let us = CappedOrigin::start("us", 64, hold).await;
-    let gw = Gateway::start(&config(eu.addr, us.addr, 4, true)).await;
+    let gw = Gateway::start(&config(eu.addr, us.addr, "4", true)).await;
 
     let run = Duration::from_secs(2);
     let got = offer(&gw, GERMANY, 12, run).await;
@@ -301,4 +305,64 @@ async fn with_nowhere_else_allowed_the_excess_is_shed_fast_and_the_origin_stays_
         .await
         .unwrap();
     assert!(events.contains("shedding"), "{events}");
+}
+
+#[tokio::test]
+async fn an_adaptive_limit_finds_the_origins_concurrency_and_follows_it_down() {
+    need_real_db();
+    let eu = CappedOrigin::start("eu", 8, Duration::from_millis(20)).await;
+    let us = CappedOrigin::start("us", 256, Duration::from_millis(20)).await;
+    let gw = Gateway::start(&config(eu.addr, us.addr, "adaptive", false)).await;
+    let limit = |state: serde_json::Value| {
+        let c = &state["regions"]["eu-west-1"]["origins"][0]["capacity"];
+        assert_eq!(c["adaptive"], true, "{c}");
+        c["max_inflight"].as_u64().unwrap()
+    };
+    assert_eq!(limit(gw.state().await), 20, "it starts at 20");
+
+    // Four times what the origin serves at once: the limit comes down to near 8
+    // (the square root of the limit is the queue it allows). The limit moves
+    // window by window, so what counts is its median over the phase's last second.
+    let phase = |workers: u32| {
+        let gw = &gw;
+        async move {
+            let load = offer(gw, GERMANY, 32, Duration::from_secs(3));
+            let watch = async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let mut seen = Vec::new();
+                for _ in 0..10 {
+                    seen.push(limit(gw.state().await));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                seen.sort();
+                seen
+            };
+            let (got, seen) = tokio::join!(load, watch);
+            eprintln!("adaptive, {workers} workers: limits {seen:?}, {got:?}");
+            assert!(got.other.is_empty() && got.shed == 0, "{got:?}");
+            seen[seen.len() / 2]
+        }
+    };
+    let first = phase(8).await;
+    assert!(
+        (6..=16).contains(&first),
+        "median limit {first} for an origin of 8"
+    );
+
+    // The origin now serves half as many at once: the limit follows it down.
+    eu.workers.forget_permits(4);
+    let second = phase(4).await;
+    assert!(second < first, "{second} after {first}");
+    assert!(
+        (3..=10).contains(&second),
+        "median limit {second} for an origin of 4"
+    );
+    let unloaded = gw.state().await["regions"]["eu-west-1"]["origins"][0]["capacity"]
+        ["unloaded_latency_ms"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (15.0..40.0).contains(&unloaded),
+        "unloaded latency {unloaded} ms"
+    );
 }

@@ -111,10 +111,10 @@ impl Rate {
 /// settles a little above the origin's real concurrency (the square root is the
 /// queue it allows) and backs off as soon as the origin slows.
 ///
-/// Every [`RECALIBRATE`] windows one window runs at a quarter of the limit and
-/// its mean becomes the unloaded one (Envoy's minRTT measurement): an origin
-/// that became slower for good is re-learned instead of starved, and one
-/// that stayed loaded cannot drag its own baseline up.
+/// Every [`RECALIBRATE_MS`] one window runs at a quarter of the limit and its
+/// mean becomes the unloaded one (Envoy's minRTT measurement): an origin that
+/// became slower for good is re-learned instead of starved, and one that stayed
+/// loaded cannot drag its own baseline up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gradient {
     limit: f64,
@@ -124,7 +124,8 @@ pub struct Gradient {
     /// The most requests in flight seen in this window: a limit that was never
     /// reached says nothing about the origin, so it does not grow.
     peak: u32,
-    windows: u32,
+    /// When the unloaded latency was last measured (ms, the caller's clock).
+    measured_ms: u64,
     /// Measuring the unloaded latency: the limit to go back to after.
     measuring: Option<f64>,
 }
@@ -136,8 +137,8 @@ pub const ADAPTIVE_MAX: u32 = 1000;
 pub const TOLERANCE: f64 = 1.1;
 /// Answers per window, at least (more at larger limits: one limit's worth).
 pub const WINDOW: u32 = 10;
-/// Windows between two measurements of the unloaded latency.
-pub const RECALIBRATE: u32 = 200;
+/// Time between two measurements of the unloaded latency.
+pub const RECALIBRATE_MS: u64 = 10_000;
 
 impl Default for Gradient {
     fn default() -> Self {
@@ -147,7 +148,7 @@ impl Default for Gradient {
             sum_us: 0,
             count: 0,
             peak: 0,
-            windows: 0,
+            measured_ms: 0,
             measuring: None,
         }
     }
@@ -166,8 +167,9 @@ impl Gradient {
     }
 
     /// Feeds one answer: its time to first byte and the requests in flight
-    /// when it was sent. Returns the new limit when a window closed.
-    pub fn sample(&mut self, ttfb_us: u64, in_flight: u32) -> Option<u32> {
+    /// when it was sent, at `now_ms` (a monotonic clock). Returns the new limit
+    /// when a window closed.
+    pub fn sample(&mut self, ttfb_us: u64, in_flight: u32, now_ms: u64) -> Option<u32> {
         self.sum_us += ttfb_us;
         self.count += 1;
         self.peak = self.peak.max(in_flight);
@@ -180,10 +182,12 @@ impl Gradient {
         if let Some(restore) = self.measuring.take() {
             self.least_us = mean;
             self.limit = restore;
+            self.measured_ms = now_ms;
             return Some(self.limit());
         }
         if self.least_us == 0.0 || mean < self.least_us {
             self.least_us = mean;
+            self.measured_ms = now_ms;
         }
         let gradient = (self.least_us * TOLERANCE / mean).clamp(0.5, 1.0);
         if gradient < 1.0 {
@@ -194,9 +198,7 @@ impl Gradient {
         self.limit = self
             .limit
             .clamp(f64::from(ADAPTIVE_MIN), f64::from(ADAPTIVE_MAX));
-        self.windows += 1;
-        if self.windows >= RECALIBRATE {
-            self.windows = 0;
+        if now_ms.saturating_sub(self.measured_ms) >= RECALIBRATE_MS {
             self.measuring = Some(self.limit);
             self.limit = (self.limit / 4.0).max(f64::from(ADAPTIVE_MIN));
         }
@@ -277,12 +279,15 @@ mod tests {
         (t as f64 * (f64::from(in_flight) / f64::from(n)).max(1.0)) as u64
     }
 
-    /// Drives the controller as a closed loop at its own limit for `windows` windows.
-    fn run(g: &mut Gradient, n: u32, t: u64, windows: u32) {
+    /// Drives the controller as a closed loop at its own limit for `windows`
+    /// windows, the clock (µs) moving as the answers come.
+    fn run(g: &mut Gradient, clock: &mut u64, n: u32, t: u64, windows: u32) {
         let mut closed = 0;
         while closed < windows {
             let in_flight = g.limit();
-            if g.sample(served(n, t, in_flight), in_flight).is_some() {
+            let took = served(n, t, in_flight);
+            *clock += took / u64::from(in_flight);
+            if g.sample(took, in_flight, *clock / 1000).is_some() {
                 closed += 1;
             }
         }
@@ -290,25 +295,31 @@ mod tests {
 
     #[test]
     fn the_adaptive_limit_settles_near_the_origins_concurrency_and_backs_off() {
-        let mut g = Gradient::default();
-        run(&mut g, 50, 10_000, 60);
+        let (mut g, mut clock) = (Gradient::default(), 0);
+        run(&mut g, &mut clock, 50, 10_000, 60);
         let settled = g.limit();
         assert!((50..=70).contains(&settled), "settled at {settled} for 50");
         // The origin slows to half its concurrency: the limit follows it down.
-        run(&mut g, 25, 10_000, 30);
+        run(&mut g, &mut clock, 25, 10_000, 30);
         let after = g.limit();
         assert!((25..=40).contains(&after), "after slowing: {after} for 25");
     }
 
     #[test]
     fn an_origin_slower_for_good_is_relearned_not_starved() {
-        let mut g = Gradient::default();
-        run(&mut g, 50, 10_000, 60);
+        let (mut g, mut clock) = (Gradient::default(), 0);
+        run(&mut g, &mut clock, 50, 10_000, 60);
         // Every request now takes twice as long: the limit collapses at first...
-        run(&mut g, 50, 20_000, 20);
+        run(&mut g, &mut clock, 50, 20_000, 20);
         assert!(g.limit() < 50, "{}", g.limit());
         // ...until the next measurement of the unloaded latency re-bases it.
-        run(&mut g, 50, 20_000, 2 * RECALIBRATE);
+        let until = clock + 3 * RECALIBRATE_MS * 1000;
+        while clock < until {
+            run(&mut g, &mut clock, 50, 20_000, 1);
+        }
+        while g.measuring.is_some() {
+            run(&mut g, &mut clock, 50, 20_000, 1);
+        }
         assert!((45..=70).contains(&g.limit()), "{}", g.limit());
         assert!(g.least_us() >= 19_000, "{}", g.least_us());
     }
@@ -316,8 +327,8 @@ mod tests {
     #[test]
     fn an_unused_limit_does_not_grow() {
         let mut g = Gradient::default();
-        for _ in 0..500 {
-            g.sample(10_000, 2);
+        for i in 0..500 {
+            g.sample(10_000, 2, i);
         }
         assert_eq!(g.limit(), ADAPTIVE_INITIAL);
     }

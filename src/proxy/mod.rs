@@ -742,7 +742,7 @@ impl Proxy {
                 };
                 if !origin.admit(&endpoint, &ask) {
                     // Its last place went since the walk looked: pick again.
-                    walk.untake();
+                    walk.untake(&to);
                     continue;
                 }
                 if let Some(from) = to.spilled_from {

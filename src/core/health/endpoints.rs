@@ -127,7 +127,8 @@ impl AdaptiveLimit {
     /// request queueing behind a lock would.
     pub fn sample(&self, ttfb_us: u64, in_flight: u32) {
         if let Ok(mut g) = self.controller.try_lock() {
-            if let Some(limit) = g.sample(ttfb_us, in_flight) {
+            let now = crate::util::clock::monotonic_ms();
+            if let Some(limit) = g.sample(ttfb_us, in_flight, now) {
                 self.limit.store(limit, Relaxed);
             }
         }

@@ -104,10 +104,12 @@ impl Walk {
         None
     }
 
-    /// Counts a place taken as tried without a try: the walk picked it, but its
-    /// origin had no room by the time the request got there.
-    pub fn untake(&mut self) {
+    /// Takes back the try `next` gave: its origin had no room by the time the
+    /// request got there. The next pick then sees that origin as full (and
+    /// the request spills) or, if a place freed meanwhile, picks it again.
+    pub fn untake(&mut self, to: &Destination) {
         self.attempts = self.attempts.saturating_sub(1);
+        self.tried.remove(to.origin, to.endpoint);
     }
 
     /// Where a retry would go, without taking it: None when the tries are used

@@ -27,6 +27,12 @@ impl Tried {
             *x |= b;
         }
     }
+    pub fn remove(&mut self, o: usize, e: usize) {
+        let (w, b) = Tried::bit(o, e);
+        if let Some(x) = self.0.get_mut(w) {
+            *x &= !b;
+        }
+    }
 }
 
 /// What endpoint choice found in a region.
