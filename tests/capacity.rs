@@ -160,10 +160,10 @@ async fn offer(gw: &Gateway, xff: &str, clients: usize, for_how_long: Duration) 
     all
 }
 
-/// Two regions, eu-west-1 with the capped origin (limit `limit`) and
+/// Two regions, eu-west-1 with the capped origin (limits `capacity`) and
 /// us-east-1 with room to spare; German clients may use only eu-west-1 when
 /// `eu_only`, else both (eu first).
-fn config(eu: SocketAddr, us: SocketAddr, limit: &str, eu_only: bool) -> String {
+fn config(eu: SocketAddr, us: SocketAddr, capacity: &str, eu_only: bool) -> String {
     let residency = if eu_only {
         "residency:\n    - { name: eu, continents: [EU], regions: [eu-west-1], when_unavailable: reject }"
     } else {
@@ -177,7 +177,7 @@ admin: {{ address: "{{{{ADMIN}}}}" }}
 client_ip: {{ trusted_proxies: [127.0.0.1/32] }}
 geoip: {{ database: "{{{{REPO}}}}/geoip/geo-whois-asn-country.mmdb" }}
 regions:
-  eu-west-1: {{ origins: [ {{ address: "{eu}", max_inflight: {limit} }} ] }}
+  eu-west-1: {{ origins: [ {{ address: "{eu}", {capacity} }} ] }}
   us-east-1: {{ origins: [ {{ address: "{us}" }} ] }}
 health: {{ interval: 200ms, timeout: 150ms, healthy_threshold: 1, unhealthy_threshold: 1 }}
 routing:
@@ -207,7 +207,7 @@ async fn a_full_region_spills_the_excess_to_the_next_and_nobody_sees_an_error() 
     let hold = Duration::from_millis(100);
     let eu = CappedOrigin::start("eu", 4, hold).await;
     let us = CappedOrigin::start("us", 64, hold).await;
-    let gw = Gateway::start(&config(eu.addr, us.addr, "4", false)).await;
+    let gw = Gateway::start(&config(eu.addr, us.addr, "max_inflight: 4", false)).await;
 
     // Three times what the EU origin takes at once, for two seconds.
     let got = offer(&gw, GERMANY, 12, Duration::from_secs(2)).await;
@@ -259,7 +259,7 @@ async fn with_nowhere_else_allowed_the_excess_is_shed_fast_and_the_origin_stays_
     let hold = Duration::from_millis(100);
     let eu = CappedOrigin::start("eu", 4, hold).await;
     let us = CappedOrigin::start("us", 64, hold).await;
-    let gw = Gateway::start(&config(eu.addr, us.addr, "4", true)).await;
+    let gw = Gateway::start(&config(eu.addr, us.addr, "max_inflight: 4", true)).await;
 
     let run = Duration::from_secs(2);
     let got = offer(&gw, GERMANY, 12, run).await;
@@ -312,7 +312,7 @@ async fn an_adaptive_limit_finds_the_origins_concurrency_and_follows_it_down() {
     need_real_db();
     let eu = CappedOrigin::start("eu", 8, Duration::from_millis(20)).await;
     let us = CappedOrigin::start("us", 256, Duration::from_millis(20)).await;
-    let gw = Gateway::start(&config(eu.addr, us.addr, "adaptive", false)).await;
+    let gw = Gateway::start(&config(eu.addr, us.addr, "max_inflight: adaptive", false)).await;
     let limit = |state: serde_json::Value| {
         let c = &state["regions"]["eu-west-1"]["origins"][0]["capacity"];
         assert_eq!(c["adaptive"], true, "{c}");
@@ -364,5 +364,30 @@ async fn an_adaptive_limit_finds_the_origins_concurrency_and_follows_it_down() {
     assert!(
         (15.0..40.0).contains(&unloaded),
         "unloaded latency {unloaded} ms"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limited_origin_gets_its_rate_and_the_rest_spills() {
+    need_real_db();
+    let eu = CappedOrigin::start("eu", 64, Duration::from_millis(1)).await;
+    let us = CappedOrigin::start("us", 64, Duration::from_millis(1)).await;
+    let gw = Gateway::start(&config(eu.addr, us.addr, "max_rps: 50", false)).await;
+    let run = Duration::from_secs(2);
+    let got = offer(&gw, GERMANY, 8, run).await;
+    eprintln!("max_rps 50: {got:?}");
+    assert!(got.other.is_empty() && got.shed == 0, "{got:?}");
+    // 50 a second for two seconds, plus the burst of a tenth of a second.
+    let eu_ok = got.ok_by["eu"];
+    assert!(
+        (85..=110).contains(&eu_ok),
+        "the EU origin served {eu_ok}: {got:?}"
+    );
+    assert!(got.ok_by["us"] > eu_ok, "{got:?}");
+    assert_eq!(got.spilled, got.ok_by["us"], "{got:?}");
+    let state = gw.state().await;
+    assert_eq!(
+        state["regions"]["eu-west-1"]["origins"][0]["capacity"]["max_rps"],
+        50
     );
 }
