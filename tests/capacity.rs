@@ -101,7 +101,17 @@ struct Outcome {
 }
 
 async fn offer(gw: &Gateway, xff: &str, clients: usize, for_how_long: Duration) -> Outcome {
-    let url = gw.url("/page");
+    offer_at(gw, "/page", xff, clients, for_how_long).await
+}
+
+async fn offer_at(
+    gw: &Gateway,
+    path: &str,
+    xff: &str,
+    clients: usize,
+    for_how_long: Duration,
+) -> Outcome {
+    let url = gw.url(path);
     let end = Instant::now() + for_how_long;
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
@@ -185,6 +195,8 @@ routing:
   geo: {{ continents: {{ EU: eu-west-1, NA: us-east-1 }}, default: us-east-1 }}
   {residency}
 overload: {{ queue_timeout: 50ms }}
+routes:
+  - {{ match: {{ path_prefix: /bulk }}, priority: sheddable }}
 debug_headers: true
 "#
     )
@@ -390,4 +402,40 @@ async fn a_rate_limited_origin_gets_its_rate_and_the_rest_spills() {
         state["regions"]["eu-west-1"]["origins"][0]["capacity"]["max_rps"],
         50
     );
+}
+
+#[tokio::test]
+async fn sheddable_requests_are_shed_first() {
+    need_real_db();
+    let hold = Duration::from_millis(100);
+    let eu = CappedOrigin::start("eu", 4, hold).await;
+    let us = CappedOrigin::start("us", 64, hold).await;
+    let gw = Gateway::start(&config(eu.addr, us.addr, "max_inflight: 4", true)).await;
+    let run = Duration::from_secs(2);
+    let (normal, bulk) = tokio::join!(
+        offer_at(&gw, "/page", GERMANY, 4, run),
+        offer_at(&gw, "/bulk", GERMANY, 4, run),
+    );
+    eprintln!("normal {normal:?}\nsheddable {bulk:?}");
+    assert!(
+        normal.other.is_empty() && bulk.other.is_empty(),
+        "{normal:?} {bulk:?}"
+    );
+    // Sheddable requests stop at 3 of the 4 places and never wait: the normal
+    // ones get most of the origin.
+    assert!(
+        normal.ok > 2 * bulk.ok,
+        "normal {} vs sheddable {}",
+        normal.ok,
+        bulk.ok
+    );
+    assert!(bulk.shed > normal.shed, "{normal:?} {bulk:?}");
+    let m = gw.metrics().await;
+    let shed = metric_sum(
+        &m,
+        "meridian_requests_shed_total",
+        &[("reason", "sheddable")],
+    );
+    assert_eq!(shed as u64, bulk.shed, "{m}");
+    assert!(eu.most_inside.load(Relaxed) <= 4);
 }
