@@ -428,6 +428,45 @@ enum Payload {
 }
 
 impl Payload {
+    /// The client's body as the tries will send it: kept whole when retries
+    /// may repeat any method and it is small (`RETRY_BODY_LIMIT`), else streamed
+    /// once. Reading it whole can find the client at fault.
+    async fn read(
+        body: Option<Incoming>,
+        all_methods: bool,
+        max_body: Option<u64>,
+        request_id: &HeaderValue,
+    ) -> Result<Payload, ClientFault> {
+        let body = match body {
+            Some(body) if !body.is_end_stream() => body,
+            _ => return Ok(Payload::Whole(None)),
+        };
+        let small = body
+            .size_hint()
+            .upper()
+            .is_some_and(|n| n <= RETRY_BODY_LIMIT);
+        if !(all_methods && small) {
+            return Ok(Payload::Once {
+                body: Some(body),
+                limit: max_body,
+                progress: None,
+            });
+        }
+        match Limited::new(body, RETRY_BODY_LIMIT as usize)
+            .collect()
+            .await
+        {
+            Ok(b) => Ok(Payload::Whole(Some(b.to_bytes()))),
+            Err(e) => {
+                tracing::debug!(request_id = ?request_id, "reading the request body failed: {e}");
+                Err(match e.downcast_ref::<hyper::Error>() {
+                    Some(e) => blame::of_body_error(e),
+                    None => ClientFault::BadFraming,
+                })
+            }
+        }
+    }
+
     fn replayable(&self) -> bool {
         matches!(self, Payload::Whole(_))
     }
@@ -649,37 +688,20 @@ impl Proxy {
         async move {
             let snap = x.rec.ctx.snap.clone();
             let retries = &snap.data_path.retries;
-            let mut payload = match x.body.take() {
-                None => Payload::Whole(None),
-                Some(body) if body.is_end_stream() => Payload::Whole(None),
-                Some(body)
-                    if retries.all_methods
-                        && body
-                            .size_hint()
-                            .upper()
-                            .is_some_and(|n| n <= RETRY_BODY_LIMIT) =>
-                {
-                    match Limited::new(body, RETRY_BODY_LIMIT as usize)
-                        .collect()
-                        .await
-                    {
-                        Ok(b) => Payload::Whole(Some(b.to_bytes())),
-                        Err(e) => {
-                            let fault = match e.downcast_ref::<hyper::Error>() {
-                                Some(e) => blame::of_body_error(e),
-                                None => ClientFault::BadFraming,
-                            };
-                            tracing::debug!(request_id = ?x.rec.ctx.request_id, "reading the request body failed: {e}");
-                            self.retry_budget.forget_request(x.decided_ms / 1000);
-                            return Ok(client_error(x.rec, fault));
-                        }
-                    }
+            let route = &snap.routes[x.decision.route];
+            let body = x.body.take();
+            let read = Payload::read(
+                body,
+                retries.all_methods,
+                route.max_body,
+                &x.rec.ctx.request_id,
+            );
+            let mut payload = match read.await {
+                Ok(payload) => payload,
+                Err(fault) => {
+                    self.retry_budget.forget_request(x.decided_ms / 1000);
+                    return Ok(client_error(x.rec, fault));
                 }
-                Some(body) => Payload::Once {
-                    body: Some(body),
-                    limit: snap.routes[x.decision.route].max_body,
-                    progress: None,
-                },
             };
             let idempotent = x.parts.method.is_idempotent();
             // Writes never spill: at capacity they wait or are shed where they are.
@@ -725,36 +747,12 @@ impl Proxy {
                     ));
                 };
                 let (r, o) = (to.region, to.origin);
-                let origin = &snap.regions[r].origins[o];
-                // Its addresses may have changed since the walk read them: then
-                // the walk picks again (that pair counts as tried).
-                let Some(endpoint) = origin.endpoint(to.endpoint) else {
-                    continue;
-                };
-                // The previous try's place goes back first: a retry at another
-                // address of the same origin must not count itself twice.
-                x.rec.release_outstanding();
-                let ask = Asking {
-                    dial: snap.regions[r].dial,
-                    degraded_factor: snap.degraded_factor,
-                    priority,
-                    now_ms: now,
-                };
-                if !origin.admit(&endpoint, &ask) {
-                    // Its last place went since the walk looked: pick again.
+                let Some(endpoint) = self.take_place(&snap, &mut x, &to, priority, now) else {
+                    // The endpoint left its origin's set, or its last place went,
+                    // since the walk looked: the walk picks again.
                     walk.untake(&to);
                     continue;
-                }
-                if let Some(from) = to.spilled_from {
-                    x.decision.reasons.add(routing::Reason::Spillover);
-                    x.rec.reasons = Some(x.decision.reasons);
-                    self.shared
-                        .metrics
-                        .spillover
-                        .with_label_values(&[&snap.regions[from].name, &snap.regions[r].name])
-                        .inc();
-                }
-                x.rec.begin((r, o), &endpoint);
+                };
                 let tried = self
                     .try_once(&snap, (r, o), &endpoint, &x, &mut payload)
                     .await;
@@ -799,6 +797,45 @@ impl Proxy {
                 });
             }
         }
+    }
+
+    /// Takes a place for the request's next try at `to` (its previous try's
+    /// place goes back first, so a retry at another address of the same origin
+    /// does not count itself twice): the endpoint now in flight, counted as a
+    /// spillover when the walk passed a full region for it. None when the
+    /// endpoint left its origin's set or its origin has no room after all.
+    fn take_place(
+        &self,
+        snap: &Snapshot,
+        x: &mut Exchange,
+        to: &routing::Destination,
+        priority: crate::core::config::Priority,
+        now: u64,
+    ) -> Option<Arc<Endpoint>> {
+        let (r, o) = (to.region, to.origin);
+        let origin = &snap.regions[r].origins[o];
+        let endpoint = origin.endpoint(to.endpoint)?;
+        x.rec.release_outstanding();
+        let ask = Asking {
+            dial: snap.regions[r].dial,
+            degraded_factor: snap.degraded_factor,
+            priority,
+            now_ms: now,
+        };
+        if !origin.admit(&endpoint, &ask) {
+            return None;
+        }
+        if let Some(from) = to.spilled_from {
+            x.decision.reasons.add(routing::Reason::Spillover);
+            x.rec.reasons = Some(x.decision.reasons);
+            self.shared
+                .metrics
+                .spillover
+                .with_label_values(&[&snap.regions[from].name, &snap.regions[r].name])
+                .inc();
+        }
+        x.rec.begin((r, o), &endpoint);
+        Some(endpoint)
     }
 
     /// One try at `endpoint` of origin `(r, o)`: a connection (kept or new), the
