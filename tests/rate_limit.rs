@@ -55,7 +55,25 @@ async fn over_its_budget_a_client_gets_429_and_the_origin_never_sees_it() {
     let a = [("X-Forwarded-For", "203.0.113.1")];
     let b = [("X-Forwarded-For", "203.0.113.2")];
 
-    assert_eq!(statuses(&gw, "/api/a", &a, 3).await, [200, 200, 200]);
+    // Admitted answers carry what is left and when the bucket is full again.
+    let mut left = Vec::new();
+    for _ in 0..3 {
+        let r = get(&gw, "/api/a", &a).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            header(&r, "ratelimit-policy"),
+            "\"route-0\";q=1;w=1;meridian-burst=3"
+        );
+        left.push(header(&r, "ratelimit").to_string());
+    }
+    assert_eq!(
+        left,
+        [
+            "\"route-0\";r=2;t=1",
+            "\"route-0\";r=1;t=2",
+            "\"route-0\";r=0;t=3"
+        ]
+    );
     let refused = get(&gw, "/api/a", &a).await;
     assert_eq!(refused.status(), 429);
     assert_eq!(header(&refused, "retry-after"), "1");
@@ -71,10 +89,13 @@ async fn over_its_budget_a_client_gets_429_and_the_origin_never_sees_it() {
     // Another client has its own budget; a route without a limit has none.
     assert_eq!(statuses(&gw, "/api/b", &b, 3).await, [200, 200, 200]);
     assert_eq!(statuses(&gw, "/free", &a, 20).await, [200; 20]);
+    let free = get(&gw, "/free", &a).await;
+    assert!(free.headers().get("ratelimit").is_none());
+    assert!(free.headers().get("ratelimit-policy").is_none());
 
     // The origin saw exactly the admitted requests.
     let seen = |p: &str| o.control.seen().iter().filter(|s| s.path == p).count();
-    assert_eq!((seen("/api/a"), seen("/api/b"), seen("/free")), (3, 3, 20));
+    assert_eq!((seen("/api/a"), seen("/api/b"), seen("/free")), (3, 3, 21));
 
     let m = gw.metrics().await;
     assert_eq!(
@@ -178,4 +199,32 @@ async fn a_reload_keeps_budgets_unless_the_limit_changed() {
     let changed = config(o.addr).replace("rate: 1/m, burst: 2", "rate: 1/m, burst: 3");
     reload(&gw, &changed).await;
     assert_eq!(statuses(&gw, "/keyed", &k1, 4).await, [200, 200, 200, 429]);
+}
+
+/// `key: country`: clients of one country share a bucket, and every client of
+/// unknown country shares the `XX` one (the committed test database maps
+/// 127.0.2.0/24 to DE and 127.0.3.0/24 to JP; 10.0.0.0/8 is unknown).
+#[tokio::test]
+async fn a_country_key_gives_each_country_one_budget() {
+    let o = origin("us-east-1").await;
+    let yaml = one_region_config(
+        o.addr,
+        r#"
+client_ip: { trusted_proxies: [127.0.0.1/32] }
+geoip: { database: "{{REPO}}/geoip/test-city.mmdb" }
+routes:
+  - rate_limit: { key: country, rate: 1/m, burst: 2 }
+"#,
+    );
+    let gw = Gateway::start(&yaml).await;
+    let from = |ip: &'static str| [("X-Forwarded-For", ip)];
+    assert_eq!(statuses(&gw, "/", &from("127.0.2.1"), 2).await, [200, 200]);
+    assert_eq!(statuses(&gw, "/", &from("127.0.2.2"), 1).await, [429]);
+    assert_eq!(
+        statuses(&gw, "/", &from("127.0.3.1"), 3).await,
+        [200, 200, 429]
+    );
+    assert_eq!(statuses(&gw, "/", &from("10.1.2.3"), 2).await, [200, 200]);
+    assert_eq!(statuses(&gw, "/", &from("10.9.8.7"), 1).await, [429]);
+    assert_eq!(o.control.seen().len(), 6);
 }

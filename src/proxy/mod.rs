@@ -43,7 +43,7 @@ use crate::core::snapshot::{RegionIdx, Snapshot};
 use crate::proxy::pool::{RequestBody, Upload};
 use crate::request::facts::{self, RawRequest};
 use crate::request::geo::{Country, GeoResult};
-use crate::request::rate_limit::{Denied, RouteLimit};
+use crate::request::rate_limit::{Admitted, Denied, RouteLimit};
 use crate::services::shared::Shared;
 use crate::util::clock::now_ms;
 
@@ -83,6 +83,9 @@ struct Ctx {
     request_id: HeaderValue,
     is_write: bool,
     tls: bool,
+    /// What the route's rate limit left the request's key, for the answer's
+    /// `RateLimit` (None on a route without one).
+    rate_left: Option<Admitted>,
     method: Method,
     uri: Uri,
 }
@@ -553,6 +556,7 @@ impl Proxy {
             request_id: request_id(seen.request_id),
             is_write: false,
             tls: conn.tls,
+            rate_left: None,
             method: req.method().clone(),
             uri: req.uri().clone(),
         };
@@ -591,11 +595,12 @@ impl Proxy {
         ctx.country = facts.country;
         ctx.client_ip = found.client;
         if let Some(limit) = &snap.routes[facts.route].rate_limit {
-            if let Err(denied) =
-                limit.admit(found.client, facts.country, req.headers(), ctx.started)
-            {
-                let answer = self.rate_limited(ctx, (facts.route, limit), &found, denied);
-                return Decided::ByGateway(answer);
+            match limit.admit(found.client, facts.country, req.headers(), ctx.started) {
+                Ok(left) => ctx.rate_left = Some(left),
+                Err(denied) => {
+                    let answer = self.rate_limited(ctx, (facts.route, limit), &found, denied);
+                    return Decided::ByGateway(answer);
+                }
             }
         }
         self.retry_budget.on_request(now / 1000);
@@ -852,6 +857,14 @@ impl Proxy {
         } = a;
         rec.status = status;
         headers::downstream_response(&mut resp, &snap, r, decision);
+        if let (Some(limit), Some(left)) =
+            (&snap.routes[decision.route].rate_limit, rec.ctx.rate_left)
+        {
+            // Appended: an origin's own policies stay beside the route's.
+            let h = resp.headers_mut();
+            h.append(RATELIMIT_POLICY, limit.policy().clone());
+            h.append(RATELIMIT, limit.service_left(left));
+        }
         if let Some(token) =
             facts::issue_write_token(&snap, decision.route, r, rec.ctx.is_write, status, now)
         {

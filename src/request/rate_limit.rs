@@ -88,6 +88,15 @@ impl Quota {
     }
 }
 
+/// An admitted request: what is left of its key's bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// Requests the bucket would still admit now.
+    pub remaining: u32,
+    /// Whole seconds until the bucket is full again (`RateLimit`'s `t`).
+    pub full_in_secs: u32,
+}
+
 /// A request over its limit: when one more would be admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Denied {
@@ -166,7 +175,7 @@ impl Table {
     /// cells) when the emptier conforms. Two requests of one key racing on
     /// different cores may both pass the last token: a burst is exact to
     /// within the requests that race at that instant.
-    pub fn check(&self, key: Key<'_>, quota: Quota, now_ns: u64) -> Result<u64, Denied> {
+    pub fn check(&self, key: Key<'_>, quota: Quota, now_ns: u64) -> Result<Admitted, Denied> {
         let hash = key.hash_with(&self.seed);
         let mask = self.len as u64 - 1;
         let cells = self.cells();
@@ -190,7 +199,11 @@ impl Table {
                 Some(t.max(now_ns).saturating_add(quota.interval_ns))
             });
         }
-        Ok((depth - ahead) / quota.interval_ns)
+        let secs = |ns: u64| u32::try_from(ns.div_ceil(1_000_000_000)).unwrap_or(u32::MAX);
+        Ok(Admitted {
+            remaining: u32::try_from((depth - ahead) / quota.interval_ns).unwrap_or(u32::MAX),
+            full_in_secs: secs(ahead),
+        })
     }
 }
 
@@ -265,6 +278,16 @@ impl RouteLimit {
         HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("\"route\";r=0"))
     }
 
+    /// `RateLimit` of an admitted request: what is left, and in how many
+    /// seconds the bucket is full again.
+    pub fn service_left(&self, admitted: Admitted) -> HeaderValue {
+        let value = format!(
+            "\"{}\";r={};t={}",
+            self.name, admitted.remaining, admitted.full_in_secs
+        );
+        HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("\"route\";r=0"))
+    }
+
     /// The request's key. A request without the keying header is keyed by its
     /// client address (its own budget, rather than one bucket every such
     /// client would share and any one of them could empty).
@@ -286,7 +309,7 @@ impl RouteLimit {
 
     /// Admits `key` at `now_ns` (monotonic) or says when it may come back; on
     /// admission, what is left of its bucket.
-    pub fn check(&self, key: Key<'_>, now_ns: u64) -> Result<u64, Denied> {
+    pub fn check(&self, key: Key<'_>, now_ns: u64) -> Result<Admitted, Denied> {
         self.table.check(key, self.quota, now_ns)
     }
 
@@ -297,7 +320,7 @@ impl RouteLimit {
         country: Option<Country>,
         headers: &HeaderMap,
         now: std::time::Instant,
-    ) -> Result<u64, Denied> {
+    ) -> Result<Admitted, Denied> {
         let now_ns = crate::util::clock::monotonic_ns_at(now);
         self.check(self.key_of(client, country, headers), now_ns)
     }
@@ -323,6 +346,11 @@ mod tests {
         RouteLimit::compile(3, None, "/api", &c)
     }
 
+    /// What an admission left, or the refusal.
+    fn left(r: Result<Admitted, Denied>) -> Result<u32, Denied> {
+        r.map(|a| a.remaining)
+    }
+
     fn ip(s: &str) -> Key<'static> {
         Key::Ip(s.parse().unwrap())
     }
@@ -331,8 +359,8 @@ mod tests {
     fn a_full_bucket_admits_burst_then_refills_at_the_rate() {
         let l = limit("client_ip", "10/s", Some(5));
         let t0 = 100 * SEC;
-        let left: Vec<_> = (0..5).map(|_| l.check(ip("10.0.0.1"), t0)).collect();
-        assert_eq!(left, [Ok(4), Ok(3), Ok(2), Ok(1), Ok(0)]);
+        let admitted: Vec<_> = (0..5).map(|_| left(l.check(ip("10.0.0.1"), t0))).collect();
+        assert_eq!(admitted, [Ok(4), Ok(3), Ok(2), Ok(1), Ok(0)]);
         assert_eq!(
             l.check(ip("10.0.0.1"), t0),
             Err(Denied {
@@ -341,18 +369,27 @@ mod tests {
         );
         // A refused request costs nothing: one interval later one is back.
         assert!(l.check(ip("10.0.0.1"), t0 + SEC / 10 - 1).is_err());
-        assert_eq!(l.check(ip("10.0.0.1"), t0 + SEC / 10), Ok(0));
+        assert_eq!(left(l.check(ip("10.0.0.1"), t0 + SEC / 10)), Ok(0));
+        // A fresh key's first request: full again one interval on (0.1 s,
+        // rounded up to whole seconds).
+        assert_eq!(
+            l.check(ip("10.0.0.9"), t0),
+            Ok(Admitted {
+                remaining: 4,
+                full_in_secs: 1
+            })
+        );
         // Idle for a whole bucket's time: full again, never more than full.
-        assert_eq!(l.check(ip("10.0.0.1"), t0 + 10 * SEC), Ok(4));
+        assert_eq!(left(l.check(ip("10.0.0.1"), t0 + 10 * SEC)), Ok(4));
     }
 
     #[test]
     fn each_key_has_its_own_bucket() {
         let l = limit("client_ip", "1/s", Some(1));
-        assert_eq!(l.check(ip("10.0.0.1"), SEC), Ok(0));
+        assert_eq!(left(l.check(ip("10.0.0.1"), SEC)), Ok(0));
         assert!(l.check(ip("10.0.0.1"), SEC).is_err());
-        assert_eq!(l.check(ip("10.0.0.2"), SEC), Ok(0));
-        assert_eq!(l.check(ip("2001:db8::1"), SEC), Ok(0));
+        assert_eq!(left(l.check(ip("10.0.0.2"), SEC)), Ok(0));
+        assert_eq!(left(l.check(ip("2001:db8::1"), SEC)), Ok(0));
     }
 
     #[test]
@@ -373,7 +410,7 @@ mod tests {
                 retry_after_secs: 1
             })
         );
-        assert_eq!(l.check(ip("10.0.0.1"), t0 + 10 * SEC), Ok(0));
+        assert_eq!(left(l.check(ip("10.0.0.1"), t0 + 10 * SEC)), Ok(0));
     }
 
     #[test]
@@ -457,6 +494,11 @@ mod tests {
             "\"route-3\";r=0;t=2"
         );
         assert_eq!(l.label(), "3");
+        let admitted = Admitted {
+            remaining: 150,
+            full_in_secs: 1,
+        };
+        assert_eq!(l.service_left(admitted), "\"route-3\";r=150;t=1");
         let l = limit("header:x-api-key", "600/m", None);
         assert_eq!(l.policy(), "\"route-3\";q=600;w=60;meridian-burst=10");
     }
