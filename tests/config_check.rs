@@ -106,7 +106,7 @@ fn unknown_field_points_at_its_key() {
     broken(
         "unknown-top",
         &with("debug_header: true\n"),
-        &["13:1: debug_header: unknown field `debug_header`, expected one of `local_region`, `listeners`, `admin`, `client_ip`, `geoip`, `write_region`, `regions`, `health`, `outlier_detection`, `routing`, `timeouts`, `limits`, `http2`, `routes`, `shifts`, `sessions`, `dns`, `resolver`, `debug_headers`, `shutdown`, `access_log`"],
+        &["13:1: debug_header: unknown field `debug_header`, expected one of `local_region`, `listeners`, `admin`, `client_ip`, `geoip`, `write_region`, `regions`, `health`, `outlier_detection`, `routing`, `timeouts`, `limits`, `http2`, `routes`, `shifts`, `sessions`, `dns`, `resolver`, `debug_headers`, `shutdown`, `access_log`, `overload`"],
     );
 }
 
@@ -167,6 +167,51 @@ fn a_routes_rate_limit_is_checked_field_by_field() {
         &route("key: client_ip"),
         &["14:5: routes[0].rate_limit: missing field `rate`"],
     );
+}
+
+#[test]
+fn capacity_limits_are_checked() {
+    let origin = |extra: &str| {
+        BASE.replace(
+            "      - address: 127.0.0.1:18081\n",
+            &format!("      - {{ address: 127.0.0.1:18081, {extra} }}\n"),
+        )
+    };
+    broken(
+        "max-inflight-zero",
+        &origin("max_inflight: 0"),
+        &["9:51: regions.us-east-1.origins[0].max_inflight: expected a number of requests above 0 or `adaptive`, found `0`"],
+    );
+    broken(
+        "max-inflight-word",
+        &origin("max_inflight: lots"),
+        &["9:51: regions.us-east-1.origins[0].max_inflight: expected a number of requests above 0 or `adaptive`, found `lots`"],
+    );
+    broken(
+        "max-rps-zero",
+        &origin("max_rps: 0"),
+        &["9:46: regions.us-east-1.origins[0].max_rps: must be at least 1 (to take an origin out of service, drain its region or remove it)"],
+    );
+    broken(
+        "overload",
+        &with("overload: { queue_timeout: 30s, max_queued: -1 }\nroutes:\n  - priority: urgent\n"),
+        &["13:45: overload.max_queued: invalid value: integer `-1`, expected u32"],
+    );
+    broken(
+        "priority",
+        &with("routes:\n  - priority: urgent\n"),
+        &["14:15: routes[0].priority: unknown variant `urgent`, expected one of `sheddable`, `normal`, `critical`"],
+    );
+    broken(
+        "queue-timeout",
+        &with("overload: { queue_timeout: 30s }\n"),
+        &["13:28: overload.queue_timeout: must be at most 10s, found 30s (a request held longer is better shed: its client retries elsewhere)"],
+    );
+    let dir = temp_dir("check");
+    let ok = dir.join("adaptive.yaml");
+    std::fs::write(&ok, origin("max_inflight: adaptive, max_rps: 100")).unwrap();
+    let (code, _, stderr) = check(&ok);
+    assert_eq!(code, 0, "{stderr}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Invariants of `decide` over a real compiled snapshot, with property tests:
 //! residency is never violated, unhealthy or drained regions are never chosen
 //! while an eligible candidate exists, decisions are deterministic for a seed,
-//! and weighted shares, dials and shifts converge to what the config says.
+//! and weighted shares, dials and shifts converge to what the config says;
+//! spillover (the walk passing over full regions) never leaves the decision.
 
 mod support;
 
@@ -9,7 +10,8 @@ use meridian::core::config;
 use meridian::core::health::HealthRegistry;
 use meridian::core::health::HealthView;
 use meridian::core::routing::{
-    decide, match_route, Reason, RegionHealth, RegionStatus, RequestFacts,
+    decide, match_route, EndpointStatus, OriginView, Reason, RegionHealth, RegionStatus,
+    RequestFacts, Walk,
 };
 use meridian::core::snapshot::{RegionIdx, Snapshot};
 use meridian::request::geo::{Continent, Country};
@@ -220,6 +222,41 @@ proptest! {
     }
 
     #[test]
+    fn spillover_never_leaves_the_decision_and_writes_never_spill(
+        c in case(),
+        full in prop::collection::vec(any::<bool>(), 4),
+    ) {
+        let snap = snapshot_once();
+        let health = HealthView::new(c.health.iter().copied());
+        let f = facts(&c);
+        let d = decide(snap, &health, &f, &mut StdRng::seed_from_u64(c.seed));
+        let view = FullRegions(full.clone());
+        let mut walk = Walk::new(!f.is_write);
+        let mut rng = StdRng::seed_from_u64(c.seed);
+        let mut first = true;
+        while let Some(to) = walk.next(snap, &view, &d.order, 3, &mut rng) {
+            prop_assert!(d.order.contains(&to.region), "{to:?} is not in {:?}", d.order);
+            prop_assert!(!full[to.region], "a full region was given a try: {to:?}");
+            if first {
+                // The first try spills past exactly the full regions ahead of it.
+                let at = d.order.iter().position(|r| *r == to.region).unwrap();
+                prop_assert!(d.order[..at].iter().all(|r| full[*r]));
+                prop_assert_eq!(to.spilled_from, (at > 0).then(|| d.order[0]));
+                first = false;
+            }
+            if f.is_write {
+                prop_assert!(to.spilled_from.is_none(), "a write spilled: {to:?}");
+            }
+        }
+        if first && !d.order.is_empty() {
+            // No try at all: only because regions were full, and the walk says so.
+            let stops = if f.is_write { &d.order[..1] } else { &d.order[..] };
+            prop_assert!(stops.iter().all(|r| full[*r]));
+            prop_assert!(walk.blocked());
+        }
+    }
+
+    #[test]
     fn same_seed_same_decision(c in case()) {
         let snap = snapshot_once();
         let health = HealthView::new(c.health.iter().copied());
@@ -227,6 +264,28 @@ proptest! {
         let a = decide(snap, &health, &f, &mut StdRng::seed_from_u64(c.seed));
         let b = decide(snap, &health, &f, &mut StdRng::seed_from_u64(c.seed));
         prop_assert_eq!(a, b);
+    }
+}
+
+/// Every origin of a region is full or none is, as `full` says; all eligible.
+struct FullRegions(Vec<bool>);
+
+impl OriginView for FullRegions {
+    fn each_endpoint(
+        &self,
+        snap: &Snapshot,
+        r: RegionIdx,
+        f: &mut dyn FnMut(usize, usize, EndpointStatus),
+    ) {
+        for o in 0..snap.regions[r].origins.len() {
+            let status = EndpointStatus {
+                eligible: true,
+                ewma_us: 0,
+                outstanding: 0,
+                full: self.0[r],
+            };
+            f(o, 0, status);
+        }
     }
 }
 

@@ -252,6 +252,7 @@ pub fn render(state: &State, events: &[Value], color: bool, now: u64) -> String 
             );
             let _ = writeln!(out, "{}", row.trim_end());
             addresses(&mut out, &p, o);
+            capacity(&mut out, o);
         }
     }
 
@@ -454,6 +455,26 @@ pub async fn run(o: &Options) -> u8 {
     }
 }
 
+/// An origin's limits against what it has in flight, when it has any.
+fn capacity(out: &mut String, o: &OriginDoc) {
+    let c = &o.capacity;
+    let mut parts = Vec::new();
+    if let Some(max) = c.max_inflight {
+        let how = match c.unloaded_latency_ms {
+            Some(ms) if c.adaptive => format!(" (adaptive, unloaded {})", self::ms(Some(ms))),
+            _ if c.adaptive => " (adaptive)".to_string(),
+            _ => String::new(),
+        };
+        parts.push(format!("{}/{max} in flight{how}", o.outstanding));
+    }
+    if let Some(rps) = c.max_rps {
+        parts.push(format!("at most {rps} rps"));
+    }
+    if !parts.is_empty() {
+        let _ = writeln!(out, "    capacity {}", parts.join(", "));
+    }
+}
+
 /// An origin's addresses, one row each, when it has a name or more than one
 /// (an IP origin's one address is its own row), and what its name's last
 /// lookup found when that failed.
@@ -521,6 +542,8 @@ mod tests {
             address("10.1.0.1:443", "healthy", 3, 0),
             address("10.1.0.2:443", "unhealthy", 0, 9_000)
         ]);
+        eu_origin["capacity"] = json!({"max_inflight": null, "adaptive": false, "unloaded_latency_ms": null, "max_rps": null});
+        us_origin["capacity"] = json!({"max_inflight": 40, "adaptive": true, "unloaded_latency_ms": 12.5, "max_rps": 500});
         us_origin["dns"] = json!({"name": "alb.us.test", "resolved": true, "last_result": "error",
             "last_error": "no answer in time", "last_lookup_unix_ms": 3_729_000u64, "lookups": 7});
         serde_json::from_value(json!({
@@ -600,6 +623,10 @@ mod tests {
         assert_eq!(
             line("10.1.0.2:443"),
             "10.1.0.2:443 unhealthy 0 in flight ejected 9s"
+        );
+        assert_eq!(
+            line("capacity"),
+            "capacity 3/40 in flight (adaptive, unloaded 12ms), at most 500 rps"
         );
         assert_eq!(
             line("dns error"),

@@ -4,12 +4,15 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::core::config::units::{ByteSize, Cidr};
-use crate::core::config::{self, Affinity, Loaded, RywWindow, Steering, WhenUnavailable, Writes};
+use crate::core::capacity::{self, Capacity};
+use crate::core::config::units::{ByteSize, Cidr, MaxInflight};
+use crate::core::config::{
+    self, Affinity, Loaded, Priority, RywWindow, Steering, WhenUnavailable, Writes,
+};
 use crate::core::health::endpoints::{roll_up_endpoints, Endpoint, OriginEndpoints, Target};
 use crate::core::health::outlier::OutlierPolicy;
 use crate::core::health::OriginReading;
@@ -17,6 +20,7 @@ use crate::core::health::{roll_up, HealthRegistry, HealthView, RegionState, Shif
 use crate::request::geo::{Continent, Country, GeoDb};
 use crate::request::rate_limit::RouteLimit;
 use crate::request::tokens::KeyRing;
+use crate::util::clock::monotonic_us;
 
 /// Index of a region in [`Snapshot::regions`] (sorted by name).
 pub type RegionIdx = usize;
@@ -95,6 +99,18 @@ pub struct OriginEntry {
     /// An origin given as an IP has one endpoint, fixed for this snapshot: the
     /// request path reads it here rather than through the swap the resolver needs.
     fixed: Option<[Arc<Endpoint>; 1]>,
+    /// `max_inflight` and `max_rps`, compiled.
+    pub capacity: Capacity,
+}
+
+/// What a request asks of an origin's capacity: the region's dial and degraded
+/// factor scale it, the route's priority says how much of it the request may use.
+#[derive(Debug, Clone, Copy)]
+pub struct Asking {
+    pub dial: u32,
+    pub degraded_factor: f64,
+    pub priority: Priority,
+    pub now_ms: u64,
 }
 
 impl OriginEntry {
@@ -115,6 +131,78 @@ impl OriginEntry {
     pub fn reading(&self, now_ms: u64) -> OriginReading {
         self.with_endpoints(|set| roll_up_endpoints(set, now_ms))
     }
+
+    /// The in-flight limit a request sees now, given the origin's endpoints
+    /// `set`; None when it has none.
+    pub fn inflight_limit(&self, set: &[Arc<Endpoint>], ask: &Asking) -> Option<u32> {
+        let max = match self.capacity.max_inflight? {
+            MaxInflight::Fixed(n) => n,
+            MaxInflight::Adaptive => self.endpoints.adaptive.limit(),
+        };
+        let degraded = roll_up_endpoints(set, ask.now_ms).degraded;
+        let factor = degraded.then_some(ask.degraded_factor);
+        Some(capacity::inflight_limit(
+            max,
+            ask.dial,
+            factor,
+            ask.priority,
+        ))
+    }
+
+    /// Whether a request finds room here now (taking none): fewer requests in
+    /// flight than its limit, and its rate not spent. Always, without limits.
+    pub fn has_room(&self, set: &[Arc<Endpoint>], ask: &Asking) -> bool {
+        if let Some(limit) = self.inflight_limit(set, ask) {
+            if in_flight(set) >= limit {
+                return false;
+            }
+        }
+        self.capacity.rate.is_none_or(|rate| {
+            let tat = self.endpoints.rate_tat_us.load(Relaxed);
+            rate.admit(tat, monotonic_us(), ask.priority).is_some()
+        })
+    }
+
+    /// Takes a place here for a request going to `endpoint`: raises the
+    /// endpoint's in-flight count (lowered when the request's record ends) and,
+    /// at an origin with limits, takes it back and answers false when there is
+    /// no room after all (another request took the last place since the walk
+    /// looked). The count is raised before it is checked, so concurrent
+    /// requests can never all pass the check and overshoot together.
+    pub fn admit(&self, endpoint: &Endpoint, ask: &Asking) -> bool {
+        let count = &endpoint.health.outstanding;
+        if !self.capacity.limited() {
+            count.fetch_add(1, Relaxed);
+            return true;
+        }
+        count.fetch_add(1, SeqCst);
+        let room = self.with_endpoints(|set| {
+            self.inflight_limit(set, ask)
+                .is_none_or(|limit| in_flight(set) <= limit)
+        }) && self.capacity.rate.is_none_or(|rate| {
+            let cell = &self.endpoints.rate_tat_us;
+            let now = monotonic_us();
+            let mut tat = cell.load(Relaxed);
+            loop {
+                let Some(next) = rate.admit(tat, now, ask.priority) else {
+                    return false;
+                };
+                match cell.compare_exchange_weak(tat, next, Relaxed, Relaxed) {
+                    Ok(_) => return true,
+                    Err(seen) => tat = seen,
+                }
+            }
+        });
+        if !room {
+            count.fetch_sub(1, SeqCst);
+        }
+        room
+    }
+}
+
+/// Requests in flight over an origin's endpoints (read in the order `admit` writes).
+fn in_flight(set: &[Arc<Endpoint>]) -> u32 {
+    set.iter().map(|e| e.health.outstanding.load(SeqCst)).sum()
 }
 
 /// One region of the snapshot.
@@ -193,6 +281,8 @@ pub struct Route {
     pub affinity: bool,
     /// `limits.max_body` in bytes.
     pub max_body: Option<u64>,
+    /// Who is shed first when capacity runs out.
+    pub priority: Priority,
     /// `rate_limit`, with its buckets.
     pub rate_limit: Option<RouteLimit>,
 }
@@ -288,6 +378,15 @@ pub struct Snapshot {
     /// Every TLS file the config names (listeners' and origins'), resolved: a
     /// change to one reloads.
     pub tls_files: Vec<PathBuf>,
+    /// How long a request waits for room, and how many wait at once.
+    pub overload: Overload,
+}
+
+/// `overload`, compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overload {
+    pub queue_timeout: Duration,
+    pub max_queued: u32,
 }
 
 /// One proxy listener, compiled.
@@ -522,6 +621,7 @@ impl Snapshot {
                         .host_header
                         .as_deref()
                         .and_then(|h| http::HeaderValue::from_str(h).ok()),
+                    capacity: Capacity::compile(o.max_inflight, o.max_rps),
                 });
             }
             let name_header = http::HeaderValue::from_str(name).unwrap_or_else(|_| {
@@ -735,6 +835,10 @@ impl Snapshot {
             dns: c.dns.clone(),
             resolver: ResolverSpec::compile(&c.resolver),
             tls_files: tls_files(loaded, &listeners),
+            overload: Overload {
+                queue_timeout: c.overload.queue_timeout.get(),
+                max_queued: c.overload.max_queued,
+            },
             listeners,
         })
     }
@@ -820,6 +924,7 @@ fn compile_route(
         steering: r.steering.unwrap_or(default_steering),
         affinity: r.affinity == Some(Affinity::Cookie),
         max_body: r.limits.max_body.or(default_max_body).map(|b| b.0),
+        priority: r.priority,
     }
 }
 

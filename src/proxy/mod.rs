@@ -12,6 +12,7 @@ pub mod form;
 mod headers;
 pub mod host;
 pub mod listener;
+pub mod overload;
 pub mod sni;
 mod upstream;
 
@@ -22,7 +23,7 @@ pub mod tls;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,10 +37,11 @@ use blame::{ClientFault, Fault};
 use body::End;
 pub use body::ResponseBody;
 
+use crate::core::config::units::MaxInflight;
 use crate::core::health::endpoints::Endpoint;
 use crate::core::routing::retry::{self, Failure};
 use crate::core::routing::{self, Decision, LiveOrigins, Reasons, TokenUse, Walk};
-use crate::core::snapshot::{RegionIdx, Snapshot};
+use crate::core::snapshot::{Asking, RegionIdx, Snapshot};
 use crate::proxy::pool::{RequestBody, Upload};
 use crate::request::facts::{self, RawRequest};
 use crate::request::geo::{Country, GeoResult};
@@ -123,7 +125,7 @@ const RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("rateli
 const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 
 /// Every `error` a gateway-made answer gives; the first, "", is none.
-const GATEWAY_ERRORS: [&str; 11] = [
+const GATEWAY_ERRORS: [&str; 12] = [
     "",
     "upstream_unreachable",
     "upstream_timeout",
@@ -134,6 +136,7 @@ const GATEWAY_ERRORS: [&str; 11] = [
     "client_gone",
     "request_timeout",
     "payload_too_large",
+    "overloaded",
     "rate_limited",
 ];
 
@@ -261,17 +264,19 @@ impl Record {
         }
     }
 
+    /// Gives back the place the try in flight holds (`OriginEntry::admit`).
     fn release_outstanding(&mut self) {
         if let Some(endpoint) = self.outstanding.take() {
-            endpoint.health.outstanding.fetch_sub(1, Relaxed);
+            endpoint.health.outstanding.fetch_sub(1, SeqCst);
+            self.shared.room.place_freed();
         }
     }
 
-    /// Starts a try at `endpoint` of `target`: it is now the one in flight.
+    /// Starts a try at `endpoint` of `target`, which admitted it (its place is
+    /// taken): it is now the one in flight.
     fn begin(&mut self, target: (RegionIdx, usize), endpoint: &Arc<Endpoint>) {
         self.release_outstanding();
         self.target = Some(target);
-        endpoint.health.outstanding.fetch_add(1, Relaxed);
         self.outstanding = Some(endpoint.clone());
         self.tries += 1;
     }
@@ -696,12 +701,20 @@ impl Proxy {
                 },
             };
             let idempotent = x.parts.method.is_idempotent();
-            let mut walk = Walk::default();
+            // Writes never spill: at capacity they wait or are shed where they are.
+            let spill = !x.rec.ctx.is_write;
+            let priority = snap.routes[x.decision.route].priority;
+            let mut walk = Walk::new(spill);
+            // When the request first found no room anywhere (its wait counts from then).
+            let mut no_room_since = None;
             // The clock as of deciding, then as of each try's end: read once for
             // what each step needs (health, outlier counts, a write token).
             let mut now = x.decided_ms;
             loop {
-                let origins = LiveOrigins { now_ms: now };
+                let origins = LiveOrigins {
+                    now_ms: now,
+                    priority,
+                };
                 let Some(to) = walk.next(
                     &snap,
                     &origins,
@@ -709,6 +722,20 @@ impl Proxy {
                     retries.attempts,
                     &mut rand::thread_rng(),
                 ) else {
+                    if walk.blocked() && walk.attempts() == 0 {
+                        let room = &self.shared.room;
+                        match room
+                            .wait(&snap.overload, priority, &mut no_room_since)
+                            .await
+                        {
+                            Ok(()) => {
+                                walk = Walk::new(spill);
+                                now = now_ms();
+                                continue;
+                            }
+                            Err(why) => return Ok(self.shed(x.rec, x.decision.route, why)),
+                        }
+                    }
                     return Ok(gateway_error(
                         x.rec,
                         502,
@@ -717,11 +744,35 @@ impl Proxy {
                     ));
                 };
                 let (r, o) = (to.region, to.origin);
+                let origin = &snap.regions[r].origins[o];
                 // Its addresses may have changed since the walk read them: then
                 // the walk picks again (that pair counts as tried).
-                let Some(endpoint) = snap.regions[r].origins[o].endpoint(to.endpoint) else {
+                let Some(endpoint) = origin.endpoint(to.endpoint) else {
                     continue;
                 };
+                // The previous try's place goes back first: a retry at another
+                // address of the same origin must not count itself twice.
+                x.rec.release_outstanding();
+                let ask = Asking {
+                    dial: snap.regions[r].dial,
+                    degraded_factor: snap.degraded_factor,
+                    priority,
+                    now_ms: now,
+                };
+                if !origin.admit(&endpoint, &ask) {
+                    // Its last place went since the walk looked: pick again.
+                    walk.untake(&to);
+                    continue;
+                }
+                if let Some(from) = to.spilled_from {
+                    x.decision.reasons.add(routing::Reason::Spillover);
+                    x.rec.reasons = Some(x.decision.reasons);
+                    self.shared
+                        .metrics
+                        .spillover
+                        .with_label_values(&[&snap.regions[from].name, &snap.regions[r].name])
+                        .inc();
+                }
                 x.rec.begin((r, o), &endpoint);
                 let tried = self
                     .try_once(&snap, (r, o), &endpoint, &x, &mut payload)
@@ -731,7 +782,7 @@ impl Proxy {
                     Ok(a) => {
                         // A 5xx counts against the endpoint; any other answer feeds its latency.
                         let answered = (a.status < 500).then_some(a.started);
-                        self.observe(&snap, r, &endpoint, answered, now);
+                        self.observe(&snap, (r, o), &endpoint, answered, now);
                         Failure::Status(a.status)
                     }
                     Err(TryFailure::Client(fault)) => {
@@ -739,7 +790,7 @@ impl Proxy {
                         return Ok(client_error(x.rec, *fault));
                     }
                     Err(f) => {
-                        self.observe(&snap, r, &endpoint, None, now);
+                        self.observe(&snap, (r, o), &endpoint, None, now);
                         f.failure()
                     }
                 };
@@ -957,6 +1008,38 @@ impl Proxy {
         }
     }
 
+    /// Sheds a request no region it may use had room for: 503, `Retry-After`,
+    /// counted, and the start of a spell of shedding journaled.
+    fn shed(&self, rec: Record, route: usize, why: overload::Shed) -> Response<ResponseBody> {
+        let shared = &self.shared;
+        shared
+            .metrics
+            .requests_shed
+            .with_label_values(&[&route.to_string(), why.as_str()])
+            .inc();
+        if shared.room.count_shed() {
+            shared.events.record(
+                crate::telemetry::events::Kind::Overload,
+                "requests",
+                Some("admitting"),
+                Some("shedding"),
+                format!(
+                    "no region had room for a request of route {route} ({})",
+                    why.as_str()
+                ),
+            );
+        }
+        let mut resp = gateway_error(
+            rec,
+            503,
+            "overloaded",
+            "no region this request may be served from has room for it now",
+        );
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        resp
+    }
+
     fn count_rejected(&self, reason: &str) {
         self.shared
             .metrics
@@ -977,7 +1060,10 @@ impl Proxy {
         timed_out: bool,
     ) -> bool {
         let policy = &snap.data_path.retries;
-        let origins = LiveOrigins { now_ms: now_ms() };
+        let origins = LiveOrigins {
+            now_ms: now_ms(),
+            priority: snap.routes[decision.route].priority,
+        };
         let Some(to) = walk.peek_retry(
             snap,
             &origins,
@@ -1013,17 +1099,22 @@ impl Proxy {
     fn observe(
         &self,
         snap: &Snapshot,
-        r: RegionIdx,
+        (r, o): (RegionIdx, usize),
         endpoint: &Endpoint,
         answered_since: Option<Instant>,
         now: u64,
     ) {
         let region = &snap.regions[r];
         if let Some(since) = answered_since {
-            let us = since.elapsed().as_micros();
-            endpoint
-                .health
-                .observe_latency_us(us.min(u128::from(u32::MAX)) as u32);
+            let us = since.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            endpoint.health.observe_latency_us(us);
+            let origin = &region.origins[o];
+            if origin.capacity.max_inflight == Some(MaxInflight::Adaptive) {
+                let in_flight = origin.with_endpoints(|set| {
+                    set.iter().map(|e| e.health.outstanding.load(Relaxed)).sum()
+                });
+                origin.endpoints.adaptive.sample(u64::from(us), in_flight);
+            }
         }
         let failed = answered_since.is_none();
         let policy = &snap.outlier;

@@ -81,6 +81,20 @@ pub struct OriginDoc {
     pub last_minute: LastMinute,
     pub addresses: Vec<EndpointDoc>,
     pub dns: OriginDnsDoc,
+    pub capacity: CapacityDoc,
+}
+
+/// An origin's limits against its load (`outstanding` is what is in flight).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityDoc {
+    /// The in-flight limit before the region's dial and degraded factor: the
+    /// configured one, or an adaptive limit's value now; null without one.
+    pub max_inflight: Option<u32>,
+    pub adaptive: bool,
+    /// An adaptive limit's measure of the origin unloaded (ms; null otherwise).
+    pub unloaded_latency_ms: Option<f64>,
+    pub max_rps: Option<u32>,
 }
 
 /// One address of an origin, probed and ejected on its own.

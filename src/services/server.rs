@@ -135,6 +135,7 @@ async fn serve(shared: Arc<Shared>, on_ready: Option<OnReady>) -> anyhow::Result
         shutdown.clone(),
     ));
     tokio::spawn(expire_idle(shared.clone(), shutdown.clone()));
+    tokio::spawn(watch_shedding(shared.clone(), shutdown.clone()));
 
     let proxy = Arc::new(proxy(shared.clone()));
     let live = Arc::new(());
@@ -289,6 +290,27 @@ async fn stop_signal() -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Journals when shedding stops: a second with no request shed ends a spell
+/// (its start is journaled by the request that began it).
+async fn watch_shedding(shared: Arc<Shared>, mut shutdown: crate::util::shutdown::ShutdownWatch) {
+    let (mut seen, mut spell_start) = (0, 0);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Some(shed) = shared.room.settle(&mut seen, &mut spell_start) {
+            shared.events.record(
+                crate::telemetry::events::Kind::Overload,
+                "requests",
+                Some("shedding"),
+                Some("admitting"),
+                format!("no request shed for a second; {shed} shed in the spell"),
+            );
+        }
     }
 }
 

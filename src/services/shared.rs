@@ -37,6 +37,8 @@ pub struct Shared {
     dns_status: Mutex<crate::services::api::DnsDoc>,
     /// Recent state changes (`GET /admin/events`).
     pub events: crate::telemetry::events::Journal,
+    /// Where requests wait for a place at a full origin (`overload`).
+    pub room: crate::proxy::overload::Room,
 }
 
 /// Where the gateway listens, as bound: a port 0 in the config is the port the
@@ -88,6 +90,7 @@ impl Shared {
             bound: std::sync::OnceLock::new(),
             shutting_down: AtomicBool::new(false),
             dns_status: Mutex::default(),
+            room: Default::default(),
         }))
     }
 

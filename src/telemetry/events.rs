@@ -43,11 +43,13 @@ pub enum Kind {
     CertificateReload,
     /// An origin's name resolved to a different set of addresses.
     OriginAddresses,
+    /// Requests started or stopped being shed for want of capacity.
+    Overload,
 }
 
 impl Kind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::OriginHealth,
         Kind::OriginEjection,
         Kind::RegionHealth,
@@ -58,6 +60,7 @@ impl Kind {
         Kind::DnsChange,
         Kind::CertificateReload,
         Kind::OriginAddresses,
+        Kind::Overload,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +75,7 @@ impl Kind {
             Kind::DnsChange => "dns_change",
             Kind::CertificateReload => "certificate_reload",
             Kind::OriginAddresses => "origin_addresses",
+            Kind::Overload => "overload",
         }
     }
 
@@ -110,7 +114,8 @@ struct Ring {
 }
 
 /// States worth a warning when something moves into them.
-const BAD: [&str; 6] = [
+const BAD: [&str; 7] = [
+    "shedding",
     "unhealthy",
     "ejected",
     "drained",

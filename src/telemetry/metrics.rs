@@ -96,6 +96,8 @@ pub struct Metrics {
     pub dns_record_weight: IntGaugeVec,
     pub build_info: IntGaugeVec,
     pub events: IntCounterVec,
+    pub spillover: IntCounterVec,
+    pub requests_shed: IntCounterVec,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -313,6 +315,18 @@ impl Metrics {
                 "State changes recorded in the event journal, by kind.",
                 &["kind"],
             ),
+            spillover: counter(
+                &r,
+                "spillover_total",
+                "Requests (tries) passed on from a region whose origins had no room (max_inflight, max_rps) to the next region of their decision.",
+                &["from", "to"],
+            ),
+            requests_shed: counter(
+                &r,
+                "requests_shed_total",
+                "Requests answered 503 overloaded because no region they may use had room, by route (its index) and reason (sheddable, queue_full, queue_timeout).",
+                &["route", "reason"],
+            ),
             registry: r,
         };
         m.build_info
@@ -326,7 +340,7 @@ impl Metrics {
     /// `_sum` and `_count` for histograms.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 28] = [
+        let collectors: [&dyn Collector; 30] = [
             &self.requests,
             &self.request_duration,
             &self.upstream_connect_failures,
@@ -355,6 +369,8 @@ impl Metrics {
             &self.dns_record_weight,
             &self.build_info,
             &self.events,
+            &self.spillover,
+            &self.requests_shed,
         ];
         let mut names = Vec::new();
         for c in collectors {

@@ -19,17 +19,21 @@ pub fn monotonic_ms() -> u64 {
 
 /// `monotonic_ms` at `t`, for a caller that read the clock already.
 pub fn monotonic_ms_at(t: Instant) -> u64 {
-    t.saturating_duration_since(start(t)).as_millis() as u64
+    since_start(t).as_millis() as u64
 }
 
 /// Nanoseconds since the first call in this process at `t` (the same start as
-/// `monotonic_ms`); monotonic, and u64 lasts 584 years.
+/// `monotonic_ms`); monotonic, and u64 lasts 584 years (rate-limit buckets).
 pub fn monotonic_ns_at(t: Instant) -> u64 {
-    t.saturating_duration_since(start(t)).as_nanos() as u64
+    since_start(t).as_nanos() as u64
 }
 
-/// The process's start for the monotonic clocks: the first instant asked about.
-fn start(t: Instant) -> Instant {
+/// Microseconds since the first call in this process; monotonic (rate cells).
+pub fn monotonic_us() -> u64 {
+    since_start(Instant::now()).as_micros() as u64
+}
+
+fn since_start(t: Instant) -> std::time::Duration {
     static START: OnceLock<Instant> = OnceLock::new();
-    *START.get_or_init(|| t)
+    t.saturating_duration_since(*START.get_or_init(|| t))
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::units::{ByteSize, Cidr, Duration, Percent, Rate};
+use super::units::{ByteSize, Cidr, Duration, MaxInflight, Percent, Rate};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +64,51 @@ pub struct Config {
     pub shutdown: Shutdown,
     #[serde(default)]
     pub access_log: AccessLog,
+    /// What happens when every region a request may use is at capacity.
+    #[serde(default)]
+    pub overload: Overload,
+}
+
+/// Requests that find no headroom anywhere they may go wait briefly for it,
+/// then are shed (503 with `Retry-After`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overload {
+    /// How long a request waits for headroom before it is shed (default 50ms).
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: Duration,
+    /// Requests waiting at once at most; more are shed at once (default 1024).
+    #[serde(default = "default_max_queued")]
+    pub max_queued: u32,
+}
+
+impl Default for Overload {
+    fn default() -> Self {
+        Overload {
+            queue_timeout: default_queue_timeout(),
+            max_queued: default_max_queued(),
+        }
+    }
+}
+
+fn default_queue_timeout() -> Duration {
+    Duration::from_millis(50)
+}
+
+fn default_max_queued() -> u32 {
+    1024
+}
+
+/// Who loses first when there is not room for everyone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Never waits, and stops at 80 % of any origin's limit.
+    Sheddable,
+    #[default]
+    Normal,
+    /// Waits twice as long as `overload.queue_timeout`.
+    Critical,
 }
 
 /// One log line per request (target `meridian::access`, level info).
@@ -193,6 +238,13 @@ pub struct Origin {
     /// What the origin speaks: traffic and probes both use it.
     #[serde(default)]
     pub protocol: OriginProtocol,
+    /// Requests in flight it takes at most (over all its addresses), or
+    /// `adaptive`: a limit that follows its latency. Absent: no limit.
+    #[serde(default)]
+    pub max_inflight: Option<MaxInflight>,
+    /// Requests per second it is sent at most (over all its addresses).
+    #[serde(default)]
+    pub max_rps: Option<u32>,
 }
 
 /// The HTTP version spoken to an origin. The gateway does not negotiate it: an
@@ -681,6 +733,9 @@ pub struct Route {
     pub affinity: Option<Affinity>,
     #[serde(default)]
     pub limits: RouteLimits,
+    /// Who is shed first when capacity runs out (default `normal`).
+    #[serde(default)]
+    pub priority: Priority,
     /// A token bucket per client (or country, or header value) on this route,
     /// per meridian instance; absent = no limit.
     #[serde(default)]

@@ -144,6 +144,28 @@ impl<'de> Deserialize<'de> for Percent {
     }
 }
 
+/// An origin's `max_inflight`: a number, or `adaptive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxInflight {
+    Fixed(u32),
+    Adaptive,
+}
+
+impl<'de> Deserialize<'de> for MaxInflight {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = StringOrNumber::deserialize(d)?.0;
+        if s.trim() == "adaptive" {
+            return Ok(MaxInflight::Adaptive);
+        }
+        match s.trim().parse::<u32>() {
+            Ok(n) if n > 0 => Ok(MaxInflight::Fixed(n)),
+            _ => Err(serde::de::Error::custom(format!(
+                "expected a number of requests above 0 or `adaptive`, found `{s}`"
+            ))),
+        }
+    }
+}
+
 /// Accepts a YAML string or number as text, so `jitter: 10` and `jitter: 10%` both parse.
 struct StringOrNumber(String);
 

@@ -164,6 +164,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             if let Some(Err(e)) = o.host_header.as_deref().map(check_host_header) {
                 k.error(format!("{at}.origins[{i}].host_header"), e);
             }
+            if o.max_rps == Some(0) {
+                k.error(
+                    format!("{at}.origins[{i}].max_rps"),
+                    "must be at least 1 (to take an origin out of service, drain its region or remove it)",
+                );
+            }
             // HTTP/2 over TLS is chosen by ALPN, so it needs TLS; h2c is the
             // cleartext form and TLS would make the origin see a handshake it
             // does not expect.
@@ -190,6 +196,17 @@ pub fn validate(c: &Config) -> Vec<Problem> {
                 );
             }
         }
+    }
+
+    let o = &c.overload;
+    if o.queue_timeout.get() > std::time::Duration::from_secs(10) {
+        k.error(
+            "overload.queue_timeout",
+            format!(
+                "must be at most 10s, found {} (a request held longer is better shed: its client retries elsewhere)",
+                o.queue_timeout
+            ),
+        );
     }
 
     let h = &c.health;

@@ -5,11 +5,12 @@
 //! set, one atomic load, never waiting on a lookup.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use crate::core::capacity::Gradient;
 use crate::core::health::{EndpointHealth, HealthRegistry, OriginReading, ProbeState};
 use crate::util::lock::lock;
 
@@ -86,6 +87,52 @@ pub struct OriginEndpoints {
     pub rates: crate::telemetry::rates::Window,
     /// Unix ms at which the name is due for another lookup (0: now).
     pub due_ms: AtomicU64,
+    /// `max_rps`'s cell: the theoretical arrival time of the next request, in
+    /// `util::clock::monotonic_us` (see `routing::capacity::Rate`).
+    pub rate_tat_us: AtomicU64,
+    /// `max_inflight: adaptive`'s limit (unused by other origins).
+    pub adaptive: AdaptiveLimit,
+}
+
+/// An adaptive in-flight limit as the request path reads it (one atomic load)
+/// and as answers feed its controller (`routing::capacity::Gradient`).
+#[derive(Debug)]
+pub struct AdaptiveLimit {
+    limit: AtomicU32,
+    controller: Mutex<Gradient>,
+}
+
+impl Default for AdaptiveLimit {
+    fn default() -> Self {
+        let g = Gradient::default();
+        AdaptiveLimit {
+            limit: AtomicU32::new(g.limit()),
+            controller: Mutex::new(g),
+        }
+    }
+}
+
+impl AdaptiveLimit {
+    pub fn limit(&self) -> u32 {
+        self.limit.load(Relaxed)
+    }
+
+    /// The unloaded latency it steers by (µs), for `/admin/state`.
+    pub fn least_us(&self) -> u64 {
+        lock(&self.controller).least_us()
+    }
+
+    /// Feeds one answer. An answer that finds another one feeding it is
+    /// dropped rather than waited for: one sample less changes nothing, a
+    /// request queueing behind a lock would.
+    pub fn sample(&self, ttfb_us: u64, in_flight: u32) {
+        if let Ok(mut g) = self.controller.try_lock() {
+            let now = crate::util::clock::monotonic_ms();
+            if let Some(limit) = g.sample(ttfb_us, in_flight, now) {
+                self.limit.store(limit, Relaxed);
+            }
+        }
+    }
 }
 
 impl OriginEndpoints {
@@ -100,6 +147,8 @@ impl OriginEndpoints {
             resolution: Mutex::new(Resolution::default()),
             rates: Default::default(),
             due_ms: AtomicU64::new(0),
+            rate_tat_us: AtomicU64::new(0),
+            adaptive: AdaptiveLimit::default(),
         }
     }
 

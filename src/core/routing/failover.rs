@@ -5,7 +5,7 @@
 use rand::Rng;
 
 use super::origin::Tried;
-use super::{pick_endpoint, OriginView};
+use super::{pick_endpoint, OriginView, Pick};
 use crate::core::snapshot::{RegionIdx, Snapshot};
 
 /// Where one try goes: a region, one of its origins, one of that origin's
@@ -15,11 +15,19 @@ pub struct Destination {
     pub region: RegionIdx,
     pub origin: usize,
     pub endpoint: usize,
+    /// The first region this try passed over because it had no room (spillover).
+    pub spilled_from: Option<RegionIdx>,
 }
 
 /// Where a request's tries stand.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Walk {
+    /// A region at capacity keeps the request (to wait for room, or be shed)
+    /// rather than passing it on: writes never spill.
+    stay: bool,
+    /// The last `next` found no room anywhere it looked (rather than nothing
+    /// left to try): the request may wait for room.
+    blocked: bool,
     /// Index into the decision's order of the region being tried.
     region_pos: usize,
     /// Endpoints of that region already tried: a retry goes to another address,
@@ -30,6 +38,20 @@ pub struct Walk {
 }
 
 impl Walk {
+    /// A walk for a request that may spill to the next region when one is full
+    /// (`spill`), or must stay at capacity (a write).
+    pub fn new(spill: bool) -> Walk {
+        Walk {
+            stay: !spill,
+            ..Walk::default()
+        }
+    }
+
+    /// The last `next` came back empty for want of room, not of endpoints.
+    pub fn blocked(&self) -> bool {
+        self.blocked
+    }
+
     /// Tries made so far.
     pub fn attempts(&self) -> u32 {
         self.attempts
@@ -52,21 +74,42 @@ impl Walk {
             self.region_pos += 1;
             self.tried = Tried::default();
         }
+        let mut passed_full = None;
+        self.blocked = false;
         while let Some(&region) = order.get(self.region_pos) {
-            if let Some((origin, endpoint)) = pick_endpoint(snap, origins, region, &self.tried, rng)
-            {
-                self.tried.insert(origin, endpoint);
-                self.attempts += 1;
-                return Some(Destination {
-                    region,
-                    origin,
-                    endpoint,
-                });
+            match pick_endpoint(snap, origins, region, &self.tried, rng) {
+                Pick::Endpoint(origin, endpoint) => {
+                    self.tried.insert(origin, endpoint);
+                    self.attempts += 1;
+                    return Some(Destination {
+                        region,
+                        origin,
+                        endpoint,
+                        spilled_from: passed_full,
+                    });
+                }
+                Pick::Full if self.stay => {
+                    self.blocked = true;
+                    return None;
+                }
+                Pick::Full => {
+                    passed_full.get_or_insert(region);
+                }
+                Pick::Exhausted => {}
             }
             self.region_pos += 1;
             self.tried = Tried::default();
         }
+        self.blocked = passed_full.is_some();
         None
+    }
+
+    /// Takes back the try `next` gave: its origin had no room by the time the
+    /// request got there. The next pick then sees that origin as full (and
+    /// the request spills) or, if a place freed meanwhile, picks it again.
+    pub fn untake(&mut self, to: &Destination) {
+        self.attempts = self.attempts.saturating_sub(1);
+        self.tried.remove(to.origin, to.endpoint);
     }
 
     /// Where a retry would go, without taking it: None when the tries are used

@@ -17,7 +17,7 @@ mod view;
 pub use crate::core::health::{HealthView, RegionHealth, RegionStatus};
 pub use failover::Destination;
 pub use failover::Walk;
-pub use origin::{pick_endpoint, Tried};
+pub use origin::{pick_endpoint, Pick, Tried};
 pub use reason::{Reason, Reasons};
 pub use view::{EndpointStatus, LiveOrigins, OriginView};
 

@@ -27,33 +27,57 @@ impl Tried {
             *x |= b;
         }
     }
+    pub fn remove(&mut self, o: usize, e: usize) {
+        let (w, b) = Tried::bit(o, e);
+        if let Some(x) = self.0.get_mut(w) {
+            *x &= !b;
+        }
+    }
+}
+
+/// What endpoint choice found in a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Go to this `(origin, endpoint)`.
+    Endpoint(usize, usize),
+    /// Untried endpoints are left, but their origins have no room: the region
+    /// is at capacity for this request.
+    Full,
+    /// Every endpoint was tried (or the region has none).
+    Exhausted,
 }
 
 /// Picks an endpoint `(origin, endpoint)` of region `r` not in `tried`: two
-/// random eligible endpoints, the less loaded wins (outstanding requests
-/// weighted by latency EWMA). Falls back to ineligible untried endpoints when no
-/// eligible one is left, so a region chosen in panic mode still gets tried. None
-/// when every endpoint was tried.
+/// random eligible endpoints with room, the less loaded wins (outstanding
+/// requests weighted by latency EWMA). Falls back to ineligible untried
+/// endpoints when no eligible one is left, so a region chosen in panic mode
+/// still gets tried; never to a full one (a limit is a promise to the origin),
+/// nor to an ineligible one while an eligible one is only full (the request
+/// then goes to the next region rather than to an origin known to be failing).
 pub fn pick_endpoint<O: OriginView, R: Rng + ?Sized>(
     snap: &Snapshot,
     origins: &O,
     r: RegionIdx,
     tried: &Tried,
     rng: &mut R,
-) -> Option<(usize, usize)> {
+) -> Pick {
     let mut untried: SmallVec<[(usize, usize, EndpointStatus); 8]> = SmallVec::new();
     origins.each_endpoint(snap, r, &mut |o, e, s| {
         if !tried.contains(o, e) {
             untried.push((o, e, s));
         }
     });
+    if untried.is_empty() {
+        return Pick::Exhausted;
+    }
     if untried.iter().any(|c| c.2.eligible) {
         untried.retain(|c| c.2.eligible);
     }
+    untried.retain(|c| !c.2.full);
     let pool = untried.len();
     match pool {
-        0 => None,
-        1 => Some((untried[0].0, untried[0].1)),
+        0 => Pick::Full,
+        1 => Pick::Endpoint(untried[0].0, untried[0].1),
         _ => {
             let a = rng.gen_range(0..pool);
             let mut b = rng.gen_range(0..pool - 1);
@@ -67,7 +91,7 @@ pub fn pick_endpoint<O: OriginView, R: Rng + ?Sized>(
             };
             let (a, b) = (&untried[a], &untried[b]);
             let won = if cost(&b.2) < cost(&a.2) { b } else { a };
-            Some((won.0, won.1))
+            Pick::Endpoint(won.0, won.1)
         }
     }
 }
@@ -99,6 +123,7 @@ mod tests {
             eligible: true,
             ewma_us: 1000,
             outstanding,
+            full: false,
         }
     }
 
@@ -121,7 +146,11 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         let mut rng = rand::thread_rng();
         for _ in 0..200 {
-            seen.insert(pick_endpoint(&snap, &view, 0, &Tried::default(), &mut rng).unwrap());
+            if let Pick::Endpoint(o, e) =
+                pick_endpoint(&snap, &view, 0, &Tried::default(), &mut rng)
+            {
+                seen.insert((o, e));
+            }
         }
         assert_eq!(
             seen.into_iter().collect::<Vec<_>>(),
@@ -136,16 +165,19 @@ mod tests {
         let mut rng = rand::thread_rng();
         assert_eq!(
             pick_endpoint(&snap, &view, 0, &Tried::default(), &mut rng),
-            Some((0, 1))
+            Pick::Endpoint(0, 1)
         );
         let mut tried = Tried::default();
         tried.insert(0, 1);
         assert_eq!(
             pick_endpoint(&snap, &view, 0, &tried, &mut rng),
-            Some((0, 0))
+            Pick::Endpoint(0, 0)
         );
         tried.insert(0, 0);
-        assert_eq!(pick_endpoint(&snap, &view, 0, &tried, &mut rng), None);
+        assert_eq!(
+            pick_endpoint(&snap, &view, 0, &tried, &mut rng),
+            Pick::Exhausted
+        );
     }
 
     #[test]
@@ -160,14 +192,47 @@ mod tests {
         for _ in 0..50 {
             assert_eq!(
                 pick_endpoint(&snap, &view, 0, &Tried::default(), &mut rng),
-                Some((1, 3))
+                Pick::Endpoint(1, 3)
             );
         }
         let mut tried = Tried::default();
         tried.insert(1, 3);
         assert_eq!(
             pick_endpoint(&snap, &view, 0, &tried, &mut rng),
-            Some((0, 0))
+            Pick::Endpoint(0, 0)
+        );
+    }
+
+    #[test]
+    fn full_origins_are_skipped_and_a_region_of_them_is_full_not_exhausted() {
+        let snap = snapshot();
+        let full = EndpointStatus {
+            full: true,
+            ..up(0)
+        };
+        let down = EndpointStatus {
+            eligible: false,
+            ..up(0)
+        };
+        let mut rng = rand::thread_rng();
+        let view = Fixed(vec![(0, 0, full), (1, 0, up(40))]);
+        for _ in 0..50 {
+            assert_eq!(
+                pick_endpoint(&snap, &view, 0, &Tried::default(), &mut rng),
+                Pick::Endpoint(1, 0)
+            );
+        }
+        // Eligible but full beats failing: the region is full, the walk moves on.
+        let view = Fixed(vec![(0, 0, full), (1, 0, down)]);
+        assert_eq!(
+            pick_endpoint(&snap, &view, 0, &Tried::default(), &mut rng),
+            Pick::Full
+        );
+        let mut tried = Tried::default();
+        tried.insert(0, 0);
+        assert_eq!(
+            pick_endpoint(&snap, &view, 0, &tried, &mut rng),
+            Pick::Endpoint(1, 0)
         );
     }
 

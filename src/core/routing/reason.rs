@@ -15,11 +15,13 @@ pub enum Reason {
     Weighted,
     Shift,
     Failover,
+    /// The first choice had no room: passed on to the next region with some.
+    Spillover,
     Panic,
     ResidencyReject,
 }
 
-const ALL: [Reason; 11] = [
+const ALL: [Reason; 12] = [
     Reason::Write,
     Reason::ReadYourWrites,
     Reason::Affinity,
@@ -29,6 +31,7 @@ const ALL: [Reason; 11] = [
     Reason::Weighted,
     Reason::Shift,
     Reason::Failover,
+    Reason::Spillover,
     Reason::Panic,
     Reason::ResidencyReject,
 ];
@@ -45,6 +48,7 @@ impl Reason {
             Reason::Weighted => "weighted",
             Reason::Shift => "shift",
             Reason::Failover => "failover",
+            Reason::Spillover => "spillover",
             Reason::Panic => "panic",
             Reason::ResidencyReject => "residency_reject",
         }
@@ -95,13 +99,14 @@ impl Reasons {
 }
 
 /// Which reason names a decision that has several, weightiest first.
-const LABEL_PRIORITY: [Reason; 11] = [
+const LABEL_PRIORITY: [Reason; 12] = [
     Reason::ResidencyReject,
     Reason::Panic,
     Reason::Write,
     Reason::ReadYourWrites,
     Reason::Affinity,
     Reason::Failover,
+    Reason::Spillover,
     Reason::Shift,
     Reason::Geo,
     Reason::Latency,

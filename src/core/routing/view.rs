@@ -5,9 +5,10 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::core::config::Priority;
 use crate::core::health::endpoints::{MAX_ENDPOINTS_PER_ORIGIN, MAX_ORIGINS_PER_REGION};
 use crate::core::health::{HealthView, RegionHealth};
-use crate::core::snapshot::{RegionIdx, Snapshot};
+use crate::core::snapshot::{Asking, RegionIdx, Snapshot};
 
 /// One endpoint's state as endpoint choice sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub struct EndpointStatus {
     pub eligible: bool,
     pub ewma_us: u32,
     pub outstanding: u32,
+    /// Its origin has no room for the request (`max_inflight`, `max_rps`).
+    pub full: bool,
 }
 
 /// Read-only endpoint state for endpoint choice.
@@ -33,6 +36,8 @@ pub trait OriginView {
 /// The live endpoints: reads each origin's published set and its atomics.
 pub struct LiveOrigins {
     pub now_ms: u64,
+    /// The request's route's priority (how much of an origin's capacity it may use).
+    pub priority: Priority,
 }
 
 impl OriginView for LiveOrigins {
@@ -43,17 +48,27 @@ impl OriginView for LiveOrigins {
         f: &mut dyn FnMut(usize, usize, EndpointStatus),
     ) {
         // Slices, not `take` adaptors: this runs for every try of every request.
-        let origins = &snap.regions[r].origins;
-        let origins = &origins[..origins.len().min(MAX_ORIGINS_PER_REGION)];
+        let region = &snap.regions[r];
+        let origins = &region.origins[..region.origins.len().min(MAX_ORIGINS_PER_REGION)];
         for (o, origin) in origins.iter().enumerate() {
             origin.with_endpoints(|set| {
                 let set = &set[..set.len().min(MAX_ENDPOINTS_PER_ORIGIN)];
+                let full = origin.capacity.limited() && {
+                    let ask = Asking {
+                        dial: region.dial,
+                        degraded_factor: snap.degraded_factor,
+                        priority: self.priority,
+                        now_ms: self.now_ms,
+                    };
+                    !origin.has_room(set, &ask)
+                };
                 for (e, ep) in set.iter().enumerate() {
                     let h = &ep.health;
                     let status = EndpointStatus {
                         eligible: h.eligible(self.now_ms),
                         ewma_us: h.ewma_us.load(Relaxed),
                         outstanding: h.outstanding.load(Relaxed),
+                        full,
                     };
                     f(o, e, status);
                 }
@@ -75,6 +90,7 @@ impl OriginView for HealthView {
             eligible: self.region(r).health != RegionHealth::Unhealthy,
             ewma_us: 0,
             outstanding: 0,
+            full: false,
         };
         for o in 0..snap.regions[r].origins.len().min(MAX_ORIGINS_PER_REGION) {
             f(o, 0, status);

@@ -4,11 +4,13 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::UNIX_EPOCH;
 
+use crate::core::config::units::MaxInflight;
 use crate::core::health::endpoints::{Endpoint, Target};
 use crate::core::health::{LastProbe, ProbeState};
 use crate::core::snapshot::OriginEntry;
 use crate::services::api::{
-    ConfigDoc, EndpointDoc, LastProbeDoc, OriginDnsDoc, OriginDoc, RegionDoc, ShiftDoc, State,
+    CapacityDoc, ConfigDoc, EndpointDoc, LastProbeDoc, OriginDnsDoc, OriginDoc, RegionDoc,
+    ShiftDoc, State,
 };
 use crate::services::shared::Shared;
 use crate::util::clock::now_ms;
@@ -94,6 +96,20 @@ fn last_probe(l: LastProbe) -> LastProbeDoc {
     }
 }
 
+/// An origin's limits as configured, an adaptive one's value now.
+fn capacity_doc(o: &OriginEntry) -> CapacityDoc {
+    let adaptive = o.capacity.max_inflight == Some(MaxInflight::Adaptive);
+    CapacityDoc {
+        max_inflight: o.capacity.max_inflight.map(|m| match m {
+            MaxInflight::Fixed(n) => n,
+            MaxInflight::Adaptive => o.endpoints.adaptive.limit(),
+        }),
+        adaptive,
+        unloaded_latency_ms: adaptive.then(|| o.endpoints.adaptive.least_us() as f64 / 1000.0),
+        max_rps: o.capacity.max_rps,
+    }
+}
+
 /// One address of an origin: its own probes, ejection and load.
 fn endpoint_doc(e: &Endpoint, now: u64) -> EndpointDoc {
     let h = &e.health;
@@ -152,6 +168,7 @@ fn origin_doc(o: &OriginEntry, now: u64, rates_now: u64) -> OriginDoc {
         last_probe: best.and_then(|b| b.last_probe.clone()),
         replication_lag_ms: o.endpoints.replication_lag_ms(now),
         last_minute: o.endpoints.rates.summary(rates_now),
+        capacity: capacity_doc(o),
         dns: OriginDnsDoc {
             name: match &o.target {
                 Target::Name { host, .. } => Some(host.clone()),
