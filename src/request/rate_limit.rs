@@ -42,6 +42,8 @@ const UNKNOWN_COUNTRY: [u8; 2] = *b"XX";
 /// and the `RateLimit-Policy` every answer of the route may carry.
 #[derive(Debug)]
 pub struct RouteLimit {
+    /// As configured.
+    spec: RateLimit,
     keying: Keying,
     quota: Quota,
     table: Arc<Table>,
@@ -232,6 +234,7 @@ impl RouteLimit {
             limit.rate.count, limit.rate.period_secs
         );
         RouteLimit {
+            spec: limit.clone(),
             keying,
             quota: Quota::new(limit.rate, burst),
             table: Arc::new(Table::new(cells)),
@@ -255,6 +258,11 @@ impl RouteLimit {
         if self.identity == old.identity {
             self.table = old.table.clone();
         }
+    }
+
+    /// The limit as configured.
+    pub fn spec(&self) -> &RateLimit {
+        &self.spec
     }
 
     pub fn identity(&self) -> &str {
