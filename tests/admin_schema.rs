@@ -9,7 +9,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use meridian::services::api::{RecordDoc, State, ViewDoc, VoteDoc};
+use meridian::services::api::{RateLimitDoc, RecordDoc, State, ViewDoc, VoteDoc};
 use serde_json::Value;
 use support::*;
 
@@ -76,6 +76,8 @@ regions:
 health: {{ path: /health, interval: 500ms, timeout: 400ms }}
 shifts:
   - {{ name: move, from: us-east-1, to: eu-west-1, percent: 10, start: 2020-01-01T00:00:00Z }}
+routes:
+  - {{ match: {{ path_prefix: /api }}, rate_limit: {{ key: "header:X-Api-Key", rate: 600/m }} }}
 "#,
         us.addr, eu.addr
     ))
@@ -83,6 +85,17 @@ shifts:
     let served = gw.state().await;
     let mut state: State = serde_json::from_value(served.clone())
         .unwrap_or_else(|e| panic!("/admin/state does not read into the schema: {e}\n{served:#}"));
+    assert_eq!(
+        state.rate_limits,
+        [RateLimitDoc {
+            route: 0,
+            key: "header:x-api-key".into(),
+            rate: "600/m".into(),
+            burst: 10,
+            policy: "\"route-0\";q=600;w=60;meridian-burst=10".into(),
+            rate_limited: 0,
+        }]
+    );
     assert_eq!(
         serde_json::to_value(&state).unwrap(),
         served,

@@ -135,6 +135,41 @@ fn a_routes_max_body_is_a_size_above_zero() {
 }
 
 #[test]
+fn a_routes_rate_limit_is_checked_field_by_field() {
+    let route = |limit: &str| with(&format!("routes:\n  - rate_limit: {{ {limit} }}\n"));
+    broken(
+        "rate-unit",
+        &route("key: client_ip, rate: 100/d"),
+        &["14:41: routes[0].rate_limit.rate: expected a rate like `100/s`, `600/m` or `1000/h`, found `100/d`"],
+    );
+    broken(
+        "rate-zero",
+        &route("key: client_ip, rate: 0/s"),
+        &["14:41: routes[0].rate_limit.rate: expected a rate of 1 to 1000000000 requests per unit, found `0/s`"],
+    );
+    broken(
+        "rate-key",
+        &route("key: cookie, rate: 1/s"),
+        &["14:24: routes[0].rate_limit.key: expected `client_ip`, `country` or `header:NAME`, found `cookie`"],
+    );
+    broken(
+        "rate-header",
+        &route("key: \"header:X Bad\", rate: 1/s"),
+        &["14:24: routes[0].rate_limit.key: `X Bad` is not a valid header name"],
+    );
+    broken(
+        "rate-burst",
+        &route("key: client_ip, rate: 1/s, burst: 0"),
+        &["14:53: routes[0].rate_limit.burst: must be between 1 and 1000000, found 0"],
+    );
+    broken(
+        "rate-missing",
+        &route("key: client_ip"),
+        &["14:5: routes[0].rate_limit: missing field `rate`"],
+    );
+}
+
+#[test]
 fn capacity_limits_are_checked() {
     let origin = |extra: &str| {
         BASE.replace(

@@ -34,6 +34,11 @@ const ALLOWED_UPWARD: &[(&str, &str, &str)] = &[
     ),
     (
         "core::snapshot",
+        "request::rate_limit",
+        "each route holds its rate limit's buckets, kept across reloads like the token keys",
+    ),
+    (
+        "core::snapshot",
         "proxy::tls",
         "the snapshot holds each origin's compiled TLS client config",
     ),

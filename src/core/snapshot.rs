@@ -18,6 +18,7 @@ use crate::core::health::outlier::OutlierPolicy;
 use crate::core::health::OriginReading;
 use crate::core::health::{roll_up, HealthRegistry, HealthView, RegionState, ShiftState};
 use crate::request::geo::{Continent, Country, GeoDb};
+use crate::request::rate_limit::RouteLimit;
 use crate::request::tokens::KeyRing;
 use crate::util::clock::monotonic_us;
 
@@ -282,6 +283,8 @@ pub struct Route {
     pub max_body: Option<u64>,
     /// Who is shed first when capacity runs out.
     pub priority: Priority,
+    /// `rate_limit`, with its buckets.
+    pub rate_limit: Option<RouteLimit>,
 }
 
 impl Route {
@@ -724,7 +727,8 @@ impl Snapshot {
         let mut routes: Vec<Route> = c
             .routes
             .iter()
-            .map(|r| compile_route(r, c.routing.steering, c.limits.max_body))
+            .enumerate()
+            .map(|(i, r)| compile_route(i, r, c.routing.steering, c.limits.max_body))
             .collect();
         // Requests no route matches get the defaults, so matching always finds one.
         if !routes
@@ -732,6 +736,7 @@ impl Snapshot {
             .is_some_and(|r| r.host.is_none() && r.path_prefix == "/")
         {
             routes.push(compile_route(
+                routes.len(),
                 &config::Route::default(),
                 c.routing.steering,
                 c.limits.max_body,
@@ -838,6 +843,23 @@ impl Snapshot {
         })
     }
 
+    /// Gives each route whose rate limit `old` had too (the same limit on the
+    /// same match) `old`'s buckets: a reload that keeps a limit does not give
+    /// every client a full budget again; a changed limit starts full.
+    pub fn keep_rate_limits(&mut self, old: &Snapshot) {
+        let kept: HashMap<&str, &RouteLimit> = old
+            .routes
+            .iter()
+            .filter_map(|r| r.rate_limit.as_ref())
+            .map(|l| (l.identity(), l))
+            .collect();
+        for limit in self.routes.iter_mut().filter_map(|r| r.rate_limit.as_mut()) {
+            if let Some(old) = kept.get(limit.identity()) {
+                limit.keep_state_of(old);
+            }
+        }
+    }
+
     /// Index of the region called `name`.
     pub fn region_idx(&self, name: &str) -> Option<RegionIdx> {
         self.regions.iter().position(|r| r.name == name)
@@ -877,13 +899,20 @@ fn process_key() -> Arc<KeyRing> {
 }
 
 fn compile_route(
+    index: usize,
     r: &config::Route,
     default_steering: Steering,
     default_max_body: Option<ByteSize>,
 ) -> Route {
+    let host = r.matches.host.as_ref().map(|h| h.to_ascii_lowercase());
+    let path_prefix = r.matches.path_prefix.clone().unwrap_or_else(|| "/".into());
     Route {
-        host: r.matches.host.as_ref().map(|h| h.to_ascii_lowercase()),
-        path_prefix: r.matches.path_prefix.clone().unwrap_or_else(|| "/".into()),
+        rate_limit: r
+            .rate_limit
+            .as_ref()
+            .map(|l| RouteLimit::compile(index, host.as_deref(), &path_prefix, l)),
+        host,
+        path_prefix,
         writes_to_write_region: r.writes == Some(Writes::WriteRegion),
         read_your_writes: r.read_your_writes.as_ref().map(|w| match w.window {
             RywWindow::Fixed(d) => Window::Fixed(d.get()),

@@ -45,6 +45,7 @@ use crate::core::snapshot::{Asking, RegionIdx, Snapshot};
 use crate::proxy::pool::{RequestBody, Upload};
 use crate::request::facts::{self, RawRequest};
 use crate::request::geo::{Country, GeoResult};
+use crate::request::rate_limit::{Admitted, Denied, RouteLimit};
 use crate::services::shared::Shared;
 use crate::util::clock::now_ms;
 
@@ -84,6 +85,9 @@ struct Ctx {
     request_id: HeaderValue,
     is_write: bool,
     tls: bool,
+    /// What the route's rate limit left the request's key, for the answer's
+    /// `RateLimit` (None on a route without one).
+    rate_left: Option<Admitted>,
     method: Method,
     uri: Uri,
 }
@@ -116,8 +120,12 @@ pub struct Record {
     error: u8,
 }
 
+/// The draft-ietf-httpapi-ratelimit-headers fields of a rate-limited answer.
+const RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
+
 /// Every `error` a gateway-made answer gives; the first, "", is none.
-const GATEWAY_ERRORS: [&str; 11] = [
+const GATEWAY_ERRORS: [&str; 12] = [
     "",
     "upstream_unreachable",
     "upstream_timeout",
@@ -129,6 +137,7 @@ const GATEWAY_ERRORS: [&str; 11] = [
     "request_timeout",
     "payload_too_large",
     "overloaded",
+    "rate_limited",
 ];
 
 /// `error`'s index in `GATEWAY_ERRORS` (0 when it is not there).
@@ -591,6 +600,7 @@ impl Proxy {
             request_id: request_id(seen.request_id),
             is_write: false,
             tls: conn.tls,
+            rate_left: None,
             method: req.method().clone(),
             uri: req.uri().clone(),
         };
@@ -625,14 +635,23 @@ impl Proxy {
             now_ms: now,
         };
         let (facts, found) = facts::gather(&snap, raw);
-        self.retry_budget.on_request(now / 1000);
         ctx.is_write = facts.is_write;
         ctx.country = facts.country;
         ctx.client_ip = found.client;
+        if let Some(limit) = &snap.routes[facts.route].rate_limit {
+            match limit.admit(found.client, facts.country, req.headers(), ctx.started) {
+                Ok(left) => ctx.rate_left = Some(left),
+                Err(denied) => {
+                    let answer = self.rate_limited(ctx, (facts.route, limit), &found, denied);
+                    return Decided::ByGateway(answer);
+                }
+            }
+        }
+        self.retry_budget.on_request(now / 1000);
         // One reading of every region's health: the decision sees one state.
         let health = snap.health_view(now);
         let decision = routing::decide(&snap, &health, &facts, &mut rand::thread_rng());
-        self.record_facts(&found, &decision);
+        self.record_facts(&found, Some(&decision));
         let rec = self.record(ctx, Some(&decision));
         if decision.rejected() {
             return Decided::ByGateway(gateway_error(
@@ -926,6 +945,14 @@ impl Proxy {
         } = a;
         rec.status = status;
         headers::downstream_response(&mut resp, &snap, r, decision);
+        if let (Some(limit), Some(left)) =
+            (&snap.routes[decision.route].rate_limit, rec.ctx.rate_left)
+        {
+            // Appended: an origin's own policies stay beside the route's.
+            let h = resp.headers_mut();
+            h.append(RATELIMIT_POLICY, limit.policy().clone());
+            h.append(RATELIMIT, limit.service_left(left));
+        }
         if let Some(token) =
             facts::issue_write_token(&snap, decision.route, r, rec.ctx.is_write, status, now)
         {
@@ -1147,8 +1174,36 @@ impl Proxy {
         }
     }
 
+    /// The gateway's 429 for a request over its route's rate limit: never sent
+    /// to an origin, nor counted against one or a region (no target), nor a
+    /// request the retry budget counts.
+    fn rate_limited(
+        &self,
+        ctx: Ctx,
+        (route, limit): (usize, &RouteLimit),
+        found: &facts::Findings,
+        denied: Denied,
+    ) -> Response<ResponseBody> {
+        self.record_facts(found, None);
+        self.shared
+            .metrics
+            .requests_rate_limited
+            .with_label_values(&[limit.label()])
+            .inc();
+        let mut rec = self.record(ctx, None);
+        rec.route = route as i64;
+        let secs = denied.retry_after_secs;
+        let detail = format!("over this route's rate limit; retry in {secs} s");
+        let mut resp = gateway_error(rec, 429, "rate_limited", &detail);
+        let h = resp.headers_mut();
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        h.insert(RATELIMIT_POLICY, limit.policy().clone());
+        h.insert(RATELIMIT, limit.service_limit(denied));
+        resp
+    }
+
     /// Counts what gathering the facts and deciding found (GeoIP, XFF, tokens).
-    fn record_facts(&self, found: &facts::Findings, decision: &Decision) {
+    fn record_facts(&self, found: &facts::Findings, decision: Option<&Decision>) {
         let m = &self.shared.metrics;
         if let Some(r) = found.geo_result {
             let i = match r {
@@ -1163,7 +1218,7 @@ impl Proxy {
                 .with_label_values(&["x-forwarded-for"])
                 .inc_by(u64::from(found.xff_malformed));
         }
-        let token = match decision.token {
+        let token = match decision.map_or(TokenUse::None, |d| d.token) {
             TokenUse::Honored => Some("honored"),
             TokenUse::RegionUnhealthy => Some("region_unhealthy"),
             TokenUse::OutsideResidency => Some("outside_residency"),
@@ -1266,6 +1321,7 @@ mod tests {
                 "upstream_timeout",
                 "no_healthy_region",
                 "bad_request",
+                "rate_limited",
             ]);
         for e in used {
             assert_ne!(error_index(e), 0, "{e}");

@@ -21,6 +21,9 @@ pub struct State {
     /// By region name.
     pub regions: BTreeMap<String, RegionDoc>,
     pub shifts: Vec<ShiftDoc>,
+    /// The routes with a `rate_limit`, in config order.
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimitDoc>,
     pub dns: DnsDoc,
 }
 
@@ -157,6 +160,23 @@ pub struct ShiftDoc {
     pub aborted: bool,
     pub active: bool,
     pub final_percent: f64,
+}
+
+/// One route's rate limit (per instance).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitDoc {
+    /// The route's index in `routes` (the metric's and the access log's `route`).
+    pub route: usize,
+    /// `client_ip`, `country` or `header:NAME`.
+    pub key: String,
+    /// As configured: `100/s`, `600/m`, `1000/h`.
+    pub rate: String,
+    pub burst: u32,
+    /// The `RateLimit-Policy` its answers carry.
+    pub policy: String,
+    /// Requests it answered 429 since start (`requests_rate_limited_total`).
+    pub rate_limited: u64,
 }
 
 /// The Route 53 reconciler: the config's switches and its last sync.

@@ -80,7 +80,8 @@ fn reload_with(reloader: &Reloader, why: &str, build: BuildFn) -> Outcome {
     let m = &shared.metrics;
     // The journal logs each outcome once (target `meridian::telemetry::events`).
     match built {
-        Ok(snap) => {
+        Ok(mut snap) => {
+            snap.keep_rate_limits(&old);
             warn_address_changes(shared, &snap, &old);
             let sha256 = snap.sha256.clone();
             m.config_info.reset();

@@ -171,6 +171,9 @@ pub fn zero_known_series(m: &Metrics, snap: &Snapshot) {
     for shift in &snap.shifts {
         touch(&m.shift_aborts, &[&shift.name]);
     }
+    for limit in snap.routes.iter().filter_map(|r| r.rate_limit.as_ref()) {
+        touch(&m.requests_rate_limited, &[limit.label()]);
+    }
 }
 
 #[cfg(test)]

@@ -87,6 +87,7 @@ pub struct Metrics {
     pub geo_lookups: IntCounterVec,
     pub xff_malformed: IntCounterVec,
     pub requests_rejected: IntCounterVec,
+    pub requests_rate_limited: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_info: IntGaugeVec,
     pub shift_progress: GaugeVec,
@@ -260,6 +261,12 @@ impl Metrics {
                 "Requests and connections refused before routing, by reason (bad_host, header_timeout, malformed, proxy_protocol).",
                 &["reason"],
             ),
+            requests_rate_limited: counter(
+                &r,
+                "requests_rate_limited_total",
+                "Requests answered 429 by the gateway for being over their route's rate_limit (never sent to an origin), by route index.",
+                &["route"],
+            ),
             config_reloads: counter(
                 &r,
                 "config_reloads_total",
@@ -333,7 +340,7 @@ impl Metrics {
     /// `_sum` and `_count` for histograms.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 29] = [
+        let collectors: [&dyn Collector; 30] = [
             &self.requests,
             &self.request_duration,
             &self.upstream_connect_failures,
@@ -353,6 +360,7 @@ impl Metrics {
             &self.geo_lookups,
             &self.xff_malformed,
             &self.requests_rejected,
+            &self.requests_rate_limited,
             &self.config_reloads,
             &self.config_info,
             &self.shift_progress,

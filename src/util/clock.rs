@@ -22,6 +22,12 @@ pub fn monotonic_ms_at(t: Instant) -> u64 {
     since_start(t).as_millis() as u64
 }
 
+/// Nanoseconds since the first call in this process at `t` (the same start as
+/// `monotonic_ms`); monotonic, and u64 lasts 584 years (rate-limit buckets).
+pub fn monotonic_ns_at(t: Instant) -> u64 {
+    since_start(t).as_nanos() as u64
+}
+
 /// Microseconds since the first call in this process; monotonic (rate cells).
 pub fn monotonic_us() -> u64 {
     since_start(Instant::now()).as_micros() as u64

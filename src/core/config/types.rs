@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::units::{ByteSize, Cidr, Duration, MaxInflight, Percent};
+use super::units::{ByteSize, Cidr, Duration, MaxInflight, Percent, Rate};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -736,6 +736,80 @@ pub struct Route {
     /// Who is shed first when capacity runs out (default `normal`).
     #[serde(default)]
     pub priority: Priority,
+    /// A token bucket per client (or country, or header value) on this route,
+    /// per meridian instance; absent = no limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `rate_limit` of a route: over it, a request is answered 429 by the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// What one bucket is for.
+    pub key: RateLimitKey,
+    /// The sustained rate: `100/s`, `600/m`, `1000/h`.
+    pub rate: Rate,
+    /// Requests a full bucket admits at once; default: the rate per second,
+    /// rounded up (`100/s` → 100, `30/m` → 1).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl RateLimit {
+    /// `burst`, or its default.
+    pub fn burst(&self) -> u32 {
+        self.burst.unwrap_or_else(|| self.rate.per_second_ceil())
+    }
+}
+
+/// `rate_limit.key`: `client_ip`, `country` or `header:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RateLimitKey {
+    /// The client's address as meridian works it out (trusted X-Forwarded-For,
+    /// PROXY protocol).
+    ClientIp,
+    /// The GeoIP country; every client of unknown country shares one bucket.
+    Country,
+    /// The value of this request header (lower-case name); a request without
+    /// it is keyed by its client address.
+    Header(String),
+}
+
+impl std::str::FromStr for RateLimitKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "client_ip" => Ok(RateLimitKey::ClientIp),
+            "country" => Ok(RateLimitKey::Country),
+            other => match other.strip_prefix("header:").map(str::trim) {
+                Some(name) if http::HeaderName::from_bytes(name.as_bytes()).is_ok() => {
+                    Ok(RateLimitKey::Header(name.to_ascii_lowercase()))
+                }
+                Some(name) => Err(format!("`{name}` is not a valid header name")),
+                None => Err(format!(
+                    "expected `client_ip`, `country` or `header:NAME`, found `{other}`"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for RateLimitKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RateLimitKey::ClientIp => f.write_str("client_ip"),
+            RateLimitKey::Country => f.write_str("country"),
+            RateLimitKey::Header(name) => write!(f, "header:{name}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RateLimitKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// What a route accepts of a request (over the top-level `limits`).

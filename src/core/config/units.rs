@@ -65,6 +65,66 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
+/// A request rate written `N/s`, `N/m` or `N/h` (N a whole number, 1 or more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rate {
+    /// Requests per `period_secs`.
+    pub count: u32,
+    /// 1, 60 or 3600.
+    pub period_secs: u32,
+}
+
+impl Rate {
+    /// Requests per second, rounded up (at least 1).
+    pub fn per_second_ceil(self) -> u32 {
+        self.count.div_ceil(self.period_secs).max(1)
+    }
+}
+
+/// The largest `N` a rate takes: a billion a second is already more than any
+/// one instance serves.
+pub const MAX_RATE_COUNT: u32 = 1_000_000_000;
+
+impl FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("a rate like `100/s`, `600/m` or `1000/h`, found `{s}`");
+        let (count, unit) = s.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let period_secs = match unit.trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            _ => return Err(bad()),
+        };
+        if !(1..=MAX_RATE_COUNT).contains(&count) {
+            return Err(format!(
+                "a rate of 1 to {MAX_RATE_COUNT} requests per unit, found `{s}`"
+            ));
+        }
+        Ok(Rate { count, period_secs })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.period_secs {
+            1 => "s",
+            60 => "m",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|e| serde::de::Error::custom(format!("expected {e}")))
+    }
+}
+
 /// A percentage 0..=100, written `10%` or `10`.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
 pub struct Percent(pub f64);
@@ -246,6 +306,31 @@ mod tests {
         ] {
             assert!(bad.parse::<Duration>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn rates() {
+        let r = |s: &str| s.parse::<Rate>().map(|r| (r.count, r.period_secs));
+        assert_eq!(r("100/s"), Ok((100, 1)));
+        assert_eq!(r(" 600 / m "), Ok((600, 60)));
+        assert_eq!(r("1/h"), Ok((1, 3600)));
+        for bad in [
+            "",
+            "100",
+            "0/s",
+            "-1/s",
+            "1.5/s",
+            "100/d",
+            "100/sec",
+            "/s",
+            "5000000000/s",
+        ] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad}");
+        }
+        assert_eq!("100/s".parse::<Rate>().unwrap().per_second_ceil(), 100);
+        assert_eq!("30/m".parse::<Rate>().unwrap().per_second_ceil(), 1);
+        assert_eq!("90/m".parse::<Rate>().unwrap().per_second_ceil(), 2);
+        assert_eq!("600/m".parse::<Rate>().unwrap().to_string(), "600/m");
     }
 
     #[test]

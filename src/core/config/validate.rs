@@ -411,6 +411,14 @@ pub fn validate(c: &Config) -> Vec<Problem> {
                 "must be more than 0 (leave it out for no limit)",
             );
         }
+        if let Some(burst) = r.rate_limit.as_ref().and_then(|l| l.burst) {
+            if !(1..=MAX_BURST).contains(&burst) {
+                k.error(
+                    format!("{at}.rate_limit.burst"),
+                    format!("must be between 1 and {MAX_BURST}, found {burst}"),
+                );
+            }
+        }
         if let Some(p) = &r.matches.path_prefix {
             if !p.starts_with('/') {
                 k.error(format!("{at}.match.path_prefix"), "must start with `/`");
@@ -618,6 +626,10 @@ fn check_host_port(s: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The largest `rate_limit.burst`: a bucket holds at most this many requests
+/// (and its arithmetic in nanoseconds stays far from overflowing).
+pub const MAX_BURST: u32 = 1_000_000;
 
 /// At most this many shifts: a health view keeps their abort flags in one `u64`.
 pub const MAX_SHIFTS: usize = 64;

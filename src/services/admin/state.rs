@@ -9,8 +9,8 @@ use crate::core::health::endpoints::{Endpoint, Target};
 use crate::core::health::{LastProbe, ProbeState};
 use crate::core::snapshot::OriginEntry;
 use crate::services::api::{
-    CapacityDoc, ConfigDoc, EndpointDoc, LastProbeDoc, OriginDnsDoc, OriginDoc, RegionDoc,
-    ShiftDoc, State,
+    CapacityDoc, ConfigDoc, EndpointDoc, LastProbeDoc, OriginDnsDoc, OriginDoc, RateLimitDoc,
+    RegionDoc, ShiftDoc, State,
 };
 use crate::services::shared::Shared;
 use crate::util::clock::now_ms;
@@ -79,6 +79,27 @@ pub fn document(shared: &Shared, last_reload_error: Option<String>) -> State {
                     aborted,
                     active: !aborted && progress > 0.0,
                     final_percent: s.fraction * 100.0,
+                }
+            })
+            .collect(),
+        rate_limits: snap
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i, r.rate_limit.as_ref()?)))
+            .map(|(route, l)| {
+                let spec = l.spec();
+                RateLimitDoc {
+                    route,
+                    key: spec.key.to_string(),
+                    rate: spec.rate.to_string(),
+                    burst: spec.burst(),
+                    policy: l.policy().to_str().unwrap_or_default().to_string(),
+                    rate_limited: shared
+                        .metrics
+                        .requests_rate_limited
+                        .with_label_values(&[l.label()])
+                        .get(),
                 }
             })
             .collect(),
