@@ -67,6 +67,9 @@ enum Command {
         /// Regions to treat as drained, comma-separated.
         #[arg(long, value_delimiter = ',')]
         drained: Vec<String>,
+        /// Regions to treat as at capacity (every origin at its limit), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        full: Vec<String>,
     },
     /// The live view of a running gateway: regions, origins, shifts, DNS, last events.
     Status {
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
             cookies,
             unhealthy,
             drained,
+            full,
         } => {
             let Some(loaded) = load_or_report(&config) else {
                 return ExitCode::FAILURE;
@@ -167,6 +171,7 @@ fn main() -> ExitCode {
                 cookies,
                 unhealthy,
                 drained,
+                full,
                 now_ms: meridian::util::clock::now_ms(),
             };
             return match meridian::cli::explain::explain(&loaded, &req) {

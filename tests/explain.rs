@@ -109,6 +109,54 @@ fn writes_go_to_the_write_region_and_failover_is_explained() {
 }
 
 #[test]
+fn a_full_region_is_explained_as_spillover_or_shedding() {
+    // A Japanese read: ap-southeast-1 full, so the first try spills to the next region.
+    let (ok, out, err) = explain(&["--client-ip", "127.0.3.5", "--full", "ap-southeast-1"]);
+    assert!(ok, "{err}");
+    let cap = line(&out, "capacity");
+    assert!(
+        cap.starts_with("capacity    ap-southeast-1 full: the first try goes to "),
+        "{out}"
+    );
+    assert!(
+        cap.ends_with("[spillover]") && !cap.contains("goes to ap-southeast-1"),
+        "{out}"
+    );
+    // A German read may use only eu-west-1: no other region, so it waits, then is shed.
+    let (ok, out, _) = explain(&[
+        "--client-ip",
+        "127.0.2.7",
+        "--path",
+        "/api/items",
+        "--full",
+        "eu-west-1",
+    ]);
+    assert!(ok);
+    assert_eq!(
+        line(&out, "capacity"),
+        "capacity    eu-west-1 full and no other region allowed: waits up to 50ms for a place (normal route), then 503 overloaded"
+    );
+    // A write never spills.
+    let (ok, out, _) = explain(&[
+        "--client-ip",
+        "127.0.3.5",
+        "--method",
+        "post",
+        "--path",
+        "/api/x",
+        "--full",
+        "us-east-1",
+    ]);
+    assert!(ok);
+    assert!(
+        line(&out, "capacity").contains("no other region for a write"),
+        "{out}"
+    );
+    let (ok, _, err) = explain(&["--client-ip", "127.0.2.7", "--full", "mars-1"]);
+    assert!(!ok && err.contains("unknown region `mars-1`"), "{err}");
+}
+
+#[test]
 fn unknown_regions_and_bad_headers_are_clear_errors() {
     let (ok, _, err) = explain(&["--client-ip", "127.0.2.7", "--unhealthy", "mars-1"]);
     assert!(!ok);

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use crate::core::config::Loaded;
 use crate::core::health::{HealthRegistry, HealthView, RegionHealth};
-use crate::core::routing::{self, Trace};
+use crate::core::routing::{self, EndpointStatus, OriginView, Trace, Walk};
 use crate::core::snapshot::{RegionIdx, Snapshot};
 use crate::request::facts::{self, RawRequest, WRITE_HEADER};
 
@@ -25,6 +25,8 @@ pub struct Request {
     pub cookies: Vec<String>,
     pub unhealthy: Vec<String>,
     pub drained: Vec<String>,
+    /// Regions to treat as at capacity (every origin at its limit).
+    pub full: Vec<String>,
     /// Wall-clock time of the request, unix ms (shifts and token expiry depend on it).
     pub now_ms: u64,
 }
@@ -49,12 +51,14 @@ pub fn explain(loaded: &Loaded, req: &Request) -> Result<String, String> {
             .collect::<Vec<_>>()
             .join("\n")
     })?;
+    let region = |name: &String| {
+        snap.region_idx(name)
+            .ok_or_else(|| format!("unknown region `{name}` (have {})", region_list(&snap)))
+    };
     let mut health = HealthView::all_healthy(snap.regions.len());
     for (names, drained) in [(&req.unhealthy, false), (&req.drained, true)] {
         for name in names {
-            let r = snap
-                .region_idx(name)
-                .ok_or_else(|| format!("unknown region `{name}` (have {})", region_list(&snap)))?;
+            let r = region(name)?;
             if drained {
                 health.region_mut(r).drained = true;
             } else {
@@ -62,7 +66,71 @@ pub fn explain(loaded: &Loaded, req: &Request) -> Result<String, String> {
             }
         }
     }
-    Ok(render(&snap, &health, req))
+    let mut full = vec![false; snap.regions.len()];
+    for name in &req.full {
+        full[region(name)?] = true;
+    }
+    let stated = Stated {
+        health: &health,
+        full,
+    };
+    Ok(render(&snap, &stated, req))
+}
+
+/// The state the operator gave: each region's health, and which are full.
+struct Stated<'a> {
+    health: &'a HealthView,
+    full: Vec<bool>,
+}
+
+/// Every origin of a region as one endpoint, eligible unless the region is
+/// unhealthy, full when the operator said its region is.
+impl OriginView for Stated<'_> {
+    fn each_endpoint(
+        &self,
+        snap: &Snapshot,
+        r: RegionIdx,
+        f: &mut dyn FnMut(usize, usize, EndpointStatus),
+    ) {
+        let full = self.full[r];
+        self.health.each_endpoint(snap, r, &mut |o, e, status| {
+            f(o, e, EndpointStatus { full, ..status })
+        });
+    }
+}
+
+/// Where the first try goes when the stated regions are full: spillover, or
+/// no room (the wait, then 503).
+fn capacity_line(
+    snap: &Snapshot,
+    stated: &Stated,
+    d: &routing::Decision,
+    is_write: bool,
+) -> String {
+    let mut walk = Walk::new(!is_write);
+    let first = walk.next(snap, stated, &d.order, 1, &mut rand::thread_rng());
+    let full: Vec<RegionIdx> = (0..snap.regions.len())
+        .filter(|r| stated.full[*r])
+        .collect();
+    let names = routing::region_names(snap, &full);
+    let priority = format!("{:?}", snap.routes[d.route].priority).to_lowercase();
+    let wait = snap.overload.queue_timeout
+        * crate::core::capacity::queue_wait_factor(snap.routes[d.route].priority);
+    match first {
+        Some(to) if to.spilled_from.is_some() => format!(
+            "capacity    {names} full: the first try goes to {} [spillover]",
+            snap.regions[to.region].name
+        ),
+        Some(_) => format!("capacity    {names} full: not in the way of this request"),
+        None if wait.is_zero() => format!(
+            "capacity    {names} full and no other region {}: 503 overloaded at once ({priority} route)",
+            if is_write { "for a write" } else { "allowed" }
+        ),
+        None => format!(
+            "capacity    {names} full and no other region {}: waits up to {wait:?} for a place ({priority} route), then 503 overloaded",
+            if is_write { "for a write" } else { "allowed" }
+        ),
+    }
 }
 
 fn region_list(snap: &Snapshot) -> String {
@@ -94,7 +162,8 @@ impl Trace for Steps {
     }
 }
 
-fn render(snap: &Snapshot, health: &HealthView, req: &Request) -> String {
+fn render(snap: &Snapshot, stated: &Stated, req: &Request) -> String {
+    let health = stated.health;
     let cookie_line = req.cookies.join("; ");
     let mut cookies: Vec<&str> = header(req, "cookie").collect();
     if !cookie_line.is_empty() {
@@ -229,6 +298,9 @@ fn render(snap: &Snapshot, health: &HealthView, req: &Request) -> String {
             d.reasons,
             routing::region_names(snap, &d.order)
         );
+        if stated.full.contains(&true) {
+            let _ = writeln!(out, "{}", capacity_line(snap, stated, &d, facts.is_write));
+        }
     }
     out
 }
