@@ -204,6 +204,20 @@ debug_headers: true
 
 const GERMANY: &str = "194.25.2.129";
 
+/// How long the EU origin of [`four_at_a_time`] holds each request.
+const HOLD: Duration = Duration::from_millis(100);
+
+/// An EU origin that serves 4 at a time for [`HOLD`] each with `max_inflight: 4`,
+/// a roomy US one, and the gateway in front; German clients may use only the EU
+/// when `eu_only`.
+async fn four_at_a_time(eu_only: bool) -> (CappedOrigin, CappedOrigin, Gateway) {
+    need_real_db();
+    let eu = CappedOrigin::start("eu", 4, HOLD).await;
+    let us = CappedOrigin::start("us", 64, HOLD).await;
+    let gw = Gateway::start(&config(eu.addr, us.addr, "max_inflight: 4", eu_only)).await;
+    (eu, us, gw)
+}
+
 fn need_real_db() {
     let path = repo("geoip/geo-whois-asn-country.mmdb");
     assert!(
@@ -215,11 +229,7 @@ fn need_real_db() {
 
 #[tokio::test]
 async fn a_full_region_spills_the_excess_to_the_next_and_nobody_sees_an_error() {
-    need_real_db();
-    let hold = Duration::from_millis(100);
-    let eu = CappedOrigin::start("eu", 4, hold).await;
-    let us = CappedOrigin::start("us", 64, hold).await;
-    let gw = Gateway::start(&config(eu.addr, us.addr, "max_inflight: 4", false)).await;
+    let (eu, _us, gw) = four_at_a_time(false).await;
 
     // Three times what the EU origin takes at once, for two seconds.
     let got = offer(&gw, GERMANY, 12, Duration::from_secs(2)).await;
@@ -267,13 +277,9 @@ async fn a_full_region_spills_the_excess_to_the_next_and_nobody_sees_an_error() 
 
 #[tokio::test]
 async fn with_nowhere_else_allowed_the_excess_is_shed_fast_and_the_origin_stays_busy() {
-    need_real_db();
-    let hold = Duration::from_millis(100);
-    let eu = CappedOrigin::start("eu", 4, hold).await;
-    let us = CappedOrigin::start("us", 64, hold).await;
-    let gw = Gateway::start(&config(eu.addr, us.addr, "max_inflight: 4", true)).await;
+    let (eu, us, gw) = four_at_a_time(true).await;
 
-    let run = Duration::from_secs(2);
+    let (run, hold) = (Duration::from_secs(2), HOLD);
     let got = offer(&gw, GERMANY, 12, run).await;
     eprintln!("offered 3x, nowhere to spill: {got:?}");
     assert!(
@@ -322,15 +328,21 @@ async fn with_nowhere_else_allowed_the_excess_is_shed_fast_and_the_origin_stays_
 #[tokio::test]
 async fn an_adaptive_limit_finds_the_origins_concurrency_and_follows_it_down() {
     need_real_db();
-    let eu = CappedOrigin::start("eu", 8, Duration::from_millis(20)).await;
-    let us = CappedOrigin::start("us", 256, Duration::from_millis(20)).await;
+    // 50 ms a request: long beside the scheduling noise of a busy test machine
+    // (the controller steers by latency, and the tests beside this one load the cores).
+    let eu = CappedOrigin::start("eu", 8, Duration::from_millis(50)).await;
+    let us = CappedOrigin::start("us", 256, Duration::from_millis(50)).await;
     let gw = Gateway::start(&config(eu.addr, us.addr, "max_inflight: adaptive", false)).await;
     let limit = |state: serde_json::Value| {
         let c = &state["regions"]["eu-west-1"]["origins"][0]["capacity"];
         assert_eq!(c["adaptive"], true, "{c}");
         c["max_inflight"].as_u64().unwrap()
     };
-    assert_eq!(limit(gw.state().await), 20, "it starts at 20");
+    assert_eq!(
+        limit(gw.state().await),
+        5,
+        "it starts by measuring, at a quarter of 20"
+    );
 
     // Four times what the origin serves at once: the limit comes down to near 8
     // (the square root of the limit is the queue it allows). The limit moves
@@ -374,7 +386,7 @@ async fn an_adaptive_limit_finds_the_origins_concurrency_and_follows_it_down() {
         .as_f64()
         .unwrap();
     assert!(
-        (15.0..40.0).contains(&unloaded),
+        (45.0..100.0).contains(&unloaded),
         "unloaded latency {unloaded} ms"
     );
 }
@@ -406,11 +418,7 @@ async fn a_rate_limited_origin_gets_its_rate_and_the_rest_spills() {
 
 #[tokio::test]
 async fn sheddable_requests_are_shed_first() {
-    need_real_db();
-    let hold = Duration::from_millis(100);
-    let eu = CappedOrigin::start("eu", 4, hold).await;
-    let us = CappedOrigin::start("us", 64, hold).await;
-    let gw = Gateway::start(&config(eu.addr, us.addr, "max_inflight: 4", true)).await;
+    let (eu, us, gw) = four_at_a_time(true).await;
     let run = Duration::from_secs(2);
     let (normal, bulk) = tokio::join!(
         offer_at(&gw, "/page", GERMANY, 4, run),
@@ -438,4 +446,5 @@ async fn sheddable_requests_are_shed_first() {
     );
     assert_eq!(shed as u64, bulk.shed, "{m}");
     assert!(eu.most_inside.load(Relaxed) <= 4);
+    assert_eq!(us.served.load(Relaxed), 0, "residency: nothing left the EU");
 }

@@ -107,7 +107,10 @@ impl Rate {
 /// their mean time to first byte with the origin's unloaded one (the least
 /// mean seen): within [`TOLERANCE`] of it there is no queue at the origin and
 /// the limit grows by its square root; above it the limit shrinks in
-/// proportion (`limit * least * TOLERANCE / mean`, at most halved). So it
+/// proportion (`limit * least * TOLERANCE / mean`), by at most [`MAX_SHRINK`]
+/// a window: latency is noisy (a busy host, an origin's own jitter), and a
+/// controller that halves on one slow window and grows by a square root
+/// collapses to a handful under noise (seen in tests on a loaded machine). So it
 /// settles a little above the origin's real concurrency (the square root is the
 /// queue it allows) and backs off as soon as the origin slows.
 ///
@@ -134,22 +137,27 @@ pub const ADAPTIVE_INITIAL: u32 = 20;
 pub const ADAPTIVE_MIN: u32 = 1;
 pub const ADAPTIVE_MAX: u32 = 1000;
 /// A mean up to this many times the unloaded one counts as no queue.
-pub const TOLERANCE: f64 = 1.1;
+pub const TOLERANCE: f64 = 1.25;
+/// The most a window may take off the limit (a tenth).
+pub const MAX_SHRINK: f64 = 0.1;
 /// Answers per window, at least (more at larger limits: one limit's worth).
 pub const WINDOW: u32 = 10;
 /// Time between two measurements of the unloaded latency.
 pub const RECALIBRATE_MS: u64 = 10_000;
 
+/// It starts by measuring: a first window at a quarter of [`ADAPTIVE_INITIAL`]
+/// gives the unloaded latency, so a baseline is never taken from an origin
+/// already queueing (20 may be more than it serves at once).
 impl Default for Gradient {
     fn default() -> Self {
         Gradient {
-            limit: f64::from(ADAPTIVE_INITIAL),
+            limit: f64::from(ADAPTIVE_INITIAL) / 4.0,
             least_us: 0.0,
             sum_us: 0,
             count: 0,
             peak: 0,
             measured_ms: 0,
-            measuring: None,
+            measuring: Some(f64::from(ADAPTIVE_INITIAL)),
         }
     }
 }
@@ -189,7 +197,7 @@ impl Gradient {
             self.least_us = mean;
             self.measured_ms = now_ms;
         }
-        let gradient = (self.least_us * TOLERANCE / mean).clamp(0.5, 1.0);
+        let gradient = (self.least_us * TOLERANCE / mean).clamp(1.0 - MAX_SHRINK, 1.0);
         if gradient < 1.0 {
             self.limit *= gradient;
         } else if used {
@@ -322,6 +330,35 @@ mod tests {
         }
         assert!((45..=70).contains(&g.limit()), "{}", g.limit());
         assert!(g.least_us() >= 19_000, "{}", g.least_us());
+    }
+
+    #[test]
+    fn a_noisy_host_does_not_collapse_the_limit() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (mut g, mut clock) = (Gradient::default(), 0u64);
+        let (mut factor, mut seen) = (1.0, Vec::new());
+        for i in 0..20_000u32 {
+            // Every 10 answers the host turns busier or quieter at random:
+            // each answer then takes 0.8 to 1.3 times what the origin alone would.
+            if i % 10 == 0 {
+                factor = rng.gen_range(0.8..1.3);
+            }
+            let l = g.limit();
+            let took = (served(8, 20_000, l) as f64 * factor) as u64;
+            clock += took / u64::from(l);
+            if let Some(limit) = g.sample(took, l, clock / 1000) {
+                seen.push(limit);
+            }
+        }
+        let half = seen.len() / 2;
+        let late = &mut seen[half..];
+        late.sort();
+        let median = late[late.len() / 2];
+        assert!(
+            (5..=20).contains(&median),
+            "median {median} for an origin of 8"
+        );
     }
 
     #[test]
