@@ -259,9 +259,10 @@ async fn a_full_region_spills_the_excess_to_the_next_and_nobody_sees_an_error() 
         "the EU origin had {} requests at once, over its limit of 4",
         eu.most_inside.load(Relaxed)
     );
-    // The EU origin was kept busy (about 4 / 100 ms for 2 s = 80), the rest spilled.
+    // The EU origin was kept busy (at most 4 / 100 ms for 2 s = 80; 70 % of that
+    // leaves room for a loaded test machine), the rest spilled.
     let (eu_ok, us_ok) = (got.ok_by["eu"], got.ok_by.get("us").copied().unwrap_or(0));
-    assert!(eu_ok >= 60, "the EU origin served only {eu_ok}: {got:?}");
+    assert!(eu_ok >= 56, "the EU origin served only {eu_ok}: {got:?}");
     assert!(us_ok >= eu_ok, "the excess did not spill: {got:?}");
     assert_eq!(
         got.spilled, us_ok,
