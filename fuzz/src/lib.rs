@@ -497,7 +497,12 @@ fn rig() -> &'static Rig {
                 slots: None,
             };
             let proxy = Arc::new(Proxy::new(shared));
-            tokio::spawn(listener::serve(listener, proxy, shutdown, Arc::new(())));
+            tokio::spawn(listener::serve(
+                listener,
+                proxy,
+                shutdown,
+                Default::default(),
+            ));
             // Ready once a plain request goes through (the first probe passed).
             let ping = b"GET /ready HTTP/1.1\r\nHost: h.example\r\n\r\n";
             for _ in 0..100 {

@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::{ConnInfo, Proxy, ResponseBody};
 use crate::proxy::proxy_protocol;
 use crate::util::clock::monotonic_ms;
-use crate::util::shutdown::ShutdownWatch;
+use crate::util::shutdown::{Connections, Open, ShutdownWatch};
 
 /// hyper's HTTP/1 buffer cap per origin connection (its default is ~400 KiB):
 /// bounds what one streaming body holds in flight. A client connection's is
@@ -54,13 +54,13 @@ struct Cuts {
     malformed: IntCounter,
 }
 
-/// Accepts until shutdown; each connection runs in its own task holding a
-/// clone of `live` (the count of open connections a shutdown waits for).
+/// Accepts until shutdown; each connection runs in its own task, counted in
+/// `live` (the open connections a shutdown waits for) until it ends.
 pub async fn serve(
     listener: Listener,
     proxy: Arc<Proxy>,
     mut shutdown: ShutdownWatch,
-    live: Arc<()>,
+    live: Connections,
 ) {
     let rejected = &proxy.shared.metrics.requests_rejected;
     let cuts = Arc::new(Cuts {
@@ -96,7 +96,7 @@ pub async fn serve(
                     proxy.clone(),
                     shutdown.clone(),
                     cuts.clone(),
-                    live.clone(),
+                    live.open(),
                 );
                 match slot {
                     None => {
@@ -157,7 +157,7 @@ fn connection(
     proxy: Arc<Proxy>,
     mut shutdown: ShutdownWatch,
     cuts: Arc<Cuts>,
-    live: Arc<()>,
+    live: Open,
 ) -> impl Future<Output = ()> + Send {
     async move {
         let _live = live;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -138,7 +138,7 @@ async fn serve(shared: Arc<Shared>, on_ready: Option<OnReady>) -> anyhow::Result
     tokio::spawn(watch_shedding(shared.clone(), shutdown.clone()));
 
     let proxy = Arc::new(proxy(shared.clone()));
-    let live = Arc::new(());
+    let live = crate::util::shutdown::Connections::default();
     for l in listeners {
         tokio::spawn(listener::serve(
             l,
@@ -163,11 +163,8 @@ async fn serve(shared: Arc<Shared>, on_ready: Option<OnReady>) -> anyhow::Result
     let _ = stop.send(true);
     // Listeners stop accepting and idle connections close at once; requests in
     // flight get the grace period.
-    let deadline = Instant::now() + grace;
-    while Arc::strong_count(&live) > 1 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let left = Arc::strong_count(&live) - 1;
+    let _ = tokio::time::timeout(grace, live.all_closed()).await;
+    let left = live.count();
     if left > 0 {
         tracing::warn!(
             connections = left,
