@@ -17,7 +17,7 @@ fn config(origin: std::net::SocketAddr) -> String {
 client_ip: { trusted_proxies: [127.0.0.1/32] }
 routes:
   - match: { path_prefix: /api }
-    rate_limit: { key: client_ip, rate: 1/s, burst: 3 }
+    rate_limit: { key: client_ip, rate: 1/s, burst: 3, headers: always }
   - match: { path_prefix: /keyed }
     rate_limit: { key: "header:X-Api-Key", rate: 1/m, burst: 2 }
 "#,
@@ -134,7 +134,12 @@ async fn a_header_key_gives_each_value_a_budget_and_no_header_the_clients_own() 
     let none_a = [("X-Forwarded-For", "203.0.113.1")];
     let none_b = [("X-Forwarded-For", "203.0.113.2")];
 
-    assert_eq!(statuses(&gw, "/keyed", &k1, 3).await, [200, 200, 429]);
+    // `headers` left at `limited`: an admitted answer carries no fields.
+    let admitted = get(&gw, "/keyed", &k1).await;
+    assert_eq!(admitted.status(), 200);
+    assert!(admitted.headers().get("ratelimit").is_none());
+    assert!(admitted.headers().get("ratelimit-policy").is_none());
+    assert_eq!(statuses(&gw, "/keyed", &k1, 2).await, [200, 429]);
     // The key is the header's value, wherever the client is.
     assert_eq!(statuses(&gw, "/keyed", &k1_elsewhere, 1).await, [429]);
     assert_eq!(statuses(&gw, "/keyed", &k2, 3).await, [200, 200, 429]);

@@ -28,6 +28,7 @@ fn a_million_distinct_keys_stay_within_the_tables_fixed_size() {
         key: key.parse().unwrap(),
         rate: "100/s".parse().unwrap(),
         burst: Some(200),
+        headers: Default::default(),
     };
     let by_ip = RouteLimit::compile(0, None, "/", &config("client_ip"));
     let by_header = RouteLimit::compile(1, None, "/", &config("header:x-api-key"));

@@ -948,10 +948,12 @@ impl Proxy {
         if let (Some(limit), Some(left)) =
             (&snap.routes[decision.route].rate_limit, rec.ctx.rate_left)
         {
-            // Appended: an origin's own policies stay beside the route's.
-            let h = resp.headers_mut();
-            h.append(RATELIMIT_POLICY, limit.policy().clone());
-            h.append(RATELIMIT, limit.service_left(left));
+            if limit.on_every_answer() {
+                // Appended: an origin's own policies stay beside the route's.
+                let h = resp.headers_mut();
+                h.append(RATELIMIT_POLICY, limit.policy().clone());
+                h.append(RATELIMIT, limit.service_left(left));
+            }
         }
         if let Some(token) =
             facts::issue_write_token(&snap, decision.route, r, rec.ctx.is_write, status, now)

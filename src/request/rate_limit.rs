@@ -265,6 +265,11 @@ impl RouteLimit {
         &self.spec
     }
 
+    /// Admitted answers carry the fields too (`headers: always`).
+    pub fn on_every_answer(&self) -> bool {
+        self.spec.headers == crate::core::config::RateLimitHeaders::Always
+    }
+
     pub fn identity(&self) -> &str {
         &self.identity
     }
@@ -350,6 +355,7 @@ mod tests {
             key: key.parse().unwrap(),
             rate: rate.parse().unwrap(),
             burst,
+            headers: Default::default(),
         };
         RouteLimit::compile(3, None, "/api", &c)
     }

@@ -754,6 +754,21 @@ pub struct RateLimit {
     /// rounded up (`100/s` → 100, `30/m` → 1).
     #[serde(default)]
     pub burst: Option<u32>,
+    /// Which answers carry `RateLimit-Policy` and `RateLimit`.
+    #[serde(default)]
+    pub headers: RateLimitHeaders,
+}
+
+/// `rate_limit.headers`: the 429s only (the default), or every answer of the
+/// route. On every answer they cost about 7 % more instructions per request
+/// (two values made and sent each time; `loadtest/RESULTS.md`), so a client
+/// that wants to pace itself before it is refused is asked for, not assumed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitHeaders {
+    #[default]
+    Limited,
+    Always,
 }
 
 impl RateLimit {
