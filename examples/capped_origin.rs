@@ -8,9 +8,11 @@
 //!   client can tell which region served whatever the gateway adds or drops.
 //! - `/health` is answered at once, outside the workers: a busy origin is not a dead
 //!   one, and probes must not take a worker from the traffic being measured.
-//! - `/stats` answers `{"served":S,"most_inside":M}` and starts a new measurement:
-//!   M is the most requests that were inside at once (waiting or served) since the
-//!   last `/stats`, the check that a gateway kept its limit.
+//! - `/stats` answers `{"served":S,"most_inside":M,"hold_ms":H}` and starts a new
+//!   measurement: M is the most requests that were inside at once (waiting or
+//!   served) since the last `/stats`, the check that a gateway kept its limit; H is
+//!   the mean time a worker was held per request since then, the check that the
+//!   origin itself kept its pace (a starved core makes the sleeps overrun).
 //!
 //! One thread (a current-thread runtime): a few thousand requests per second of
 //! sleeping is far from what one core does, and it leaves the other core alone.
@@ -19,7 +21,7 @@
 //!   capped_origin NAME LISTEN WORKERS HOLD_MS
 //!   capped_origin a 127.0.0.1:8081 16 20 &
 //!   curl -si http://127.0.0.1:8081/        # after 20 ms: x-served-by: a
-//!   curl -s http://127.0.0.1:8081/stats    # {"served":1,"most_inside":1}
+//!   curl -s http://127.0.0.1:8081/stats    # {"served":1,"most_inside":1,"hold_ms":21.1}
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -47,24 +49,38 @@ struct Origin {
     /// The most inside at once since the last `/stats`.
     most_inside: AtomicU64,
     served: AtomicU64,
+    /// Requests served and microseconds their workers were held, since the last `/stats`.
+    held_count: AtomicU64,
+    held_us: AtomicU64,
 }
 
 impl Origin {
     async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         match req.uri().path() {
             "/health" => json(r#"{"status":"healthy","replication_lag_ms":0}"#.to_string()),
-            "/stats" => json(format!(
-                r#"{{"served":{},"most_inside":{}}}"#,
-                self.served.load(Relaxed),
-                self.most_inside.swap(self.inside.load(Relaxed), Relaxed)
-            )),
+            "/stats" => {
+                let (count, us) = (
+                    self.held_count.swap(0, Relaxed),
+                    self.held_us.swap(0, Relaxed),
+                );
+                json(format!(
+                    r#"{{"served":{},"most_inside":{},"hold_ms":{:.3}}}"#,
+                    self.served.load(Relaxed),
+                    self.most_inside.swap(self.inside.load(Relaxed), Relaxed),
+                    us as f64 / count.max(1) as f64 / 1e3
+                ))
+            }
             _ => {
                 let now = self.inside.fetch_add(1, Relaxed) + 1;
                 self.most_inside.fetch_max(now, Relaxed);
                 {
                     // The semaphore is never closed, so acquire cannot fail.
                     let _worker = self.workers.acquire().await.expect("semaphore open");
+                    let start = std::time::Instant::now();
                     tokio::time::sleep(self.hold).await;
+                    self.held_us
+                        .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
+                    self.held_count.fetch_add(1, Relaxed);
                 }
                 self.inside.fetch_sub(1, Relaxed);
                 self.served.fetch_add(1, Relaxed);
@@ -111,6 +127,8 @@ async fn main() -> std::io::Result<()> {
         inside: AtomicU64::new(0),
         most_inside: AtomicU64::new(0),
         served: AtomicU64::new(0),
+        held_count: AtomicU64::new(0),
+        held_us: AtomicU64::new(0),
     });
     let listener = tokio::net::TcpListener::bind(listen).await?;
     loop {

@@ -14,11 +14,16 @@
 //! connection's set-up included when one had to be opened again (a gateway may
 //! close after refusing).
 //!
+//! After an answer that is not a 200 a client waits BACKOFF_MS (default 0) before its
+//! next request, as a client that backs off before retrying does. Without it, a
+//! gateway that refuses at once is offered refusals as fast as this client can
+//! turn them round, and the run measures the client's core instead of the gateway.
+//!
 //! One thread, so the client's cost is one core at most and can be pinned.
 //!
 //!   cargo build --release --example overload_client
-//!   overload_client URL CLIENTS SECONDS [WARMUP_SECONDS]
-//!   overload_client http://127.0.0.1:8080/page 64 10 1
+//!   overload_client URL CLIENTS SECONDS [WARMUP_SECONDS [BACKOFF_MS]]
+//!   overload_client http://127.0.0.1:8080/page 64 10 1 10
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -103,19 +108,29 @@ async fn one(target: &Target, conn: &mut Option<SendRequest<Empty<Bytes>>>) -> R
 }
 
 /// A closed-loop client: keeps what ended inside [measure_from, until).
-async fn client(target: Target, measure_from: Instant, until: Instant) -> Vec<Record> {
+async fn client(
+    target: Target,
+    measure_from: Instant,
+    until: Instant,
+    backoff: Duration,
+) -> Vec<Record> {
     let mut conn = None;
     let mut kept = Vec::new();
     while Instant::now() < until {
         let r = one(&target, &mut conn).await;
-        let no_answer = r.status == 0;
+        let refused = r.status != 200;
+        // A refused connection comes back at once: never spin on it.
+        let pause = if r.status == 0 {
+            backoff.max(Duration::from_millis(1))
+        } else {
+            backoff
+        };
         let now = Instant::now();
         if now >= measure_from && now < until {
             kept.push(r);
         }
-        if no_answer {
-            // A refused connection comes back at once: do not spin on it.
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        if refused && !pause.is_zero() {
+            tokio::time::sleep(pause).await;
         }
     }
     kept
@@ -135,21 +150,22 @@ fn percentiles(lat: &mut [Duration]) -> serde_json::Value {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: overload_client URL CLIENTS SECONDS [WARMUP_SECONDS]");
+    eprintln!("usage: overload_client URL CLIENTS SECONDS [WARMUP_SECONDS [BACKOFF_MS]]");
     std::process::exit(2)
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 3 || args.len() > 4 {
+    if args.len() < 3 || args.len() > 5 {
         usage()
     }
-    let (Ok(uri), Ok(clients), Ok(seconds), Ok(warmup)) = (
+    let (Ok(uri), Ok(clients), Ok(seconds), Ok(warmup), Ok(backoff_ms)) = (
         args[0].parse::<Uri>(),
         args[1].parse::<usize>(),
         args[2].parse::<f64>(),
         args.get(3).map_or(Ok(1.0), |w| w.parse::<f64>()),
+        args.get(4).map_or(Ok(0), |b| b.parse::<u64>()),
     ) else {
         usage()
     };
@@ -171,7 +187,10 @@ async fn main() {
     let measure_from = Instant::now() + Duration::from_secs_f64(warmup);
     let until = measure_from + Duration::from_secs_f64(seconds);
     let tasks: Vec<_> = (0..clients)
-        .map(|_| tokio::spawn(client(target.clone(), measure_from, until)))
+        .map(|_| {
+            let backoff = Duration::from_millis(backoff_ms);
+            tokio::spawn(client(target.clone(), measure_from, until, backoff))
+        })
         .collect();
     let mut records = Vec::new();
     for t in tasks {
