@@ -277,6 +277,23 @@ async fn a_full_region_spills_the_excess_to_the_next_and_nobody_sees_an_error() 
     assert_eq!(spilled as u64, us_ok, "{m}");
     let decisions = label_values(&m, "meridian_requests_total", "decision");
     assert!(decisions.contains("spillover"), "{decisions:?}");
+    let limit = metric_sum(
+        &m,
+        "meridian_origin_inflight_limit",
+        &[("region", "eu-west-1")],
+    );
+    assert_eq!(limit, 4.0, "{m}");
+    // Never spilled the other way, and counted from start-up at 0.
+    let back = metric_sum(
+        &m,
+        "meridian_spillover_total",
+        &[("from", "us-east-1"), ("to", "eu-west-1")],
+    );
+    assert_eq!(back, 0.0, "{m}");
+    assert!(
+        m.contains("meridian_spillover_total{from=\"us-east-1\",to=\"eu-west-1\"} 0"),
+        "{m}"
+    );
 
     // Load back within capacity: everything stays in the EU, no spill.
     let before = eu.served.load(Relaxed);

@@ -35,6 +35,28 @@ impl Capacity {
     }
 }
 
+/// Why a request was shed (`requests_shed_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// A sheddable request found no room: it never waits.
+    Sheddable,
+    /// `overload.max_queued` requests were waiting already.
+    QueueFull,
+    /// No room freed within its wait.
+    QueueTimeout,
+}
+
+impl Shed {
+    pub const ALL: [Shed; 3] = [Shed::Sheddable, Shed::QueueFull, Shed::QueueTimeout];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shed::Sheddable => "sheddable",
+            Shed::QueueFull => "queue_full",
+            Shed::QueueTimeout => "queue_timeout",
+        }
+    }
+}
+
 /// Of an origin's limits, the share a request of `priority` may use: sheddable
 /// requests stop at 80 %, which keeps the last fifth for everyone else (so they
 /// spill and are shed first); normal and critical ones use it all, and critical

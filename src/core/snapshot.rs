@@ -132,13 +132,19 @@ impl OriginEntry {
         self.with_endpoints(|set| roll_up_endpoints(set, now_ms))
     }
 
+    /// Its `max_inflight` before dial, degraded factor and priority: the
+    /// configured number, or an adaptive limit's value now.
+    pub fn max_inflight_now(&self) -> Option<u32> {
+        Some(match self.capacity.max_inflight? {
+            MaxInflight::Fixed(n) => n,
+            MaxInflight::Adaptive => self.endpoints.adaptive.limit(),
+        })
+    }
+
     /// The in-flight limit a request sees now, given the origin's endpoints
     /// `set`; None when it has none.
     pub fn inflight_limit(&self, set: &[Arc<Endpoint>], ask: &Asking) -> Option<u32> {
-        let max = match self.capacity.max_inflight? {
-            MaxInflight::Fixed(n) => n,
-            MaxInflight::Adaptive => self.endpoints.adaptive.limit(),
-        };
+        let max = self.max_inflight_now()?;
         let degraded = roll_up_endpoints(set, ask.now_ms).degraded;
         let factor = degraded.then_some(ask.degraded_factor);
         Some(capacity::inflight_limit(

@@ -10,30 +10,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::core::capacity::queue_wait_factor;
+pub use crate::core::capacity::Shed;
 use crate::core::config::Priority;
 use crate::core::snapshot::Overload;
-
-/// Why a request was shed (`requests_shed_total{reason}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shed {
-    /// A sheddable request found no room: it never waits.
-    Sheddable,
-    /// `overload.max_queued` requests were waiting already.
-    QueueFull,
-    /// No room freed within its wait.
-    QueueTimeout,
-}
-
-impl Shed {
-    pub const ALL: [Shed; 3] = [Shed::Sheddable, Shed::QueueFull, Shed::QueueTimeout];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Shed::Sheddable => "sheddable",
-            Shed::QueueFull => "queue_full",
-            Shed::QueueTimeout => "queue_timeout",
-        }
-    }
-}
 
 /// The process's waiting room: who waits for a place, and a bell rung when
 /// one frees. Ringing costs a request one atomic load while nobody waits.

@@ -154,6 +154,9 @@ pub fn zero_known_series(m: &Metrics, snap: &Snapshot) {
             for reason in &retry_reasons {
                 touch(&m.retries, &[&from.name, &to.name, reason]);
             }
+            if from.name != to.name {
+                touch(&m.spillover, &[&from.name, &to.name]);
+            }
         }
         for o in &from.origins {
             touch(&m.upstream_connect_failures, &[&from.name, &o.address]);
@@ -170,6 +173,11 @@ pub fn zero_known_series(m: &Metrics, snap: &Snapshot) {
     }
     for shift in &snap.shifts {
         touch(&m.shift_aborts, &[&shift.name]);
+    }
+    for route in 0..snap.routes.len() {
+        for why in crate::core::capacity::Shed::ALL {
+            touch(&m.requests_shed, &[&route.to_string(), why.as_str()]);
+        }
     }
     for limit in snap.routes.iter().filter_map(|r| r.rate_limit.as_ref()) {
         touch(&m.requests_rate_limited, &[limit.label()]);

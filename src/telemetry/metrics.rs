@@ -98,6 +98,7 @@ pub struct Metrics {
     pub events: IntCounterVec,
     pub spillover: IntCounterVec,
     pub requests_shed: IntCounterVec,
+    pub origin_inflight_limit: IntGaugeVec,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -327,6 +328,12 @@ impl Metrics {
                 "Requests answered 503 overloaded because no region they may use had room, by route (its index) and reason (sheddable, queue_full, queue_timeout).",
                 &["route", "reason"],
             ),
+            origin_inflight_limit: int_gauge(
+                &r,
+                "origin_inflight_limit",
+                "An origin's max_inflight: the configured number, or an adaptive limit's value now (before the region's dial and degraded factor); set at each probe.",
+                &["region", "origin"],
+            ),
             registry: r,
         };
         m.build_info
@@ -340,7 +347,7 @@ impl Metrics {
     /// `_sum` and `_count` for histograms.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 30] = [
+        let collectors: [&dyn Collector; 31] = [
             &self.requests,
             &self.request_duration,
             &self.upstream_connect_failures,
@@ -371,6 +378,7 @@ impl Metrics {
             &self.events,
             &self.spillover,
             &self.requests_shed,
+            &self.origin_inflight_limit,
         ];
         let mut names = Vec::new();
         for c in collectors {

@@ -121,10 +121,7 @@ fn last_probe(l: LastProbe) -> LastProbeDoc {
 fn capacity_doc(o: &OriginEntry) -> CapacityDoc {
     let adaptive = o.capacity.max_inflight == Some(MaxInflight::Adaptive);
     CapacityDoc {
-        max_inflight: o.capacity.max_inflight.map(|m| match m {
-            MaxInflight::Fixed(n) => n,
-            MaxInflight::Adaptive => o.endpoints.adaptive.limit(),
-        }),
+        max_inflight: o.max_inflight_now(),
         adaptive,
         unloaded_latency_ms: adaptive.then(|| o.endpoints.adaptive.least_us() as f64 / 1000.0),
         max_rps: o.capacity.max_rps,

@@ -265,6 +265,11 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
         m.origin_healthy
             .with_label_values(&labels)
             .set(i64::from(origin.reading(now_ms()).eligible));
+        if let Some(max) = origin.max_inflight_now() {
+            m.origin_inflight_limit
+                .with_label_values(&labels)
+                .set(i64::from(max));
+        }
         if flipped {
             let why = format!(
                 "{} ({}) is {}",
