@@ -17,6 +17,7 @@ pub struct Capacity {
     pub max_inflight: Option<MaxInflight>,
     /// Requests started per second at most; None: no limit.
     pub max_rps: Option<u32>,
+    /// `max_rps` as the cell rate requests are admitted by.
     pub rate: Option<Rate>,
 }
 
