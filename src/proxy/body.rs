@@ -39,7 +39,7 @@ enum Inner {
 
 /// What happens when the answer ends.
 pub struct End {
-    /// Records the request (metrics, access log), once, on drop.
+    /// The request's record, finished once when the answer ends.
     pub record: Option<super::Record>,
     /// The origin connection to return once the body was read to its end.
     pub reuse: Option<(Arc<OriginPool>, http1::SendRequest<RequestBody>)>,
@@ -50,16 +50,24 @@ pub struct End {
     pub origin_failed: bool,
 }
 
-impl Drop for End {
-    fn drop(&mut self) {
+impl End {
+    /// The answer's end: the origin's connection back to its pool when the
+    /// body was read whole, and the request's record finished.
+    fn finish(&mut self) {
         if let (true, Some((pool, tx))) = (self.complete, self.reuse.take()) {
             pool.put(tx);
         }
-        if let Some(mut record) = self.record.take() {
-            // Dropping it records it.
-            (record.bytes, record.complete) = (self.bytes, self.complete);
-            record.origin_failed = self.origin_failed;
+        if let Some(record) = self.record.take() {
+            record.finish(self.bytes, self.complete, self.origin_failed);
         }
+    }
+}
+
+/// The fallback for an answer whose end was never polled: the client left
+/// mid-body, or the body was empty and hyper never asked for it.
+impl Drop for End {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -94,12 +102,15 @@ impl ResponseBody {
         }
     }
 
-    fn finished(&mut self) {
-        if let Some(end) = &mut self.end {
-            end.complete = true;
+    /// The body's end, read whole (`complete`) or failed on the origin's side:
+    /// the answer ends here, and the connection goes back before the client
+    /// reads on.
+    fn finished(&mut self, complete: bool) {
+        if let Some(mut end) = self.end.take() {
+            end.complete = complete;
+            end.origin_failed = !complete;
+            end.finish();
         }
-        // Dropping `End` here returns the connection before the client reads on.
-        self.end = None;
     }
 }
 
@@ -146,20 +157,16 @@ impl Body for ResponseBody {
             },
         };
         match &polled {
-            Poll::Ready(None) => this.finished(),
+            Poll::Ready(None) => this.finished(true),
             Poll::Ready(Some(Ok(f))) => {
                 if let (Some(end), Some(d)) = (&mut this.end, f.data_ref()) {
                     end.bytes += d.len();
                 }
                 if this.is_end_stream() {
-                    this.finished();
+                    this.finished(true);
                 }
             }
-            Poll::Ready(Some(Err(_))) => {
-                if let Some(end) = &mut this.end {
-                    end.origin_failed = true;
-                }
-            }
+            Poll::Ready(Some(Err(_))) => this.finished(false),
             Poll::Pending => {}
         }
         polled

@@ -161,16 +161,7 @@ fn connection(
 ) -> impl Future<Output = ()> + Send {
     async move {
         let _live = live;
-        let limits = {
-            let snap = proxy.shared.snapshot.load();
-            let t = &snap.data_path;
-            Limits {
-                header: t.request_header_timeout,
-                idle: t.client_idle_timeout,
-                max_headers: u32::try_from(t.max_headers).unwrap_or(u32::MAX),
-                max_head_bytes: u32::try_from(t.max_header_bytes).unwrap_or(u32::MAX),
-            }
-        };
+        let limits = Limits::of(&proxy.shared.snapshot.load().data_path);
         let header_limit = limits.header;
         if listener.proxy_protocol {
             let read = Box::pin(tokio::time::timeout(
@@ -279,6 +270,17 @@ struct Limits {
     /// `limits.max_headers` and `limits.max_header_bytes` (HTTP/1): 431 above.
     max_headers: u32,
     max_head_bytes: u32,
+}
+
+impl Limits {
+    fn of(t: &crate::core::snapshot::DataPath) -> Limits {
+        Limits {
+            header: t.request_header_timeout,
+            idle: t.client_idle_timeout,
+            max_headers: u32::try_from(t.max_headers).unwrap_or(u32::MAX),
+            max_head_bytes: u32::try_from(t.max_header_bytes).unwrap_or(u32::MAX),
+        }
+    }
 }
 
 /// A connection's service: each request to the proxy.

@@ -32,6 +32,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use rand::thread_rng;
 
 use blame::{ClientFault, Fault};
 use body::End;
@@ -39,7 +40,7 @@ pub use body::ResponseBody;
 
 use crate::core::config::units::MaxInflight;
 use crate::core::health::endpoints::Endpoint;
-use crate::core::routing::retry::{self, Failure};
+use crate::core::routing::retry::{self, Failure, Next, Repeatable};
 use crate::core::routing::{self, Decision, LiveOrigins, Reasons, TokenUse, Walk};
 use crate::core::snapshot::{Asking, RegionIdx, Snapshot};
 use crate::proxy::pool::{RequestBody, Upload};
@@ -92,6 +93,30 @@ struct Ctx {
     uri: Uri,
 }
 
+impl Ctx {
+    /// A request's context as it arrives, before its facts are gathered.
+    fn new(
+        snap: Arc<Snapshot>,
+        req: &Request<Incoming>,
+        seen: &headers::Seen<'_>,
+        peer_ip: IpAddr,
+        tls: bool,
+    ) -> Ctx {
+        Ctx {
+            snap,
+            started: Instant::now(),
+            client_ip: peer_ip,
+            country: None,
+            request_id: request_id(seen.request_id),
+            is_write: false,
+            tls,
+            rate_left: None,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+        }
+    }
+}
+
 /// What is recorded of a request when its answer ends.
 pub struct Record {
     shared: Arc<Shared>,
@@ -118,6 +143,8 @@ pub struct Record {
     /// `GATEWAY_ERRORS` (a byte, not a `&str`: every request's future holds
     /// its record, and is moved into its box).
     error: u8,
+    /// Written down already (by [`Record::finish`]): its drop does nothing.
+    written: bool,
 }
 
 /// The draft-ietf-httpapi-ratelimit-headers fields of a rate-limited answer.
@@ -148,38 +175,37 @@ fn error_index(error: &str) -> u8 {
         .map_or(0, |i| i as u8)
 }
 
-/// Recorded when dropped: with the answer's body, or with the request's future
-/// when the client went away before an answer (status 0).
+/// The fallback for a request that never reaches its named end
+/// ([`Record::finish`], called as its answer's body ends): its future dropped
+/// before an answer, the client gone (recorded with status 0).
 impl Drop for Record {
     fn drop(&mut self) {
-        self.finish();
+        self.write_down();
     }
 }
 
 impl Record {
-    /// Metrics, the region's rolling counts and the access log line.
-    fn finish(&mut self) {
-        let (bytes, complete) = (self.bytes, self.complete);
+    /// The request's normal end: its answer's body ended after `bytes` bytes,
+    /// read whole (`complete`) or cut short, by the origin when `origin_failed`.
+    pub fn finish(mut self, bytes: usize, complete: bool, origin_failed: bool) {
+        (self.bytes, self.complete, self.origin_failed) = (bytes, complete, origin_failed);
+        self.write_down();
+    }
+
+    /// Metrics, the region's rolling counts and the access log line, once.
+    fn write_down(&mut self) {
+        if self.written {
+            return;
+        }
+        self.written = true;
         self.release_outstanding();
-        // Unanswered (the client's connection ended, dropping the request), or
-        // its answer cut short with nothing wrong on the origin's side: the
-        // client left.
-        let left = self.status == 0 || (!complete && !self.origin_failed);
-        if self.fault.is_none() && left {
-            self.fault = Some(ClientFault::Gone);
-            self.count_rejected(ClientFault::Gone);
-            self.error = error_index(ClientFault::Gone.error());
-        }
-        if let Some(fault) = self.fault {
-            self.status = fault.status();
-        }
+        self.settle_fault();
         let snap = &*self.ctx.snap;
         // A body cut short is a failed answer whatever its status said.
-        let status = if complete { self.status } else { 0 };
+        let status = if self.complete { self.status } else { 0 };
         let region = self
             .target
             .map_or("none", |(r, _)| snap.regions[r].name.as_str());
-        let failed = status == 0 || status >= 500;
         let decision = self.reasons.unwrap_or_default().label_index();
         let status_idx = status_class(self.status);
         let labels = [
@@ -188,23 +214,54 @@ impl Record {
             if self.ctx.is_write { "write" } else { "read" },
             STATUS_CLASSES[status_idx],
         ];
-        let m = &self.shared.metrics;
         // One reading of the clock for the duration and the rolling rates.
         let end = Instant::now();
         let elapsed = end.saturating_duration_since(self.ctx.started);
+        let failed = status == 0 || status >= 500;
+        let slot =
+            (decision * 2 + usize::from(self.ctx.is_write)) * STATUS_CLASSES.len() + status_idx;
+        self.count(&labels, slot, failed, end, elapsed);
+        self.log_access(&labels, elapsed);
+    }
+
+    /// Settles whose fault the request's end was: unanswered (the client's
+    /// connection ended, dropping the request), or its answer cut short with
+    /// nothing wrong on the origin's side, the client left. A client's fault
+    /// sets the status it is recorded with.
+    fn settle_fault(&mut self) {
+        let left = self.status == 0 || (!self.complete && !self.origin_failed);
+        if self.fault.is_none() && left {
+            self.fault = Some(ClientFault::Gone);
+            self.count_rejected(ClientFault::Gone);
+            self.error = error_index(ClientFault::Gone.error());
+        }
+        if let Some(fault) = self.fault {
+            self.status = fault.status();
+        }
+    }
+
+    /// `requests_total` (`labels`; `slot`: their index in the region's kept
+    /// series), the duration, and the region's and origin's rolling counts.
+    fn count(
+        &self,
+        labels: &[&str; 4],
+        slot: usize,
+        failed: bool,
+        end: Instant,
+        elapsed: std::time::Duration,
+    ) {
+        let (snap, m) = (&*self.ctx.snap, &self.shared.metrics);
         match self.target {
             // A client's fault is no origin's or region's failure, nor
             // evidence of their health: it leaves their counts alone.
             Some((r, o)) if self.fault.is_none() => {
                 let region = &snap.regions[r];
-                let slot = (decision * 2 + usize::from(self.ctx.is_write)) * STATUS_CLASSES.len()
-                    + status_idx;
                 let state = &region.state;
                 state.responses.fetch_add(1, Relaxed);
                 if failed {
                     state.errors.fetch_add(1, Relaxed);
                 }
-                state.series.count_request(m, slot, &labels);
+                state.series.count_request(m, slot, labels);
                 state
                     .series
                     .observe_duration(m, &region.name, elapsed.as_secs_f64());
@@ -213,12 +270,17 @@ impl Record {
                 crate::telemetry::rates::record(&state.rates, origin, failed, elapsed, now);
             }
             _ => {
-                m.requests.with_label_values(&labels).inc();
+                m.requests.with_label_values(labels).inc();
                 m.request_duration
-                    .with_label_values(&[region])
+                    .with_label_values(&[labels[0]])
                     .observe(elapsed.as_secs_f64());
             }
         }
+    }
+
+    /// The access log line, when the log is on and the request is sampled.
+    fn log_access(&self, labels: &[&str; 4], elapsed: std::time::Duration) {
+        let snap = &*self.ctx.snap;
         let sample = snap.data_path.access_log_sample;
         if sample > 0.0
             && tracing::enabled!(target: "meridian::access", tracing::Level::INFO)
@@ -233,12 +295,12 @@ impl Record {
                 route: self.route,
                 decision: labels[1],
                 reasons: self.reasons,
-                region,
+                region: labels[0],
                 origin: self
                     .target
                     .map_or("", |(r, o)| snap.regions[r].origins[o].address.as_str()),
                 status: self.status,
-                bytes,
+                bytes: self.bytes,
                 duration: elapsed,
                 tries: self.tries,
                 error: GATEWAY_ERRORS[usize::from(self.error)],
@@ -357,6 +419,55 @@ struct Exchange {
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
+impl Exchange {
+    /// The request made ready for origins: its protocol switch taken, its
+    /// headers prepared once for every try.
+    fn new(
+        mut req: Request<Incoming>,
+        found: headers::Found,
+        rec: Record,
+        decision: Decision,
+        decided_ms: u64,
+    ) -> Exchange {
+        let upgrade = found
+            .hop
+            .asks_upgrade(req.version())
+            .then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let snap = &rec.ctx.snap;
+        let prepared = headers::prepare(&mut parts, found, &rec.ctx, snap, upgrade.is_some());
+        Exchange {
+            rec,
+            decision,
+            parts,
+            prepared,
+            decided_ms,
+            body: Some(body),
+            upgrade,
+        }
+    }
+}
+
+/// A request the gateway refuses before deciding (its form or its Host).
+struct Refused {
+    status: u16,
+    error: &'static str,
+    detail: &'static str,
+    /// The connection closes after the answer.
+    close: bool,
+}
+
+impl Refused {
+    fn answer(self, rec: Record) -> Response<ResponseBody> {
+        let mut resp = gateway_error(rec, self.status, self.error, self.detail);
+        if self.close {
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}
+
 /// What one try got: the answer's head and, for HTTP/1, its connection to
 /// return once the body was read.
 struct OriginAnswer {
@@ -386,6 +497,23 @@ impl TryFailure {
             // Not retryable: the body cannot be sent again.
             TryFailure::Client(_) | TryFailure::BodyGone => Failure::AfterSend,
         }
+    }
+
+    /// The try ran out of time (rather than failing outright).
+    fn timed_out(&self) -> bool {
+        matches!(
+            self,
+            TryFailure::Failed {
+                timed_out: true,
+                ..
+            }
+        )
+    }
+
+    /// The gateway's answer when this failure ends the request.
+    fn gateway_error(&self, rec: Record) -> Response<ResponseBody> {
+        let (status, error, detail) = self.gateway_answer();
+        gateway_error(rec, status, error, detail)
     }
 
     /// The gateway's answer when no try is left: status, `error`, `detail`
@@ -440,12 +568,13 @@ impl Payload {
     /// The client's body as the tries will send it: kept whole when retries
     /// may repeat any method and it is small (`RETRY_BODY_LIMIT`), else streamed
     /// once. Reading it whole can find the client at fault.
-    async fn read(
-        body: Option<Incoming>,
-        all_methods: bool,
-        max_body: Option<u64>,
-        request_id: &HeaderValue,
-    ) -> Result<Payload, ClientFault> {
+    async fn read(x: &mut Exchange) -> Result<Payload, ClientFault> {
+        let (body, snap, request_id) = (x.body.take(), &x.rec.ctx.snap, &x.rec.ctx.request_id);
+        let route = x.decision.route;
+        let (all_methods, max_body) = (
+            snap.data_path.retries.all_methods,
+            snap.routes[route].max_body,
+        );
         let body = match body {
             Some(body) if !body.is_end_stream() => body,
             _ => return Ok(Payload::Whole(None)),
@@ -476,8 +605,12 @@ impl Payload {
         }
     }
 
-    fn replayable(&self) -> bool {
-        matches!(self, Payload::Whole(_))
+    /// Whether a request with this body and `method` may be sent again.
+    fn repeatable(&self, method: &Method) -> Repeatable {
+        Repeatable {
+            method: method.is_idempotent(),
+            body: matches!(self, Payload::Whole(_)),
+        }
     }
 
     /// The body for the next try, and for a streamed one its progress; None
@@ -587,40 +720,22 @@ impl Proxy {
     }
 
     /// The request's facts, its decision and its record; a gateway answer
-    /// when it goes no further.
-    fn prepare(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Decided {
-        let snap = self.shared.snapshot.load_full();
+    /// when it goes no further. In order: its form and Host checked, its facts
+    /// gathered, its route's rate limit asked, the decision, and the request
+    /// made ready for origins.
+    fn prepare(&self, req: Request<Incoming>, conn: ConnInfo) -> Decided {
         let peer_ip = conn.peer.ip().to_canonical();
         let seen = headers::Seen::read(req.headers());
-        let mut ctx = Ctx {
-            snap,
-            started: Instant::now(),
-            client_ip: peer_ip,
-            country: None,
-            request_id: request_id(seen.request_id),
-            is_write: false,
-            tls: conn.tls,
-            rate_left: None,
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-        };
-        if let Err(bad) = form::check(req.method(), req.uri(), seen.hop.other_coding()) {
-            self.count_rejected(bad.reason());
-            let rec = self.record(ctx, None);
-            let mut resp = gateway_error(rec, bad.status(), bad.error(), bad.detail());
-            // The body is unread, and for an unknown coding unreadable: the
-            // connection cannot carry a next request.
-            resp.headers_mut()
-                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-            return Decided::ByGateway(resp);
-        }
-        let host = match host::check(req.version(), req.uri(), seen.host, seen.host_repeated) {
-            Ok(h) => h,
-            Err(bad) => {
-                self.count_rejected("bad_host");
-                let rec = self.record(ctx, None);
-                return Decided::ByGateway(gateway_error(rec, 400, "bad_request", bad.detail()));
-            }
+        let mut ctx = Ctx::new(
+            self.shared.snapshot.load_full(),
+            &req,
+            &seen,
+            peer_ip,
+            conn.tls,
+        );
+        let host = match self.check_form(&req, &seen) {
+            Ok(host) => host,
+            Err(refused) => return Decided::ByGateway(refused.answer(self.record(ctx, None))),
         };
         let snap = ctx.snap.clone();
         let now = now_ms();
@@ -650,16 +765,20 @@ impl Proxy {
         self.retry_budget.on_request(now / 1000);
         // One reading of every region's health: the decision sees one state.
         let health = snap.health_view(now);
-        let decision = routing::decide(&snap, &health, &facts, &mut rand::thread_rng());
+        let decision = routing::decide(&snap, &health, &facts, &mut thread_rng());
         self.record_facts(&found, Some(&decision));
         let rec = self.record(ctx, Some(&decision));
         if decision.rejected() {
-            return Decided::ByGateway(gateway_error(
-                rec,
-                503,
-                "no_healthy_region",
-                "no region your data may be served from is available",
-            ));
+            let detail = "no region your data may be served from is available";
+            return Decided::ByGateway(gateway_error(rec, 503, "no_healthy_region", detail));
+        }
+        // A body its length says is too large goes nowhere.
+        let max_body = snap.routes[decision.route].max_body;
+        if let (Some(max), Some(len)) = (max_body, req.body().size_hint().exact()) {
+            if len > max {
+                let answer = self.client_failed(rec, now, ClientFault::TooLarge);
+                return Decided::ByGateway(answer);
+            }
         }
         // The target's authority (absolute-form, HTTP/2's `:authority`) goes on
         // as `Host` in place of the client's.
@@ -667,38 +786,45 @@ impl Proxy {
             .uri()
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-        // A body its length says is too large goes nowhere.
-        let max_body = snap.routes[decision.route].max_body;
-        let length = req.body().size_hint().exact();
-        if let (Some(max), Some(len)) = (max_body, length) {
-            if len > max {
-                self.retry_budget.forget_request(now / 1000);
-                return Decided::ByGateway(client_error(rec, ClientFault::TooLarge));
-            }
-        }
         let found = seen.into_found(peer_ip, target_host);
-        let upgrade = found
-            .hop
-            .asks_upgrade(req.version())
-            .then(|| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
-        let prepared = headers::prepare(&mut parts, found, &rec.ctx, &snap, upgrade.is_some());
-        Decided::Tries(Exchange {
-            rec,
-            decision,
-            parts,
-            prepared,
-            decided_ms: now,
-            body: Some(body),
-            upgrade,
+        Decided::Tries(Exchange::new(req, found, rec, decision, now))
+    }
+
+    /// The request's form (`form::check`) and Host (`host::check`): the host it
+    /// names, or what the gateway refuses it with (counted).
+    fn check_form<'r>(
+        &self,
+        req: &'r Request<Incoming>,
+        seen: &headers::Seen<'r>,
+    ) -> Result<&'r str, Refused> {
+        if let Err(bad) = form::check(req.method(), req.uri(), seen.hop.other_coding()) {
+            self.count_rejected(bad.reason());
+            // The body is unread, and for an unknown coding unreadable: the
+            // connection cannot carry a next request.
+            return Err(Refused {
+                status: bad.status(),
+                error: bad.error(),
+                detail: bad.detail(),
+                close: true,
+            });
+        }
+        host::check(req.version(), req.uri(), seen.host, seen.host_repeated).map_err(|bad| {
+            self.count_rejected("bad_host");
+            Refused {
+                status: 400,
+                error: "bad_request",
+                detail: bad.detail(),
+                close: false,
+            }
         })
     }
 
     /// Carries a decision out: the tries across origins and regions, until an
     /// answer goes back to the client. Each try is [`Proxy::try_once`], whose
-    /// failure says what it was; `retry::may_retry` and the budget decide whether
-    /// another follows. An `async` block rather than an `async fn`: an `async fn`
-    /// keeps its arguments twice in its state, a block uses what it captured in place.
+    /// failure says what it was; `retry::next_step` says whether another follows
+    /// and where, and the budget has the last word. An `async` block rather than
+    /// an `async fn`: an `async fn` keeps its arguments twice in its state, a
+    /// block uses what it captured in place.
     #[allow(clippy::manual_async_fn)]
     fn carry_out(
         self: Arc<Self>,
@@ -706,116 +832,115 @@ impl Proxy {
     ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, Infallible>> + Send {
         async move {
             let snap = x.rec.ctx.snap.clone();
-            let retries = &snap.data_path.retries;
-            let route = &snap.routes[x.decision.route];
-            let body = x.body.take();
-            let read = Payload::read(
-                body,
-                retries.all_methods,
-                route.max_body,
-                &x.rec.ctx.request_id,
-            );
-            let mut payload = match read.await {
+            let mut payload = match Payload::read(&mut x).await {
                 Ok(payload) => payload,
-                Err(fault) => {
-                    self.retry_budget.forget_request(x.decided_ms / 1000);
-                    return Ok(client_error(x.rec, fault));
-                }
+                Err(fault) => return Ok(self.client_failed(x.rec, x.decided_ms, fault)),
             };
-            let idempotent = x.parts.method.is_idempotent();
             // Writes never spill: at capacity they wait or are shed where they are.
             let spill = !x.rec.ctx.is_write;
             let priority = snap.routes[x.decision.route].priority;
             let mut walk = Walk::new(spill);
             // When the request first found no room anywhere (its wait counts from then).
             let mut no_room_since = None;
-            // The clock as of deciding, then as of each try's end: read once for
-            // what each step needs (health, outlier counts, a write token).
+            // The clock as of deciding, then as of each try's end (or wait): read once
+            // for what each step needs (health, outlier counts, the budget, a write token).
             let mut now = x.decided_ms;
+            let attempts = snap.data_path.retries.attempts;
             loop {
-                let origins = LiveOrigins {
-                    now_ms: now,
-                    priority,
-                };
-                let Some(to) = walk.next(
-                    &snap,
-                    &origins,
-                    &x.decision.order,
-                    retries.attempts,
-                    &mut rand::thread_rng(),
-                ) else {
-                    if walk.blocked() && walk.attempts() == 0 {
-                        let room = &self.shared.room;
-                        match room
-                            .wait(&snap.overload, priority, &mut no_room_since)
-                            .await
-                        {
-                            Ok(()) => {
-                                walk = Walk::new(spill);
-                                now = now_ms();
-                                continue;
-                            }
-                            Err(why) => return Ok(self.shed(x.rec, x.decision.route, why)),
-                        }
+                let live = LiveOrigins::at(now, priority);
+                let order = &x.decision.order;
+                let Some(to) = walk.next(&snap, &live, order, attempts, &mut thread_rng()) else {
+                    if !walk.may_wait() {
+                        let detail = "no origin left to try";
+                        return Ok(gateway_error(x.rec, 502, "upstream_unreachable", detail));
                     }
-                    return Ok(gateway_error(
-                        x.rec,
-                        502,
-                        "upstream_unreachable",
-                        "no origin left to try",
-                    ));
+                    let room = &self.shared.room;
+                    match room
+                        .wait(&snap.overload, priority, &mut no_room_since)
+                        .await
+                    {
+                        Ok(()) => (walk, now) = (Walk::new(spill), now_ms()),
+                        Err(why) => return Ok(self.shed(x.rec, x.decision.route, why)),
+                    }
+                    continue;
                 };
-                let (r, o) = (to.region, to.origin);
                 let Some(endpoint) = self.take_place(&snap, &mut x, &to, priority, now) else {
                     // The endpoint left its origin's set, or its last place went,
                     // since the walk looked: the walk picks again.
                     walk.untake(&to);
                     continue;
                 };
-                let tried = self
-                    .try_once(&snap, (r, o), &endpoint, &x, &mut payload)
-                    .await;
+                let at = (to.region, to.origin);
+                let tried = self.try_once(&snap, at, &endpoint, &x, &mut payload).await;
                 now = now_ms();
-                let failure = match &tried {
-                    Ok(a) => {
-                        // A 5xx counts against the endpoint; any other answer feeds its latency.
-                        let answered = (a.status < 500).then_some(a.started);
-                        self.observe(&snap, (r, o), &endpoint, answered, now);
-                        Failure::Status(a.status)
-                    }
-                    Err(TryFailure::Client(fault)) => {
-                        self.retry_budget.forget_request(x.decided_ms / 1000);
-                        return Ok(client_error(x.rec, *fault));
-                    }
-                    Err(f) => {
-                        self.observe(&snap, (r, o), &endpoint, None, now);
-                        f.failure()
-                    }
+                let failure = match self.observe_try(&snap, at, &endpoint, &tried, now) {
+                    Ok(failure) => failure,
+                    Err(fault) => return Ok(self.client_failed(x.rec, x.decided_ms, fault)),
                 };
-                let timed_out = matches!(
-                    tried,
-                    Err(TryFailure::Failed {
-                        timed_out: true,
-                        ..
-                    })
-                );
-                if retry::may_retry(retries, failure, idempotent, payload.replayable())
-                    && self.spend_retry(&snap, r, &walk, &x.decision, failure, timed_out)
-                {
-                    continue;
+                let request = payload.repeatable(&x.parts.method);
+                let live = LiveOrigins::at(now, priority);
+                let rng = &mut thread_rng();
+                let next =
+                    retry::next_step(&snap, &walk, &x.decision, failure, request, &live, rng);
+                if let Next::Retry { to: region } = next {
+                    let reason =
+                        retry::reason(failure, tried.as_ref().is_err_and(TryFailure::timed_out));
+                    if self.spend_retry(&snap, (to.region, region), reason, now) {
+                        continue;
+                    }
                 }
+                // Giving up: the last try's answer, or the gateway's for its failure.
                 return Ok(match tried {
-                    Ok(answer) => {
-                        let upgrade = x.upgrade.take();
-                        self.answer(x.rec, &x.decision, upgrade, (r, &endpoint), answer, now)
-                    }
-                    Err(f) => {
-                        let (status, error, detail) = f.gateway_answer();
-                        gateway_error(x.rec, status, error, detail)
-                    }
+                    Ok(a) => self.answer(
+                        x.rec,
+                        &x.decision,
+                        x.upgrade,
+                        (to.region, &endpoint),
+                        a,
+                        now,
+                    ),
+                    Err(f) => f.gateway_error(x.rec),
                 });
             }
         }
+    }
+
+    /// Feeds a try's result to its endpoint's health ([`Proxy::observe`]) and says
+    /// how the try went, for what follows: an answer is `Failure::Status`. Err: the
+    /// client failed the try, which ends the request and blames no origin.
+    fn observe_try(
+        &self,
+        snap: &Snapshot,
+        at: (RegionIdx, usize),
+        endpoint: &Endpoint,
+        tried: &Result<OriginAnswer, TryFailure>,
+        now: u64,
+    ) -> Result<Failure, ClientFault> {
+        match tried {
+            Ok(a) => {
+                // A 5xx counts against the endpoint; any other answer feeds its latency.
+                let answered = (a.status < 500).then_some(a.started);
+                self.observe(snap, at, endpoint, answered, now);
+                Ok(Failure::Status(a.status))
+            }
+            Err(TryFailure::Client(fault)) => Err(*fault),
+            Err(f) => {
+                self.observe(snap, at, endpoint, None, now);
+                Ok(f.failure())
+            }
+        }
+    }
+
+    /// The answer to a request its client failed, which was counted at
+    /// `counted_ms` (wall-clock): it buys the retry budget nothing.
+    fn client_failed(
+        &self,
+        rec: Record,
+        counted_ms: u64,
+        fault: ClientFault,
+    ) -> Response<ResponseBody> {
+        self.retry_budget.forget_request(counted_ms / 1000);
+        client_error(rec, fault)
     }
 
     /// Takes a place for the request's next try at `to` (its previous try's
@@ -1044,6 +1169,7 @@ impl Proxy {
             origin_failed: false,
             fault: None,
             error: 0,
+            written: false,
         }
     }
 
@@ -1087,48 +1213,30 @@ impl Proxy {
             .inc();
     }
 
-    /// For a try that may be repeated: true when there is somewhere to go and the
-    /// budget allows it (counted as a retry toward where it will go, or as a denial).
+    /// For a retry the walk has somewhere to send (`from` one region `to` another):
+    /// true when the budget allows it, counted as a retry with `reason`, or as a denial.
     fn spend_retry(
         &self,
         snap: &Snapshot,
-        from: RegionIdx,
-        walk: &Walk,
-        decision: &Decision,
-        failure: Failure,
-        timed_out: bool,
+        (from, to): (RegionIdx, RegionIdx),
+        reason: &'static str,
+        now: u64,
     ) -> bool {
         let policy = &snap.data_path.retries;
-        let origins = LiveOrigins {
-            now_ms: now_ms(),
-            priority: snap.routes[decision.route].priority,
-        };
-        let Some(to) = walk.peek_retry(
-            snap,
-            &origins,
-            &decision.order,
-            policy.attempts,
-            &mut rand::thread_rng(),
-        ) else {
-            return false;
-        };
         let m = &self.shared.metrics;
         if !self.retry_budget.try_retry(
-            now_ms() / 1000,
+            now / 1000,
             policy.budget_ratio,
             policy.budget_min_per_second,
         ) {
             m.retries_denied.with_label_values(&["budget"]).inc();
             return false;
         }
-        let from = snap.regions[from].name.as_str();
-        m.retries
-            .with_label_values(&[
-                from,
-                &snap.regions[to].name,
-                retry::reason(failure, timed_out),
-            ])
-            .inc();
+        let (from, to) = (
+            snap.regions[from].name.as_str(),
+            snap.regions[to].name.as_str(),
+        );
+        m.retries.with_label_values(&[from, to, reason]).inc();
         true
     }
 

@@ -57,6 +57,12 @@ impl Walk {
         self.attempts
     }
 
+    /// The request may wait for a place: the last `next` found no room, and
+    /// no try was made yet (a request that had one ends with its failure).
+    pub fn may_wait(&self) -> bool {
+        self.blocked && self.attempts == 0
+    }
+
     /// The next try's target, taken: None once `order` is used up. The last
     /// allowed try (`max_attempts`) goes to the next region when there is one: a
     /// region that just failed a try may be going down, and only another region
@@ -133,12 +139,14 @@ impl Walk {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::core::health::HealthView;
     use crate::test_support::ConfigFile;
 
-    fn snapshot() -> Snapshot {
+    /// Region 0 with two origins, region 1 with one; the default retry
+    /// policy (two tries in all; 502, 503, 504 retried).
+    pub(in crate::core::routing) fn snapshot() -> Snapshot {
         ConfigFile::with(
             "walk",
             "local_region: a\n\

@@ -23,7 +23,7 @@ pub use view::{EndpointStatus, LiveOrigins, OriginView};
 
 use rand::Rng;
 
-use crate::core::snapshot::{RegionIdx, Snapshot};
+use crate::core::snapshot::{RegionIdx, RegionSet, ResidencyGroup, Route, Snapshot};
 use crate::request::geo::{Continent, Country};
 
 /// What the gateway knows about one request before routing it.
@@ -121,8 +121,7 @@ pub fn decide_traced<R: Rng + ?Sized, T: Trace>(
     rng: &mut R,
     trace: &mut T,
 ) -> Decision {
-    let route_idx = facts.route;
-    let route = &snap.routes[route_idx];
+    let route = &snap.routes[facts.route];
 
     // 2. Residency narrows the candidates.
     let residency = snap
@@ -131,9 +130,8 @@ pub fn decide_traced<R: Rng + ?Sized, T: Trace>(
         .position(|g| g.matches(facts.country, facts.continent));
     let group = residency.map(|g| &snap.residency[g]);
     let candidates = group.map_or(snap.all_regions(), |g| g.regions);
-    let reject_when_empty = group.is_some_and(|g| g.reject);
     let mut decision = Decision {
-        route: route_idx,
+        route: facts.route,
         residency,
         order: Order::new(),
         reasons: Reasons::default(),
@@ -149,27 +147,92 @@ pub fn decide_traced<R: Rng + ?Sized, T: Trace>(
     if route.writes_to_write_region && facts.is_write {
         let target = group.map_or(snap.write_region, |g| g.write_region);
         if let Some(w) = target.filter(|w| candidates.contains(*w)) {
-            decision.reasons.add(Reason::Write);
-            if !health.region(w).eligible() {
-                if reject_when_empty {
-                    decision.reasons = Reasons::only(Reason::ResidencyReject);
-                    trace.step(snap, "write region unavailable: reject", &[]);
-                    return decision;
-                }
-                // Nowhere else can take the write: fail open to the write region.
-                decision.reasons.add(Reason::Panic);
-            }
-            decision.order.push(w);
-            trace.step(snap, "write", &decision.order);
-            return decision;
+            return to_write_region(snap, health, group, w, decision, trace);
         }
     }
 
     // 4./5. A write token or affinity cookie pins a read to a region.
+    let pinned = pinned(route, health, facts, candidates, &mut decision.token);
+
+    // 6. Steering orders every candidate.
+    let (mut order, steer_reason) =
+        steer::order(snap, health, facts, route.steering, candidates, rng);
+    trace.step(snap, steer_reason.as_str(), &order);
+    let first_choice = order[0];
+
+    // 8. Health: drop unhealthy and drained regions; panic or reject when too few are left.
+    match keep_healthy(snap, health, facts, group, &mut order, rng, trace) {
+        Healthy::Kept => {}
+        Healthy::Reject => {
+            decision.reasons = Reasons::only(Reason::ResidencyReject);
+            return decision;
+        }
+        Healthy::Panic => {
+            decision.reasons = Reasons::only(steer_reason);
+            decision.reasons.add(Reason::Panic);
+            decision.order = order;
+            return decision;
+        }
+    }
+
+    if let Some((r, why)) = pinned {
+        move_to_front(&mut order, r);
+        decision.reasons.add(why);
+        decision.order = order;
+        trace.step(snap, why.as_str(), &decision.order);
+        return decision;
+    }
+
+    decision.reasons.add(steer_reason);
+    if order[0] != first_choice {
+        decision.reasons.add(Reason::Failover);
+    }
+    // 7. Dials, degraded factors and shifts.
+    decision.order = order;
+    spread(snap, health, facts, &mut decision, rng, trace);
+    decision
+}
+
+/// Step 3 for a write whose write region `w` is a candidate: there, or, when
+/// it is unavailable, rejected (a group that rejects) or sent there anyway
+/// (nowhere else can take it).
+fn to_write_region<T: Trace>(
+    snap: &Snapshot,
+    health: &HealthView,
+    group: Option<&ResidencyGroup>,
+    w: RegionIdx,
+    mut decision: Decision,
+    trace: &mut T,
+) -> Decision {
+    decision.reasons.add(Reason::Write);
+    if !health.region(w).eligible() {
+        if group.is_some_and(|g| g.reject) {
+            decision.reasons = Reasons::only(Reason::ResidencyReject);
+            trace.step(snap, "write region unavailable: reject", &[]);
+            return decision;
+        }
+        // Nowhere else can take the write: fail open to the write region.
+        decision.reasons.add(Reason::Panic);
+    }
+    decision.order.push(w);
+    trace.step(snap, "write", &decision.order);
+    decision
+}
+
+/// Steps 4 and 5: the region a read is pinned to by a valid write token (when
+/// the route honours them) or an affinity cookie, if it is a candidate and
+/// eligible. What became of the token goes to `token`.
+fn pinned(
+    route: &Route,
+    health: &HealthView,
+    facts: &RequestFacts,
+    candidates: RegionSet,
+    token: &mut TokenUse,
+) -> Option<(RegionIdx, Reason)> {
     let mut pinned = None;
     if !facts.is_write && route.read_your_writes.is_some() {
         if let Some(r) = facts.write_token {
-            decision.token = if !candidates.contains(r) {
+            *token = if !candidates.contains(r) {
                 TokenUse::OutsideResidency
             } else if health.region(r).eligible() {
                 pinned = Some((r, Reason::ReadYourWrites));
@@ -186,14 +249,31 @@ pub fn decide_traced<R: Rng + ?Sized, T: Trace>(
             }
         }
     }
+    pinned
+}
 
-    // 6. Steering orders every candidate.
-    let (mut order, steer_reason) =
-        steer::order(snap, health, facts, route.steering, candidates, rng);
-    trace.step(snap, steer_reason.as_str(), &order);
-    let first_choice = order[0];
+/// What step 8 left of the steered order.
+enum Healthy {
+    /// `order` holds the eligible regions, in order.
+    Kept,
+    /// No eligible region in a group that rejects then.
+    Reject,
+    /// Too few eligible regions: `order` is the whole steered order, untouched.
+    Panic,
+}
 
-    // 8. Health: drop unhealthy and drained regions; panic or reject when too few are left.
+/// Step 8: drops unhealthy and drained regions from `order`. A group whose
+/// regions are all down and that allows it (`allow_outside`) takes any healthy
+/// region; below the panic threshold the whole order stays (fail open).
+fn keep_healthy<R: Rng + ?Sized, T: Trace>(
+    snap: &Snapshot,
+    health: &HealthView,
+    facts: &RequestFacts,
+    group: Option<&ResidencyGroup>,
+    order: &mut Order,
+    rng: &mut R,
+    trace: &mut T,
+) -> Healthy {
     // Counted first and filtered in place last: panic mode keeps the whole steered order.
     let total = order.len();
     let eligible = |r: &RegionIdx| health.region(*r).eligible();
@@ -205,8 +285,8 @@ pub fn decide_traced<R: Rng + ?Sized, T: Trace>(
     let mut outside = None;
     if healthy == 0 && group.is_some_and(|g| !g.reject) {
         // `allow_outside`: the group's regions are all down, so any healthy region may serve.
-        let (mut all, _) =
-            steer::order(snap, health, facts, route.steering, snap.all_regions(), rng);
+        let steering = snap.routes[facts.route].steering;
+        let (mut all, _) = steer::order(snap, health, facts, steering, snap.all_regions(), rng);
         all.retain(|r| eligible(r));
         trace.step(snap, "residency group down: allowed outside", &all);
         healthy = all.len();
@@ -214,40 +294,32 @@ pub fn decide_traced<R: Rng + ?Sized, T: Trace>(
     }
     let too_few = (healthy as f64) < snap.panic_threshold * total as f64;
     if healthy == 0 || too_few {
-        if healthy == 0 && reject_when_empty {
-            decision.reasons = Reasons::only(Reason::ResidencyReject);
-            trace.step(
-                snap,
-                "no healthy region in the residency group: reject",
-                &[],
-            );
-            return decision;
+        if healthy == 0 && group.is_some_and(|g| g.reject) {
+            let why = "no healthy region in the residency group: reject";
+            trace.step(snap, why, &[]);
+            return Healthy::Reject;
         }
-        decision.reasons = Reasons::only(steer_reason);
-        decision.reasons.add(Reason::Panic);
-        decision.order = order;
-        trace.step(snap, "panic: all candidates", &decision.order);
-        return decision;
+        trace.step(snap, "panic: all candidates", order);
+        return Healthy::Panic;
     }
     match outside {
-        Some(all) => order = all,
+        Some(all) => *order = all,
         None => order.retain(|r| eligible(r)),
     }
+    Healthy::Kept
+}
 
-    if let Some((r, why)) = pinned {
-        move_to_front(&mut order, r);
-        decision.reasons.add(why);
-        decision.order = order;
-        trace.step(snap, why.as_str(), &decision.order);
-        return decision;
-    }
-
-    decision.reasons.add(steer_reason);
-    if order[0] != first_choice {
-        decision.reasons.add(Reason::Failover);
-    }
-
-    // 7. Dials and degraded factors spill part of the first choice's share to the next.
+/// Step 7: dials and degraded factors spill part of the first choice's share
+/// to the next; shifts move their current fraction of `from`'s traffic to `to`.
+fn spread<R: Rng + ?Sized, T: Trace>(
+    snap: &Snapshot,
+    health: &HealthView,
+    facts: &RequestFacts,
+    decision: &mut Decision,
+    rng: &mut R,
+    trace: &mut T,
+) {
+    let order = &mut decision.order;
     if order.len() > 1 {
         let first = health.region(order[0]);
         let mut keep = f64::from(snap.regions[order[0]].dial) / 100.0;
@@ -256,24 +328,21 @@ pub fn decide_traced<R: Rng + ?Sized, T: Trace>(
         }
         if keep < 1.0 && rng.gen::<f64>() >= keep {
             order.swap(0, 1);
-            trace.step(snap, "dial", &order);
+            trace.step(snap, "dial", order);
         }
     }
-    // Shifts move their current fraction of `from`'s traffic to `to`.
     for (i, s) in snap.shifts.iter().enumerate() {
         if s.from != order[0] || !order.contains(&s.to) || !health.shift_active(i) {
             continue;
         }
         let f = s.fraction_at(facts.now_ms);
         if f > 0.0 && rng.gen::<f64>() < f {
-            move_to_front(&mut order, s.to);
+            move_to_front(order, s.to);
             decision.reasons.add(Reason::Shift);
-            trace.step(snap, "shift", &order);
+            trace.step(snap, "shift", order);
         }
         break;
     }
-    decision.order = order;
-    decision
 }
 
 fn move_to_front(order: &mut [RegionIdx], r: RegionIdx) {

@@ -40,6 +40,13 @@ pub struct LiveOrigins {
     pub priority: Priority,
 }
 
+impl LiveOrigins {
+    /// The live endpoints as of `now_ms`, for a request of `priority`.
+    pub fn at(now_ms: u64, priority: Priority) -> LiveOrigins {
+        LiveOrigins { now_ms, priority }
+    }
+}
+
 impl OriginView for LiveOrigins {
     fn each_endpoint(
         &self,
