@@ -39,7 +39,8 @@ enum Inner {
 
 /// What happens when the answer ends.
 pub struct End {
-    /// The request's record, finished once when the answer ends.
+    /// The request's record, finished once when the answer ends (and
+    /// dropped with this).
     pub record: Option<super::Record>,
     /// The origin connection to return once the body was read to its end.
     pub reuse: Option<(Arc<OriginPool>, http1::SendRequest<RequestBody>)>,
@@ -57,7 +58,7 @@ impl End {
         if let (true, Some((pool, tx))) = (self.complete, self.reuse.take()) {
             pool.put(tx);
         }
-        if let Some(record) = self.record.take() {
+        if let Some(record) = &mut self.record {
             record.finish(self.bytes, self.complete, self.origin_failed);
         }
     }

@@ -187,12 +187,16 @@ impl Drop for Record {
 impl Record {
     /// The request's normal end: its answer's body ended after `bytes` bytes,
     /// read whole (`complete`) or cut short, by the origin when `origin_failed`.
-    pub fn finish(mut self, bytes: usize, complete: bool, origin_failed: bool) {
-        (self.bytes, self.complete, self.origin_failed) = (bytes, complete, origin_failed);
-        self.write_down();
+    /// In place (the record is large): dropping it afterwards records nothing.
+    pub fn finish(&mut self, bytes: usize, complete: bool, origin_failed: bool) {
+        if !self.written {
+            (self.bytes, self.complete, self.origin_failed) = (bytes, complete, origin_failed);
+            self.write_down();
+        }
     }
 
-    /// Metrics, the region's rolling counts and the access log line, once.
+    /// Metrics, the region's rolling counts and the access log line, once:
+    /// by [`Record::finish`], or by the drop of a record never finished.
     fn write_down(&mut self) {
         if self.written {
             return;
@@ -419,16 +423,17 @@ struct Exchange {
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
-impl Exchange {
-    /// The request made ready for origins: its protocol switch taken, its
-    /// headers prepared once for every try.
-    fn new(
+impl Decided {
+    /// The request on its way to origins: its protocol switch taken, its
+    /// headers prepared once for every try. (Built in the value returned: an
+    /// `Exchange` returned and then wrapped would be copied once more.)
+    fn tries(
         mut req: Request<Incoming>,
         found: headers::Found,
         rec: Record,
         decision: Decision,
         decided_ms: u64,
-    ) -> Exchange {
+    ) -> Decided {
         let upgrade = found
             .hop
             .asks_upgrade(req.version())
@@ -436,7 +441,7 @@ impl Exchange {
         let (mut parts, body) = req.into_parts();
         let snap = &rec.ctx.snap;
         let prepared = headers::prepare(&mut parts, found, &rec.ctx, snap, upgrade.is_some());
-        Exchange {
+        Decided::Tries(Exchange {
             rec,
             decision,
             parts,
@@ -444,7 +449,7 @@ impl Exchange {
             decided_ms,
             body: Some(body),
             upgrade,
-        }
+        })
     }
 }
 
@@ -787,7 +792,7 @@ impl Proxy {
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
         let found = seen.into_found(peer_ip, target_host);
-        Decided::Tries(Exchange::new(req, found, rec, decision, now))
+        Decided::tries(req, found, rec, decision, now)
     }
 
     /// The request's form (`form::check`) and Host (`host::check`): the host it
