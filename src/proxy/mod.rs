@@ -423,36 +423,6 @@ struct Exchange {
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
-impl Decided {
-    /// The request on its way to origins: its protocol switch taken, its
-    /// headers prepared once for every try. (Built in the value returned: an
-    /// `Exchange` returned and then wrapped would be copied once more.)
-    fn tries(
-        mut req: Request<Incoming>,
-        found: headers::Found,
-        rec: Record,
-        decision: Decision,
-        decided_ms: u64,
-    ) -> Decided {
-        let upgrade = found
-            .hop
-            .asks_upgrade(req.version())
-            .then(|| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
-        let snap = &rec.ctx.snap;
-        let prepared = headers::prepare(&mut parts, found, &rec.ctx, snap, upgrade.is_some());
-        Decided::Tries(Exchange {
-            rec,
-            decision,
-            parts,
-            prepared,
-            decided_ms,
-            body: Some(body),
-            upgrade,
-        })
-    }
-}
-
 /// A request the gateway refuses before deciding (its form or its Host).
 struct Refused {
     status: u16,
@@ -728,7 +698,7 @@ impl Proxy {
     /// when it goes no further. In order: its form and Host checked, its facts
     /// gathered, its route's rate limit asked, the decision, and the request
     /// made ready for origins.
-    fn prepare(&self, req: Request<Incoming>, conn: ConnInfo) -> Decided {
+    fn prepare(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Decided {
         let peer_ip = conn.peer.ip().to_canonical();
         let seen = headers::Seen::read(req.headers());
         let mut ctx = Ctx::new(
@@ -744,20 +714,7 @@ impl Proxy {
         };
         let snap = ctx.snap.clone();
         let now = now_ms();
-        let raw = RawRequest {
-            peer: peer_ip,
-            xff: seen.xff(req.headers()),
-            cookies: &seen.cookies,
-            token_header: seen.write_token,
-            method: req.method().as_str(),
-            host,
-            path: req.uri().path(),
-            now_ms: now,
-        };
-        let (facts, found) = facts::gather(&snap, raw);
-        ctx.is_write = facts.is_write;
-        ctx.country = facts.country;
-        ctx.client_ip = found.client;
+        let (facts, found) = self.gather(&mut ctx, &req, &seen, host, now);
         if let Some(limit) = &snap.routes[facts.route].rate_limit {
             match limit.admit(found.client, facts.country, req.headers(), ctx.started) {
                 Ok(left) => ctx.rate_left = Some(left),
@@ -792,7 +749,49 @@ impl Proxy {
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
         let found = seen.into_found(peer_ip, target_host);
-        Decided::tries(req, found, rec, decision, now)
+        // Made ready for origins here, in the value returned: what a helper
+        // took by value (the request, the record) would be copied once more.
+        let upgrade = found
+            .hop
+            .asks_upgrade(req.version())
+            .then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let prepared = headers::prepare(&mut parts, found, &rec.ctx, &snap, upgrade.is_some());
+        Decided::Tries(Exchange {
+            rec,
+            decision,
+            parts,
+            prepared,
+            decided_ms: now,
+            body: Some(body),
+            upgrade,
+        })
+    }
+
+    /// The request's facts (`facts::gather`), and what they tell its context.
+    fn gather<'r>(
+        &self,
+        ctx: &mut Ctx,
+        req: &'r Request<Incoming>,
+        seen: &'r headers::Seen<'r>,
+        host: &'r str,
+        now: u64,
+    ) -> (routing::RequestFacts, facts::Findings) {
+        let raw = RawRequest {
+            peer: ctx.client_ip,
+            xff: seen.xff(req.headers()),
+            cookies: &seen.cookies,
+            token_header: seen.write_token,
+            method: req.method().as_str(),
+            host,
+            path: req.uri().path(),
+            now_ms: now,
+        };
+        let (facts, found) = facts::gather(&ctx.snap, raw);
+        ctx.is_write = facts.is_write;
+        ctx.country = facts.country;
+        ctx.client_ip = found.client;
+        (facts, found)
     }
 
     /// The request's form (`form::check`) and Host (`host::check`): the host it
