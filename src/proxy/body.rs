@@ -64,8 +64,9 @@ impl End {
     }
 }
 
-/// The fallback for an answer whose end was never polled: the client left
-/// mid-body, or the body was empty and hyper never asked for it.
+/// Finishes what `ResponseBody::finished` did not: an answer whose end was
+/// never polled (the client left mid-body, or an empty body hyper never asks
+/// for). After `finished` nothing is left to do.
 impl Drop for End {
     fn drop(&mut self) {
         self.finish();

@@ -133,9 +133,8 @@ mod tests {
     mod after_a_try {
         use super::super::*;
         use crate::core::health::HealthView;
-        use crate::core::routing::{Order, Reasons, TokenUse};
-
         use crate::core::routing::failover::tests::snapshot;
+        use crate::core::routing::{Order, Reasons, TokenUse};
 
         fn decision() -> Decision {
             Decision {
