@@ -31,8 +31,8 @@ fn keys(v: &Value, out: &mut BTreeSet<String>) {
 /// documents it fetched (the variables it binds them to), not from its own objects.
 fn fields_the_page_reads(page: &str) -> BTreeSet<(String, String)> {
     // The page's names for parts of the state document.
-    const DOCS: [&str; 11] = [
-        "state", "c", "r", "o", "a", "s", "lm", "lp", "d", "v", "dns",
+    const DOCS: [&str; 12] = [
+        "state", "c", "r", "o", "a", "s", "lm", "lp", "d", "v", "dns", "ov",
     ];
     // Methods and properties of JavaScript's own objects (arrays, strings,
     // numbers, a fetch Response, elements) that those names also carry.

@@ -305,6 +305,20 @@ async fn a_full_region_spills_the_excess_to_the_next_and_nobody_sees_an_error() 
     let origin = &state["regions"]["eu-west-1"]["origins"][0];
     assert_eq!(origin["capacity"]["max_inflight"], 4, "{origin}");
     assert_eq!(eu.inside.load(Relaxed), 0);
+    // The regions' last minute says where the excess went, as the counter does.
+    let region = |name: &str| state["regions"][name]["capacity"].clone();
+    let (eu_c, us_c) = (region("eu-west-1"), region("us-east-1"));
+    assert_eq!(eu_c["max_inflight"], 4, "{eu_c}");
+    assert_eq!(eu_c["in_flight"], 0, "{eu_c}");
+    assert_eq!(eu_c["last_minute"]["spilled_out"], us_ok, "{eu_c}");
+    assert_eq!(us_c["last_minute"]["spilled_in"], us_ok, "{us_c}");
+    assert_eq!(
+        us_c["max_inflight"],
+        serde_json::Value::Null,
+        "no limit there: {us_c}"
+    );
+    let per_s = eu_c["last_minute"]["spilled_out_rps"].as_f64().unwrap();
+    assert!(per_s > 0.0, "{eu_c}");
 }
 
 #[tokio::test]
@@ -362,6 +376,11 @@ async fn with_nowhere_else_allowed_the_excess_is_shed_fast_and_the_origin_stays_
         .await
         .unwrap();
     assert!(events.contains("shedding"), "{events}");
+    // Counted against the region the requests were for.
+    let state = gw.state().await;
+    let eu_c = &state["regions"]["eu-west-1"]["capacity"];
+    assert_eq!(eu_c["last_minute"]["shed"], got.shed, "{eu_c}");
+    assert_eq!(eu_c["last_minute"]["spilled_out"], 0, "{eu_c}");
 }
 
 #[tokio::test]

@@ -317,6 +317,16 @@ async fn the_page_shows_every_region_and_a_killed_one_turns_unhealthy_within_3s(
             ))
             .await;
         assert_eq!(health, "healthy", "{r}");
+        // Each region's load against its capacity (these origins have no limit).
+        let load = page
+            .eval(&format!(
+                "document.querySelector('.card[data-region=\"{r}\"] .inflight').textContent"
+            ))
+            .await;
+        assert!(
+            load.as_str().unwrap().ends_with("/ no limit"),
+            "{r}: {load}"
+        );
     }
     let origins = page
         .eval("document.querySelectorAll('#origins tbody tr').length")

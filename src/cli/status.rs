@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::services::api::{OriginDoc, State};
+use crate::services::api::{OriginDoc, RegionDoc, State};
 
 /// Events shown under the table.
 const LAST_EVENTS: usize = 10;
@@ -223,6 +223,7 @@ pub fn render(state: &State, events: &[Value], color: bool, now: u64) -> String 
             ms(lm.p50_ms),
             ms(lm.p99_ms),
         );
+        region_capacity(&mut out, r);
         for o in &r.origins {
             let why =
                 o.last_probe
@@ -455,6 +456,29 @@ pub async fn run(o: &Options) -> u8 {
     }
 }
 
+/// A region's requests in flight against its capacity, and what spilled out of
+/// it, into it or was shed over the last minute: when it has a limit or
+/// something overflowed.
+fn region_capacity(out: &mut String, r: &RegionDoc) {
+    let c = &r.capacity;
+    let m = &c.last_minute;
+    let overflowed = m.spilled_out + m.spilled_in + m.shed > 0;
+    if c.max_inflight.is_none() && !overflowed {
+        return;
+    }
+    let load = match c.max_inflight {
+        Some(max) => format!("{}/{max}", c.in_flight),
+        None => format!("{} (no limit)", c.in_flight),
+    };
+    let _ = writeln!(
+        out,
+        "  in flight {load}, last minute: spilled out {}/s, in {}/s, shed {}/s",
+        rps(m.spilled_out_rps),
+        rps(m.spilled_in_rps),
+        rps(m.shed_rps),
+    );
+}
+
 /// An origin's limits against what it has in flight, when it has any.
 fn capacity(out: &mut String, o: &OriginDoc) {
     let c = &o.capacity;
@@ -519,6 +543,12 @@ mod tests {
             "p50_ms": p50, "p99_ms": p99})
     }
 
+    fn region_capacity(in_flight: u64, max: Option<u64>, out_rps: f64, shed_rps: f64) -> Value {
+        json!({"in_flight": in_flight, "max_inflight": max, "last_minute": {"window_s": 60.0,
+            "spilled_out": (out_rps * 60.0) as u64, "spilled_in": 0, "shed": (shed_rps * 60.0) as u64,
+            "spilled_out_rps": out_rps, "spilled_in_rps": 0.0, "shed_rps": shed_rps}})
+    }
+
     fn address(address: &str, state: &str, outstanding: u64, ejected_for_ms: u64) -> Value {
         json!({"address": address, "probe_state": state, "eligible": ejected_for_ms == 0 && state == "healthy",
             "latency_ms": 1.0, "outstanding": outstanding, "ejected": ejected_for_ms > 0,
@@ -555,10 +585,12 @@ mod tests {
                 "eu-west-1": {"weight": 50, "effective_weight": 0.0, "traffic_dial": 100, "drained": false, "health": "unhealthy",
                     "latency_ms": 12.5, "replication_lag_ms": 300,
                     "last_minute": minute(2.5, 0.25, json!(3.2), json!(1500.0)),
+                    "capacity": region_capacity(0, None, 0.0, 0.0),
                     "origins": [eu_origin]},
                 "us-east-1": {"weight": 100, "effective_weight": 100.0, "traffic_dial": 100, "drained": false, "health": "healthy",
                     "latency_ms": 1.0, "replication_lag_ms": null,
                     "last_minute": minute(120.0, 0.0, json!(null), json!(null)),
+                    "capacity": region_capacity(3, Some(40), 2.5, 0.1),
                     "origins": [us_origin]}
             },
             "shifts": [{"name": "move", "from": "us-east-1", "to": "eu-west-1", "progress": 0.15, "final_percent": 30.0, "active": true, "aborted": false}],
@@ -627,6 +659,15 @@ mod tests {
         assert_eq!(
             line("capacity"),
             "capacity 3/40 in flight (adaptive, unloaded 12ms), at most 500 rps"
+        );
+        assert_eq!(
+            line("in flight"),
+            "in flight 3/40, last minute: spilled out 2.5/s, in 0.0/s, shed 0.1/s"
+        );
+        assert_eq!(
+            t.matches("in flight").count(),
+            4,
+            "the unlimited region that overflowed nothing has no line: {t}"
         );
         assert_eq!(
             line("dns error"),

@@ -48,7 +48,8 @@ use crate::request::facts::{self, RawRequest};
 use crate::request::geo::{Country, GeoResult};
 use crate::request::rate_limit::{Admitted, Denied, RouteLimit};
 use crate::services::shared::Shared;
-use crate::util::clock::now_ms;
+use crate::telemetry::rates::Overflow;
+use crate::util::clock::{monotonic_ms, now_ms};
 
 /// Request bodies up to this size are kept whole when `retries.methods: all`, so
 /// a retry can send them again; larger ones stream and are sent once.
@@ -864,7 +865,7 @@ impl Proxy {
                         .await
                     {
                         Ok(()) => (walk, now) = (Walk::new(spill), now_ms()),
-                        Err(why) => return Ok(self.shed(x.rec, x.decision.route, why)),
+                        Err(why) => return Ok(self.shed(x.rec, &x.decision, why)),
                     }
                     continue;
                 };
@@ -976,11 +977,15 @@ impl Proxy {
         if let Some(from) = to.spilled_from {
             x.decision.reasons.add(routing::Reason::Spillover);
             x.rec.reasons = Some(x.decision.reasons);
+            let (from, to) = (&snap.regions[from], &snap.regions[r]);
             self.shared
                 .metrics
                 .spillover
-                .with_label_values(&[&snap.regions[from].name, &snap.regions[r].name])
+                .with_label_values(&[&from.name, &to.name])
                 .inc();
+            let at = monotonic_ms();
+            from.state.overflow.add(at, Overflow::SpilledOut);
+            to.state.overflow.add(at, Overflow::SpilledIn);
         }
         x.rec.begin((r, o), &endpoint);
         Some(endpoint)
@@ -1179,8 +1184,18 @@ impl Proxy {
 
     /// Sheds a request no region it may use had room for: 503, `Retry-After`,
     /// counted, and the start of a spell of shedding journaled.
-    fn shed(&self, rec: Record, route: usize, why: overload::Shed) -> Response<ResponseBody> {
+    fn shed(
+        &self,
+        rec: Record,
+        decision: &Decision,
+        why: overload::Shed,
+    ) -> Response<ResponseBody> {
         let shared = &self.shared;
+        let route = decision.route;
+        if let Some(&first) = decision.order.first() {
+            let region = &rec.ctx.snap.regions[first];
+            region.state.overflow.add(monotonic_ms(), Overflow::Shed);
+        }
         shared
             .metrics
             .requests_shed

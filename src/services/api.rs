@@ -54,8 +54,26 @@ pub struct RegionDoc {
     /// The largest lag an eligible endpoint reported.
     pub replication_lag_ms: Option<u32>,
     pub last_minute: LastMinute,
+    pub capacity: RegionCapacityDoc,
     pub origins: Vec<OriginDoc>,
 }
+
+/// A region's load against its capacity, and what overflowed it lately.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionCapacityDoc {
+    /// Requests in flight at its origins now.
+    pub in_flight: u64,
+    /// The in-flight limits of its eligible origins summed, after the region's
+    /// dial and degraded factor (as a normal-priority request sees them); null
+    /// when one of them has no limit, so the region has none either.
+    pub max_inflight: Option<u64>,
+    /// Spilled out, spilled in and shed over the last minute.
+    pub last_minute: OverflowMinute,
+}
+
+/// Spillover and shedding over the last minute (the overflow window's own summary).
+pub use crate::telemetry::rates::OverflowSummary as OverflowMinute;
 
 /// Requests, errors and latency over the last minute (the rolling windows' own
 /// summary, served as it is).

@@ -102,20 +102,45 @@ fn bucket_mid_us(b: usize) -> f64 {
     (low + high) / 2.0
 }
 
+/// The period `now` falls in (+ 1, so 0 = never used) and its slot's index.
+fn period_of(now: u64) -> (u64, usize) {
+    let period = now / SLOT_MS + 1;
+    (period, (period % SLOTS as u64) as usize)
+}
+
+/// True when this thread moved a slot last used for an older period on to
+/// `period`: it then clears the old counts (of the period 65 s ago).
+fn claim(slot_period: &AtomicU64, period: u64) -> bool {
+    let seen = slot_period.load(Relaxed);
+    seen != period
+        && slot_period
+            .compare_exchange(seen, period, Relaxed, Relaxed)
+            .is_ok()
+}
+
+/// Whether a slot of `slot_period` counts in the window ending in `period`.
+fn in_window(slot_period: u64, period: u64) -> bool {
+    slot_period != 0 && slot_period <= period && slot_period + IN_WINDOW > period
+}
+
+/// The milliseconds the window covers at `now`: the whole slots before the
+/// current one and the part of the current one gone by, or less right after
+/// start-up.
+fn window_ms(now: u64) -> u64 {
+    ((IN_WINDOW - 1) * SLOT_MS + now % SLOT_MS).min(now).max(1)
+}
+
+/// `n` events over `window_ms` as a rate per second, to two decimals.
+fn per_second(n: u64, window_ms: u64) -> f64 {
+    (n as f64 * 1000.0 / window_ms as f64 * 100.0).round() / 100.0
+}
+
 impl Window {
     /// Adds one request at `now` (ms from [`crate::util::clock::monotonic_ms`]).
     pub fn add(&self, now: u64, is_error: bool, latency_us: u64) {
-        let period = now / SLOT_MS + 1;
-        let slot = &self.slots[(period % SLOTS as u64) as usize];
-        let seen = slot.period.load(Relaxed);
-        if seen != period
-            && slot
-                .period
-                .compare_exchange(seen, period, Relaxed, Relaxed)
-                .is_ok()
-        {
-            // This thread claimed the slot for the new period: it clears the
-            // counts of the period 65 s ago.
+        let (period, i) = period_of(now);
+        let slot = &self.slots[i];
+        if claim(&slot.period, period) {
             slot.requests.store(0, Relaxed);
             slot.errors.store(0, Relaxed);
             for b in &slot.latency {
@@ -131,12 +156,11 @@ impl Window {
 
     /// The last 55–60 s as of `now` (ms from [`crate::util::clock::monotonic_ms`]).
     pub fn summary(&self, now: u64) -> Summary {
-        let period = now / SLOT_MS + 1;
+        let (period, _) = period_of(now);
         let mut hist = [0u64; BUCKETS];
         let (mut requests, mut errors) = (0u64, 0u64);
         for s in &self.slots {
-            let p = s.period.load(Relaxed);
-            if p == 0 || p > period || p + IN_WINDOW <= period {
+            if !in_window(s.period.load(Relaxed), period) {
                 continue;
             }
             requests += u64::from(s.requests.load(Relaxed));
@@ -145,9 +169,7 @@ impl Window {
                 *h += u64::from(b.load(Relaxed));
             }
         }
-        // The window covers the whole slots before the current one and the part of
-        // the current one gone by, or less right after start-up.
-        let window_ms = ((IN_WINDOW - 1) * SLOT_MS + now % SLOT_MS).min(now).max(1);
+        let window_ms = window_ms(now);
         let percentile = |q: f64| -> Option<f64> {
             let total: u64 = hist.iter().sum();
             if total == 0 {
@@ -164,7 +186,7 @@ impl Window {
             window_s: window_ms as f64 / 1000.0,
             requests,
             errors,
-            rps: (requests as f64 * 1000.0 / window_ms as f64 * 100.0).round() / 100.0,
+            rps: per_second(requests, window_ms),
             error_ratio: if requests == 0 {
                 0.0
             } else {
@@ -191,6 +213,102 @@ pub struct Summary {
     /// Latency percentiles in ms; absent without requests.
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+}
+
+/// What happens to a region's requests when regions fill up (see `core::capacity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// The region had no room: the request went to a later region of its decision.
+    SpilledOut,
+    /// The region took a request that a full region passed on.
+    SpilledIn,
+    /// No region the request could use had room, and this was its first choice.
+    Shed,
+}
+
+/// A region's spillover and shedding over the last minute: the same slots as
+/// [`Window`], a count of each [`Overflow`] in each. Added to only when regions
+/// are full, so it costs a request nothing otherwise.
+pub struct OverflowWindow {
+    slots: [OverflowSlot; SLOTS],
+}
+
+#[derive(Default)]
+struct OverflowSlot {
+    period: AtomicU64,
+    counts: [AtomicU32; 3],
+}
+
+impl Default for OverflowWindow {
+    fn default() -> OverflowWindow {
+        OverflowWindow {
+            slots: std::array::from_fn(|_| OverflowSlot::default()),
+        }
+    }
+}
+
+impl std::fmt::Debug for OverflowWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OverflowWindow")
+    }
+}
+
+impl OverflowWindow {
+    /// Counts one `what` at `now` (ms from [`crate::util::clock::monotonic_ms`]).
+    pub fn add(&self, now: u64, what: Overflow) {
+        let (period, i) = period_of(now);
+        let slot = &self.slots[i];
+        if claim(&slot.period, period) {
+            for c in &slot.counts {
+                c.store(0, Relaxed);
+            }
+        }
+        slot.counts[what as usize].fetch_add(1, Relaxed);
+    }
+
+    /// The last 55–60 s as of `now`.
+    pub fn summary(&self, now: u64) -> OverflowSummary {
+        let (period, _) = period_of(now);
+        let mut n = [0u64; 3];
+        for s in self
+            .slots
+            .iter()
+            .filter(|s| in_window(s.period.load(Relaxed), period))
+        {
+            for (n, c) in n.iter_mut().zip(&s.counts) {
+                *n += u64::from(c.load(Relaxed));
+            }
+        }
+        let window_ms = window_ms(now);
+        let [spilled_out, spilled_in, shed] = n;
+        OverflowSummary {
+            window_s: window_ms as f64 / 1000.0,
+            spilled_out,
+            spilled_in,
+            shed,
+            spilled_out_rps: per_second(spilled_out, window_ms),
+            spilled_in_rps: per_second(spilled_in, window_ms),
+            shed_rps: per_second(shed, window_ms),
+        }
+    }
+}
+
+/// A region's spillover and shedding over the last minute (part of
+/// `/admin/state`'s schema): counts and the same per second.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverflowSummary {
+    /// Seconds covered (55–60, less right after start-up).
+    pub window_s: f64,
+    /// Requests this region had no room for, sent on to another region.
+    pub spilled_out: u64,
+    /// Requests this region took because another one was full.
+    pub spilled_in: u64,
+    /// Requests shed (503) that would have gone here first.
+    pub shed: u64,
+    pub spilled_out_rps: f64,
+    pub spilled_in_rps: f64,
+    pub shed_rps: f64,
 }
 
 #[cfg(test)]
@@ -258,5 +376,23 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(w.summary(now).requests, 40_001);
+    }
+
+    #[test]
+    fn overflow_counts_each_kind_over_the_window() {
+        let w = OverflowWindow::default();
+        let t0 = 200_000;
+        for i in 0..600u64 {
+            w.add(t0 + i * 10, Overflow::SpilledOut);
+            if i % 3 == 0 {
+                w.add(t0 + i * 10, Overflow::Shed);
+            }
+        }
+        w.add(t0, Overflow::SpilledIn);
+        let s = w.summary(t0 + 30_000);
+        assert_eq!((s.spilled_out, s.spilled_in, s.shed), (600, 1, 200));
+        assert!((10.0..11.0).contains(&s.spilled_out_rps), "{s:?}");
+        let later = w.summary(t0 + 120_000);
+        assert_eq!((later.spilled_out, later.shed, later.shed_rps), (0, 0, 0.0));
     }
 }

@@ -145,6 +145,8 @@ pub struct RegionState {
     pub errors: AtomicU64,
     /// Requests, errors and latency of the last minute (see `crate::telemetry::rates`).
     pub rates: crate::telemetry::rates::Window,
+    /// Requests spilled out of and into the region, and shed, over the last minute.
+    pub overflow: crate::telemetry::rates::OverflowWindow,
     /// The health roll-up last recorded in the event journal (`probes::watch::region_health`);
     /// 0 = none yet.
     pub journaled_health: AtomicU8,

@@ -5,12 +5,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::UNIX_EPOCH;
 
 use crate::core::config::units::MaxInflight;
+use crate::core::config::Priority;
 use crate::core::health::endpoints::{Endpoint, Target};
 use crate::core::health::{LastProbe, ProbeState};
-use crate::core::snapshot::OriginEntry;
+use crate::core::snapshot::{Asking, OriginEntry, RegionEntry, Snapshot};
 use crate::services::api::{
     CapacityDoc, ConfigDoc, EndpointDoc, LastProbeDoc, OriginDnsDoc, OriginDoc, RateLimitDoc,
-    RegionDoc, ShiftDoc, State,
+    RegionCapacityDoc, RegionDoc, ShiftDoc, State,
 };
 use crate::services::shared::Shared;
 use crate::util::clock::now_ms;
@@ -37,6 +38,7 @@ pub fn document(shared: &Shared, last_reload_error: Option<String>) -> State {
                 latency_ms: f64::from(s.latency_us) / 1000.0,
                 replication_lag_ms: r.replication_lag_ms(now),
                 last_minute: r.state.rates.summary(rates_now),
+                capacity: region_capacity(r, &snap, now, rates_now),
                 origins: r
                     .origins
                     .iter()
@@ -114,6 +116,40 @@ fn last_probe(l: LastProbe) -> LastProbeDoc {
         detail: l.detail,
         at_unix_ms: l.at_unix_ms,
         duration_ms: l.duration_ms,
+    }
+}
+
+/// A region's requests in flight against its eligible origins' limits summed
+/// (after its dial and the degraded factor), and its overflow of the last minute.
+fn region_capacity(
+    r: &RegionEntry,
+    snap: &Snapshot,
+    now: u64,
+    rates_now: u64,
+) -> RegionCapacityDoc {
+    let ask = Asking {
+        dial: r.dial,
+        degraded_factor: snap.degraded_factor,
+        priority: Priority::Normal,
+        now_ms: now,
+    };
+    let mut in_flight = 0;
+    let mut max_inflight = Some(0u64);
+    for o in &r.origins {
+        let set = o.endpoints.load();
+        in_flight += set
+            .iter()
+            .map(|e| u64::from(e.health.outstanding.load(Relaxed)))
+            .sum::<u64>();
+        if o.reading(now).eligible {
+            let limit = o.inflight_limit(&set, &ask);
+            max_inflight = max_inflight.zip(limit).map(|(sum, l)| sum + u64::from(l));
+        }
+    }
+    RegionCapacityDoc {
+        in_flight,
+        max_inflight,
+        last_minute: r.state.overflow.summary(rates_now),
     }
 }
 
