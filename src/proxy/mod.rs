@@ -14,7 +14,7 @@ pub mod host;
 pub mod listener;
 pub mod overload;
 pub mod sni;
-mod upstream;
+pub mod upstream;
 
 pub mod pool;
 pub mod proxy_protocol;
