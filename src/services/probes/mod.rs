@@ -27,6 +27,7 @@ use crate::core::snapshot::{OriginEntry, Snapshot};
 use crate::proxy::pool::{RequestBody, Sender};
 use crate::proxy::upstream::{self, ConnectError, Purpose};
 use crate::services::shared::Shared;
+use crate::telemetry::metric_labels::ProbeFailure;
 use crate::util::clock::now_ms;
 
 /// Health bodies larger than this are cut off (and then fail JSON parsing).
@@ -202,7 +203,7 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
             .observe(elapsed.as_secs_f64());
         if let Verdict::Fail(reason) = judged.verdict {
             m.probe_failures
-                .with_label_values(&[labels[0], labels[1], reason.as_str()])
+                .with_label_values(&[labels[0], labels[1], ProbeFailure::Failed(reason).as_str()])
                 .inc();
         } else {
             health.observe_latency_us(elapsed.as_micros() as u32);
@@ -210,7 +211,7 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
         if judged.body_unparsed && h.deep {
             // Judged by status alone; counted so a broken health endpoint shows.
             m.probe_failures
-                .with_label_values(&[labels[0], labels[1], "body_not_json"])
+                .with_label_values(&[labels[0], labels[1], ProbeFailure::BodyNotJson.as_str()])
                 .inc();
         }
         let lag = judged.replication_lag_ms.unwrap_or(u32::MAX);
