@@ -303,15 +303,21 @@ impl Target {
             return Some(Target::Ip(addr));
         }
         let (host, port) = address.rsplit_once(':')?;
-        let port = port.parse().ok()?;
-        let host = host.trim_matches(['[', ']']);
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Some(Target::Ip(SocketAddr::new(ip, port)));
+        Some(Target::new(
+            host.trim_matches(['[', ']']),
+            port.parse().ok()?,
+        ))
+    }
+
+    /// `host` (an IPv6 address without its brackets) and `port`.
+    pub fn new(host: &str, port: u16) -> Target {
+        match host.parse::<IpAddr>() {
+            Ok(ip) => Target::Ip(SocketAddr::new(ip, port)),
+            Err(_) => Target::Name {
+                host: host.to_string(),
+                port,
+            },
         }
-        Some(Target::Name {
-            host: host.to_string(),
-            port,
-        })
     }
 }
 
