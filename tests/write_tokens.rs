@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use base64::Engine;
-use meridian::cli::demo::SimOrigin;
 use meridian::request::tokens::{KeyRing, TokenOutcome};
 use support::*;
 
