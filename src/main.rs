@@ -137,7 +137,7 @@ fn main() -> ExitCode {
                 .build()
                 .map(|rt| {
                     rt.block_on(meridian::services::resolver::unresolved_names(
-                        &loaded.config,
+                        &loaded,
                         std::time::Duration::from_secs(2),
                     ))
                 });

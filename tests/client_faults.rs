@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use meridian::telemetry::labels::Reject;
 use support::raw::RawOrigin;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -99,7 +100,7 @@ async fn a_broken_chunked_body_is_a_400_and_no_origin_reads_a_whole_request() {
     }
     let m = gw.metrics().await;
     assert_eq!(rejected(&m, "bad_body"), cases.len() as f64);
-    let known = &meridian::telemetry::metric_labels::REJECT_REASONS;
+    let known = &Reject::ALL.map(Reject::as_str);
     assert_only_known_labels(&m, "meridian_requests_rejected_total", "reason", known);
     let status_4xx = metric_sum(&m, "meridian_requests_total", &[("status_class", "4xx")]);
     assert!(status_4xx >= cases.len() as f64, "4xx: {status_4xx}");

@@ -7,7 +7,6 @@ mod support;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use meridian::cli::demo::SimOrigin;
 use support::*;
 
 /// us-east-1 (local, two origins) and eu-west-1 (one), geo steering, fast probes.

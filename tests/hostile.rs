@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use meridian::telemetry::labels::Reject;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -130,7 +131,7 @@ async fn malformed_requests_are_refused_and_nothing_reaches_the_origin() {
         "malformed: {}",
         rejected(&m, "malformed")
     );
-    let known = &meridian::telemetry::metric_labels::REJECT_REASONS;
+    let known = &Reject::ALL.map(Reject::as_str);
     assert_only_known_labels(&m, "meridian_requests_rejected_total", "reason", known);
 }
 
@@ -248,7 +249,7 @@ async fn a_request_header_trickled_past_its_deadline_is_cut_and_counted() {
     assert_eq!(status(&answer), Some(200), "{answer}");
     let m = gw.metrics().await;
     assert_eq!(rejected(&m, "header_timeout"), 2.0);
-    let known = &meridian::telemetry::metric_labels::REJECT_REASONS;
+    let known = &Reject::ALL.map(Reject::as_str);
     assert_only_known_labels(&m, "meridian_requests_rejected_total", "reason", known);
     assert!(o.control.seen().iter().all(|r| r.path != "/slow"));
     still_serves(&gw).await;

@@ -7,7 +7,6 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use meridian::cli::demo::SimOrigin;
 use support::*;
 
 async fn gateway() -> (Gateway, SimOrigin, SimOrigin) {

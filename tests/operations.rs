@@ -8,7 +8,6 @@ use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use meridian::cli::demo::SimOrigin;
 use support::*;
 
 const TOKEN: &str = "ops-token";

@@ -7,7 +7,6 @@ mod support;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use meridian::cli::demo::SimOrigin;
 use support::*;
 
 const TOKEN: &str = "s3cret-admin-token";

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use meridian::cli::demo::SimOrigin;
 use meridian::util::clock::now_ms;
 use support::*;
 

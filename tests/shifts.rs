@@ -6,7 +6,6 @@ mod support;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use meridian::cli::demo::SimOrigin;
 use meridian::util::clock::now_ms;
 use support::*;
 

@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use base64::Engine;
-use meridian::cli::demo::SimOrigin;
-use meridian::request::tokens::KeyRing;
+use meridian::request::tokens::{KeyRing, TokenOutcome};
 use support::*;
 
 const ADMIN_TOKEN: &str = "admin-token-for-tests";
@@ -142,7 +141,7 @@ async fn an_eu_write_pins_reads_to_the_write_region_for_the_window() {
             n
         );
     }
-    let known = meridian::telemetry::metric_labels::write_token_outcomes();
+    let known = TokenOutcome::ALL.map(TokenOutcome::as_str);
     assert_only_known_labels(&m, "meridian_write_tokens_total", "outcome", &known);
 }
 
@@ -240,7 +239,7 @@ async fn hostile_tokens_change_nothing_but_a_counter() {
         metric_sum(&m, "meridian_write_tokens_total", &[("outcome", "honored")]),
         0.0
     );
-    let known = meridian::telemetry::metric_labels::write_token_outcomes();
+    let known = TokenOutcome::ALL.map(TokenOutcome::as_str);
     assert_only_known_labels(&m, "meridian_write_tokens_total", "outcome", &known);
 }
 

@@ -31,9 +31,14 @@ mod raw;
 pub const CONFIG_NAME: &str = "fuzz/in put.yaml";
 
 /// Wraps a validated config as `config::load` would, without a file.
-fn loaded(config: config::Config, warnings: Vec<config::ConfigError>) -> Loaded {
+fn loaded(
+    config: config::Config,
+    resolved: config::Resolved,
+    warnings: Vec<config::ConfigError>,
+) -> Loaded {
     Loaded {
         config,
+        resolved,
         path: PathBuf::from("/nonexistent/fuzz.yaml"),
         sha256: "0".repeat(64),
         warnings,
@@ -57,7 +62,7 @@ pub fn config_parse(data: &[u8]) {
                 assert!(line.starts_with(&prefix), "error line `{line}`");
             }
         }
-        Ok((config, warnings)) => {
+        Ok((config, resolved, warnings)) => {
             for w in &warnings {
                 let line = w.to_string();
                 assert!(line.starts_with(&prefix), "warning line `{line}`");
@@ -73,7 +78,7 @@ pub fn config_parse(data: &[u8]) {
                 return;
             }
             let regions = config.regions.len();
-            let loaded = loaded(config, warnings);
+            let loaded = loaded(config, resolved, warnings);
             let _ = config::summary(&loaded);
             match Snapshot::build(&loaded, &HealthRegistry::default()) {
                 Ok(snap) => {
@@ -316,8 +321,12 @@ routes:
 ";
 
 fn compile(text: &str) -> Option<Snapshot> {
-    let (config, warnings) = config::parse("routes.yaml", text).ok()?;
-    Snapshot::build(&loaded(config, warnings), &HealthRegistry::default()).ok()
+    let (config, resolved, warnings) = config::parse("routes.yaml", text).ok()?;
+    Snapshot::build(
+        &loaded(config, resolved, warnings),
+        &HealthRegistry::default(),
+    )
+    .ok()
 }
 
 /// A YAML double-quoted scalar holding exactly `s`.

@@ -248,7 +248,7 @@ fn render(snap: &Snapshot, stated: &Stated, req: &Request) -> String {
     if let Some(r) = facts.write_token {
         let _ = writeln!(out, "write token valid, for {}", snap.regions[r].name);
     } else if let Some(outcome) = found.token_outcome {
-        let _ = writeln!(out, "write token ignored: {outcome}");
+        let _ = writeln!(out, "write token ignored: {}", outcome.as_str());
     }
     if let Some(r) = facts.affinity {
         let _ = writeln!(out, "affinity    cookie for {}", snap.regions[r].name);

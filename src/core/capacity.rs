@@ -36,25 +36,16 @@ impl Capacity {
     }
 }
 
-/// Why a request was shed (`requests_shed_total{reason}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shed {
-    /// A sheddable request found no room: it never waits.
-    Sheddable,
-    /// `overload.max_queued` requests were waiting already.
-    QueueFull,
-    /// No room freed within its wait.
-    QueueTimeout,
-}
-
-impl Shed {
-    pub const ALL: [Shed; 3] = [Shed::Sheddable, Shed::QueueFull, Shed::QueueTimeout];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Shed::Sheddable => "sheddable",
-            Shed::QueueFull => "queue_full",
-            Shed::QueueTimeout => "queue_timeout",
-        }
+crate::util::label_set::label_set! {
+    /// Why a request was shed (`requests_shed_total{reason}`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Shed {
+        /// A sheddable request found no room: it never waits.
+        Sheddable => "sheddable",
+        /// `overload.max_queued` requests were waiting already.
+        QueueFull => "queue_full",
+        /// No room freed within its wait.
+        QueueTimeout => "queue_timeout",
     }
 }
 

@@ -22,8 +22,7 @@ use crate::request::rate_limit::RouteLimit;
 use crate::request::tokens::KeyRing;
 use crate::util::clock::monotonic_us;
 
-/// Index of a region in [`Snapshot::regions`] (sorted by name).
-pub type RegionIdx = usize;
+pub use crate::core::config::resolved::RegionIdx;
 
 /// At most this many regions, so a set of regions fits in one `u64`.
 pub const MAX_REGIONS: usize = crate::core::health::view::MAX;
@@ -424,16 +423,13 @@ pub struct ResolverSpec {
 }
 
 impl ResolverSpec {
-    pub fn compile(r: &config::Resolver) -> ResolverSpec {
+    /// `resolver` with its name servers as validation parsed them.
+    pub fn compile(loaded: &Loaded) -> ResolverSpec {
+        let r = &loaded.config.resolver;
         ResolverSpec {
-            // Validation refuses what does not parse.
-            nameservers: r
-                .nameservers
-                .iter()
-                .filter_map(|n| n.parse().ok())
-                .collect(),
+            nameservers: loaded.resolved.nameservers.clone(),
             min_ttl: r.min_ttl.get(),
-            max_ttl: r.max_ttl.get().max(r.min_ttl.get()),
+            max_ttl: r.max_ttl.get(),
         }
     }
 }
@@ -520,7 +516,7 @@ impl DataPath {
             request_header_timeout: t.request_header.get(),
             client_idle_timeout: t.client_idle.get(),
             access_log_sample: if c.access_log.enabled {
-                c.access_log.sample.clamp(0.0, 1.0)
+                c.access_log.sample
             } else {
                 0.0
             },
@@ -562,27 +558,20 @@ impl Snapshot {
     pub fn build(loaded: &Loaded, registry: &HealthRegistry) -> Result<Snapshot, Vec<BuildError>> {
         let c = &loaded.config;
         let mut errors = Vec::new();
-        let names: Vec<&String> = c.regions.keys().collect();
-        if names.len() > MAX_REGIONS {
+        if c.regions.len() > MAX_REGIONS {
             errors.push(BuildError {
                 path: "regions".into(),
                 message: format!("at most {MAX_REGIONS} regions are supported"),
             });
             return Err(errors);
         }
-        let idx = |name: &str| names.iter().position(|n| n.as_str() == name);
-        let mut regions = Vec::with_capacity(names.len());
-        for (name, r) in &c.regions {
+        let refs = &loaded.resolved;
+        let mut regions = Vec::with_capacity(c.regions.len());
+        let resolved_regions = refs.origins.iter().zip(&refs.region_headers);
+        for ((name, r), (addrs, name_header)) in c.regions.iter().zip(resolved_regions) {
             let mut origins = Vec::new();
-            for (i, o) in r.origins.iter().enumerate() {
-                // Validation holds the address to `host:port`.
-                let Some(target) = Target::parse(&o.address) else {
-                    errors.push(BuildError {
-                        path: format!("regions.{name}.origins[{i}].address"),
-                        message: format!("`{}` is not host:port", o.address),
-                    });
-                    continue;
-                };
+            for (i, (o, addr)) in r.origins.iter().zip(addrs).enumerate() {
+                let target = Target::new(&addr.host, addr.port);
                 let tls = o.tls.as_ref().and_then(|t| {
                     let file = |p: &Option<String>| p.as_deref().map(|p| loaded.resolve(p));
                     let (ca, cert, key) =
@@ -598,13 +587,12 @@ impl Snapshot {
                         .ok()
                 });
                 let key = format!("{name}/{}", o.address);
-                let host = o.address.rsplit_once(':').map_or(&*o.address, |(h, _)| h);
                 let sni = o
                     .tls
                     .as_ref()
                     .and_then(|t| t.sni.clone())
                     .or_else(|| o.host_header.clone())
-                    .unwrap_or_else(|| host.trim_matches(['[', ']']).to_string());
+                    .unwrap_or_else(|| addr.host.clone());
                 // Pools are keyed by everything a connection depends on, so a
                 // reload that changes any of it starts with fresh connections.
                 let identity = format!("{key}|{:?}|{:?}|{sni}", o.protocol, o.tls);
@@ -622,87 +610,44 @@ impl Snapshot {
                     target,
                     tls,
                     sni,
-                    // Validation holds it to a host and port: a valid header value.
-                    host_header: o
-                        .host_header
-                        .as_deref()
-                        .and_then(|h| http::HeaderValue::from_str(h).ok()),
+                    host_header: addr.host_header.clone(),
                     capacity: Capacity::compile(o.max_inflight, o.max_rps),
                 });
             }
-            let name_header = http::HeaderValue::from_str(name).unwrap_or_else(|_| {
-                // Validation allows only names that are valid header values.
-                http::HeaderValue::from_static("invalid-region-name")
-            });
             regions.push(RegionEntry {
                 name: name.clone(),
-                name_header,
+                name_header: name_header.clone(),
                 location: r.location.map(|l| (l.lat, l.lon)),
                 weight: r.weight,
-                dial: r.traffic_dial.min(100),
+                dial: r.traffic_dial,
                 origins,
                 state: registry.region(name),
             });
         }
-        // Validation guarantees these names exist; a miss here is a bug, reported not panicked.
-        let mut need = |path: &str, name: &str| -> RegionIdx {
-            idx(name).unwrap_or_else(|| {
-                errors.push(BuildError {
-                    path: path.into(),
-                    message: format!("unknown region `{name}`"),
-                });
-                0
-            })
-        };
-        let local_region = need("local_region", &c.local_region);
-        let write_region = c.write_region.as_deref().map(|w| need("write_region", w));
-        let mut geo_countries = HashMap::new();
-        for (code, region) in &c.routing.geo.countries {
-            let r = need(&format!("routing.geo.countries.{code}"), region);
-            if let Some(country) = Country::parse(code) {
-                geo_countries.insert(country, r);
-            }
-        }
-        let mut geo_continents = Vec::new();
-        for (code, region) in &c.routing.geo.continents {
-            let r = need(&format!("routing.geo.continents.{code}"), region);
-            if let Some(cont) = Continent::parse(code) {
-                geo_continents.push((cont, r));
-            }
-        }
-        let geo_default = match &c.routing.geo.default {
-            Some(d) => need("routing.geo.default", d),
-            None => local_region,
-        };
-        let mut residency = Vec::new();
-        for (i, g) in c.routing.residency.iter().enumerate() {
-            let mut set = RegionSet::default();
-            for (j, r) in g.regions.iter().enumerate() {
-                set.insert(need(&format!("routing.residency[{i}].regions[{j}]"), r));
-            }
-            residency.push(ResidencyGroup {
+        let local_region = refs.local_region;
+        let residency = c
+            .routing
+            .residency
+            .iter()
+            .zip(&refs.residency)
+            .map(|(g, refs)| ResidencyGroup {
                 name: g.name.clone(),
-                countries: g
-                    .countries
+                countries: refs.countries.clone(),
+                continents: refs.continents.clone(),
+                regions: refs
+                    .regions
                     .iter()
-                    .filter_map(|c| Country::parse(c))
-                    .collect(),
-                continents: g
-                    .continents
-                    .iter()
-                    .filter_map(|c| Continent::parse(c))
-                    .collect(),
-                regions: set,
-                write_region: g
-                    .write_region
-                    .as_deref()
-                    .map(|w| need(&format!("routing.residency[{i}].write_region"), w)),
+                    .fold(RegionSet::default(), |mut set, r| {
+                        set.insert(*r);
+                        set
+                    }),
+                write_region: refs.write_region,
                 reject: g.when_unavailable == WhenUnavailable::Reject,
-            });
-        }
+            })
+            .collect();
         let mut shifts = Vec::new();
-        for (i, s) in c.shifts.iter().enumerate() {
-            let fraction = (s.percent / 100.0).clamp(0.0, 1.0);
+        for (s, &(from, to)) in c.shifts.iter().zip(&refs.shifts) {
+            let fraction = s.percent / 100.0;
             let start_ms = shift_start_ms(s);
             let ramp_ms = s.ramp.map_or(0, |r| r.get().as_millis() as u64);
             let abort_if = s
@@ -721,8 +666,8 @@ impl Snapshot {
             );
             shifts.push(Shift {
                 name: s.name.clone(),
-                from: need(&format!("shifts[{i}].from"), &s.from),
-                to: need(&format!("shifts[{i}].to"), &s.to),
+                from,
+                to,
                 fraction,
                 start_ms,
                 ramp_ms,
@@ -766,9 +711,8 @@ impl Snapshot {
                         path: "sessions.keys_file".into(),
                         message: e.to_string(),
                     })
-                })
-                .ok(),
-            None => Some(process_key()),
+                }),
+            None => Ok(process_key()),
         };
         let listeners: Vec<ListenerSpec> = c
             .listeners
@@ -807,27 +751,27 @@ impl Snapshot {
                     .ok()
             })
             .collect();
-        if !errors.is_empty() {
+        let (Ok(keys), true) = (keys, errors.is_empty()) else {
             return Err(errors);
-        }
+        };
         Ok(Snapshot {
             sha256: loaded.sha256.clone(),
             loaded_at: SystemTime::now(),
             local_region,
             regions,
-            write_region,
-            geo_countries,
-            geo_continents,
-            geo_default,
+            write_region: refs.write_region,
+            geo_countries: refs.geo_countries.iter().copied().collect(),
+            geo_continents: refs.geo_continents.clone(),
+            geo_default: refs.geo_default.unwrap_or(local_region),
             residency,
             routes,
             shifts,
-            degraded_factor: c.health.degraded_weight_factor.clamp(0.0, 1.0),
-            panic_threshold: c.routing.panic_threshold.clamp(0.0, 1.0),
-            min_healthy_origins: c.health.min_healthy_origins.max(1),
+            degraded_factor: c.health.degraded_weight_factor,
+            panic_threshold: c.routing.panic_threshold,
+            min_healthy_origins: c.health.min_healthy_origins,
             trusted_proxies: c.client_ip.trusted_proxies.clone(),
             geo,
-            keys: keys.expect("set unless errors"),
+            keys,
             listener_certs,
             data_path: DataPath::compile(c),
             outlier: OutlierPolicy::compile(&c.outlier_detection),
@@ -839,7 +783,7 @@ impl Snapshot {
             shutdown_grace: c.shutdown.grace_period.get(),
             probes: c.health.clone(),
             dns: c.dns.clone(),
-            resolver: ResolverSpec::compile(&c.resolver),
+            resolver: ResolverSpec::compile(loaded),
             tls_files: tls_files(loaded, &listeners),
             overload: Overload {
                 queue_timeout: c.overload.queue_timeout.get(),

@@ -10,6 +10,8 @@
 
 use std::io::ErrorKind;
 
+use crate::telemetry::labels::Reject;
+
 /// What the client did wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientFault {
@@ -47,11 +49,12 @@ impl ClientFault {
     /// `requests_rejected_total{reason}`.
     pub fn reason(self) -> &'static str {
         match self {
-            ClientFault::BadFraming => "bad_body",
-            ClientFault::Gone => "client_gone",
-            ClientFault::Stalled => "client_timeout",
-            ClientFault::TooLarge => "body_too_large",
+            ClientFault::BadFraming => Reject::BadBody,
+            ClientFault::Gone => Reject::ClientGone,
+            ClientFault::Stalled => Reject::ClientTimeout,
+            ClientFault::TooLarge => Reject::BodyTooLarge,
         }
+        .as_str()
     }
 
     /// The `error` of the gateway's JSON answer.
@@ -199,7 +202,7 @@ mod tests {
         assert!(ClientFault::ALL
             .iter()
             .all(|f| (400..500).contains(&f.status()) && (400..500).contains(&f.answer())));
-        let known = crate::telemetry::metric_labels::REJECT_REASONS;
+        let known = Reject::ALL.map(Reject::as_str);
         assert!(reasons.iter().all(|r| known.contains(r)), "{reasons:?}");
     }
 }

@@ -3,6 +3,8 @@
 
 use http::{Method, Uri};
 
+use crate::telemetry::labels::Reject;
+
 /// Why a request's form was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadForm {
@@ -29,10 +31,11 @@ impl BadForm {
     /// `requests_rejected_total{reason}`.
     pub fn reason(self) -> &'static str {
         match self {
-            BadForm::Connect => "connect",
-            BadForm::Asterisk => "bad_target",
-            BadForm::TransferCoding => "transfer_coding",
+            BadForm::Connect => Reject::Connect,
+            BadForm::Asterisk => Reject::BadTarget,
+            BadForm::TransferCoding => Reject::TransferCoding,
         }
+        .as_str()
     }
 
     /// The `error` of the gateway's JSON answer.
@@ -103,7 +106,7 @@ mod tests {
     #[test]
     fn every_refusal_has_a_reason_in_the_fixed_label_set() {
         for f in BadForm::ALL {
-            let known = crate::telemetry::metric_labels::REJECT_REASONS;
+            let known = Reject::ALL.map(Reject::as_str);
             assert!(known.contains(&f.reason()), "{}", f.reason());
         }
     }

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Response, Uri, Version};
 use hyper::ext::PreEncodedHeaders;
 use smallvec::SmallVec;
@@ -416,25 +416,11 @@ pub fn for_origin(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let (version, uri, headers, lines) = match origin.protocol {
-        // HTTP/2 carries the host as `:authority`, from an absolute URI.
         OriginProtocol::H2 | OriginProtocol::H2c => {
-            let scheme = if origin.tls.is_some() {
-                Scheme::HTTPS
-            } else {
-                Scheme::HTTP
-            };
             let host = own_host.or_else(|| parts.headers.get(header::HOST));
-            let authority = host
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or(origin.address.as_str());
+            let uri = super::upstream::h2_target(origin, host, path).unwrap_or_default();
             let mut headers = prepared.map_with_forwarding(&parts.headers);
             headers.remove(header::HOST);
-            let uri = Uri::builder()
-                .scheme(scheme)
-                .authority(authority)
-                .path_and_query(path)
-                .build()
-                .unwrap_or_default();
             (Version::HTTP_2, uri, headers, PreEncodedHeaders::default())
         }
         OriginProtocol::Http1 => {

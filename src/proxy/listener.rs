@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{ConnInfo, Proxy, ResponseBody};
 use crate::proxy::proxy_protocol;
+use crate::telemetry::labels::Reject;
 use crate::util::clock::monotonic_ms;
 use crate::util::shutdown::{Connections, Open, ShutdownWatch};
 
@@ -64,9 +65,9 @@ pub async fn serve(
 ) {
     let rejected = &proxy.shared.metrics.requests_rejected;
     let cuts = Arc::new(Cuts {
-        header_timeout: rejected.with_label_values(&["header_timeout"]),
-        proxy_protocol: rejected.with_label_values(&["proxy_protocol"]),
-        malformed: rejected.with_label_values(&["malformed"]),
+        header_timeout: rejected.with_label_values(&[Reject::HeaderTimeout.as_str()]),
+        proxy_protocol: rejected.with_label_values(&[Reject::ProxyProtocol.as_str()]),
+        malformed: rejected.with_label_values(&[Reject::Malformed.as_str()]),
     });
     let listener = Arc::new(listener);
     loop {

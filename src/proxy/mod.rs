@@ -14,7 +14,7 @@ pub mod host;
 pub mod listener;
 pub mod overload;
 pub mod sni;
-mod upstream;
+pub mod upstream;
 
 pub mod pool;
 pub mod proxy_protocol;
@@ -47,7 +47,9 @@ use crate::proxy::pool::{RequestBody, Upload};
 use crate::request::facts::{self, RawRequest};
 use crate::request::geo::{Country, GeoResult};
 use crate::request::rate_limit::{Admitted, Denied, RouteLimit};
+use crate::request::tokens::TokenOutcome;
 use crate::services::shared::Shared;
+use crate::telemetry::labels::{Reject, RetryDenied, XffHeader};
 use crate::telemetry::rates::Overflow;
 use crate::util::clock::{monotonic_ms, now_ms};
 
@@ -74,8 +76,8 @@ pub struct Proxy {
     /// Only in a build with the `bench-engine` feature, never in the product.
     #[cfg(feature = "bench-engine")]
     pub passthrough: bool,
-    /// `geo_lookups_total{result}` for hit, miss and error, resolved once.
-    geo_lookups: [prometheus::IntCounter; 3],
+    /// `geo_lookups_total{result}` for each `GeoResult`, resolved once.
+    geo_lookups: [prometheus::IntCounter; GeoResult::ALL.len()],
 }
 
 /// Per-request facts the answer and the record need.
@@ -657,8 +659,8 @@ async fn within<F: std::future::Future>(
 
 impl Proxy {
     pub fn new(shared: Arc<Shared>) -> Proxy {
-        let geo_lookups = [GeoResult::Hit, GeoResult::Miss, GeoResult::Error]
-            .map(|r| shared.metrics.geo_lookups.with_label_values(&[r.as_str()]));
+        let geo_lookups =
+            GeoResult::ALL.map(|r| shared.metrics.geo_lookups.with_label_values(&[r.as_str()]));
         Proxy {
             shared,
             retry_budget: Default::default(),
@@ -814,7 +816,7 @@ impl Proxy {
             });
         }
         host::check(req.version(), req.uri(), seen.host, seen.host_repeated).map_err(|bad| {
-            self.count_rejected("bad_host");
+            self.count_rejected(Reject::BadHost.as_str());
             Refused {
                 status: 400,
                 error: "bad_request",
@@ -1096,7 +1098,7 @@ impl Proxy {
             self.shared
                 .metrics
                 .write_tokens
-                .with_label_values(&["issued"])
+                .with_label_values(&[TokenOutcome::Issued.as_str()])
                 .inc();
         }
         if status == 101 {
@@ -1248,7 +1250,9 @@ impl Proxy {
             policy.budget_ratio,
             policy.budget_min_per_second,
         ) {
-            m.retries_denied.with_label_values(&["budget"]).inc();
+            m.retries_denied
+                .with_label_values(&[RetryDenied::Budget.as_str()])
+                .inc();
             return false;
         }
         let (from, to) = (
@@ -1335,26 +1339,22 @@ impl Proxy {
     fn record_facts(&self, found: &facts::Findings, decision: Option<&Decision>) {
         let m = &self.shared.metrics;
         if let Some(r) = found.geo_result {
-            let i = match r {
-                GeoResult::Hit => 0,
-                GeoResult::Miss => 1,
-                GeoResult::Error => 2,
-            };
-            self.geo_lookups[i].inc();
+            // `geo_lookups` is in `GeoResult::ALL`'s order.
+            self.geo_lookups[r as usize].inc();
         }
         if found.xff_malformed > 0 {
             m.xff_malformed
-                .with_label_values(&["x-forwarded-for"])
+                .with_label_values(&[XffHeader::XForwardedFor.as_str()])
                 .inc_by(u64::from(found.xff_malformed));
         }
         let token = match decision.map_or(TokenUse::None, |d| d.token) {
-            TokenUse::Honored => Some("honored"),
-            TokenUse::RegionUnhealthy => Some("region_unhealthy"),
-            TokenUse::OutsideResidency => Some("outside_residency"),
+            TokenUse::Honored => Some(TokenOutcome::Honored),
+            TokenUse::RegionUnhealthy => Some(TokenOutcome::RegionUnhealthy),
+            TokenUse::OutsideResidency => Some(TokenOutcome::OutsideResidency),
             TokenUse::None => found.token_outcome,
         };
         if let Some(outcome) = token {
-            m.write_tokens.with_label_values(&[outcome]).inc();
+            m.write_tokens.with_label_values(&[outcome.as_str()]).inc();
         }
     }
 }

@@ -1,12 +1,16 @@
 //! Talking to origins: a pooled connection (or a new one, TCP then rustls with
 //! the origin's own settings, then HTTP/1 or HTTP/2 as configured), and one
-//! request over it.
+//! request over it. Health probes connect through here too, so a probe reaches
+//! an origin exactly as traffic does.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use http::header::HeaderValue;
+use http::uri::{PathAndQuery, Scheme};
+use http::Uri;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::ext::PreEncodedHeaders;
@@ -62,36 +66,52 @@ pub async fn connection(
     // Boxed: making a connection (TCP, then a rustls handshake) is rare next to
     // reusing one, and inline its state would enlarge every request's future,
     // which is moved into its box once per request.
-    let connect = Box::pin(connect(origin, endpoint.addr, &endpoint.pool));
+    let connect = Box::pin(connect(
+        origin,
+        endpoint.addr,
+        Purpose::Traffic(&endpoint.pool),
+    ));
     match tokio::time::timeout(connect_timeout, connect).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout),
     }
 }
 
+/// What a new connection is for.
+#[derive(Clone, Copy)]
+pub enum Purpose<'a> {
+    /// Requests: a new HTTP/2 connection is shared through the endpoint's pool
+    /// with the requests that follow (HTTP/1 ones go back to it after their
+    /// answer, which is the caller's part).
+    Traffic(&'a OriginPool),
+    /// A health probe: one request over a connection of its own, never pooled,
+    /// so a probe tests connecting as well as answering.
+    Probe,
+}
+
 /// A new connection to `addr`, one of `origin`'s addresses: TLS (when the
 /// origin speaks it) checks the certificate against the origin's name, never the
-/// address.
-async fn connect(
+/// address. Not timed: the caller bounds it.
+pub async fn connect(
     origin: &OriginEntry,
     addr: std::net::SocketAddr,
-    pool: &OriginPool,
+    purpose: Purpose<'_>,
 ) -> Result<Sender, ConnectError> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let h2 = origin.protocol != OriginProtocol::Http1;
     match &origin.tls {
-        None => handshake(tcp, h2, pool).await,
+        None => handshake(tcp, h2, purpose).await,
         Some(tls) => {
             let stream = crate::proxy::tls::connect_origin(tls, &origin.sni, h2, tcp)
                 .await
                 .map_err(ConnectError::Tls)?;
-            handshake(stream, h2, pool).await
+            handshake(stream, h2, purpose).await
         }
     }
 }
 
-async fn handshake<S>(io: S, h2: bool, pool: &OriginPool) -> Result<Sender, ConnectError>
+async fn handshake<S>(io: S, h2: bool, purpose: Purpose<'_>) -> Result<Sender, ConnectError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -106,7 +126,9 @@ where
                 tracing::debug!("origin HTTP/2 connection ended: {e}");
             }
         });
-        pool.share(&tx);
+        if let Purpose::Traffic(pool) = purpose {
+            pool.share(&tx);
+        }
         return Ok(Sender::H2(tx));
     }
     let (tx, conn) = http1::Builder::new()
@@ -119,6 +141,37 @@ where
         }
     });
     Ok(Sender::H1(tx))
+}
+
+/// The host a request to `origin` names: `host` when it is text, else the
+/// origin's address.
+pub fn authority<'a>(origin: &'a OriginEntry, host: Option<&'a HeaderValue>) -> &'a str {
+    host.and_then(|h| h.to_str().ok())
+        .unwrap_or(origin.address.as_str())
+}
+
+/// The target of a request to an HTTP/2 origin: HTTP/2 carries the host as
+/// `:authority`, which hyper's HTTP/2 client takes from an absolute URI (it
+/// refuses a bare path); the scheme is what the connection is.
+pub fn h2_target<P>(
+    origin: &OriginEntry,
+    host: Option<&HeaderValue>,
+    path: P,
+) -> Result<Uri, http::Error>
+where
+    P: TryInto<PathAndQuery>,
+    P::Error: Into<http::Error>,
+{
+    let scheme = if origin.tls.is_some() {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    };
+    Uri::builder()
+        .scheme(scheme)
+        .authority(authority(origin, host))
+        .path_and_query(path)
+        .build()
 }
 
 /// Sends one request, and to an HTTP/1 origin the header `lines` encoded for

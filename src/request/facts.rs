@@ -9,6 +9,7 @@ use crate::core::snapshot::Snapshot;
 use crate::request::client_ip::client_ip;
 use crate::request::cookie::find_cookie;
 use crate::request::geo::{GeoInfo, GeoResult};
+use crate::request::tokens::TokenOutcome;
 
 /// Cookie carrying the write token (README, "On the wire").
 pub const WRITE_COOKIE: &str = "meridian_rw";
@@ -45,7 +46,7 @@ pub struct Findings {
     /// `None` without a GeoIP database.
     pub geo_result: Option<GeoResult>,
     /// Outcome label for `write_tokens_total` when a token was presented and checked.
-    pub token_outcome: Option<&'static str>,
+    pub token_outcome: Option<TokenOutcome>,
     /// A presented affinity cookie that failed verification.
     pub affinity_rejected: bool,
 }
@@ -89,11 +90,11 @@ where
                 // No instance issues a token longer than the window's cap: one that
                 // claims more was signed by a misconfigured or compromised peer.
                 Ok(tok) if tok.not_after_ms > req.now_ms.saturating_add(cap) => {
-                    token_outcome = Some("beyond_cap")
+                    token_outcome = Some(TokenOutcome::BeyondCap)
                 }
                 Ok(tok) => match snap.region_idx(tok.region) {
                     Some(r) => write_token = Some(r),
-                    None => token_outcome = Some("region_unknown"),
+                    None => token_outcome = Some(TokenOutcome::RegionUnknown),
                 },
                 Err(e) => token_outcome = Some(e.outcome()),
             }

@@ -33,14 +33,37 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    /// Label for `meridian_write_tokens_total{outcome}`.
-    pub fn outcome(self) -> &'static str {
+    pub fn outcome(self) -> TokenOutcome {
         match self {
-            TokenError::Malformed => "malformed",
-            TokenError::UnknownKey => "unknown_key",
-            TokenError::BadSignature => "tampered",
-            TokenError::Expired => "expired",
+            TokenError::Malformed => TokenOutcome::Malformed,
+            TokenError::UnknownKey => TokenOutcome::UnknownKey,
+            TokenError::BadSignature => TokenOutcome::Tampered,
+            TokenError::Expired => TokenOutcome::Expired,
         }
+    }
+}
+
+crate::util::label_set::label_set! {
+    /// What became of a write token: `meridian_write_tokens_total{outcome}`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum TokenOutcome {
+        /// An answer to a write carried a new one.
+        Issued => "issued",
+        /// A read was pinned to the token's region.
+        Honored => "honored",
+        /// The token's region is unhealthy: the read was routed normally.
+        RegionUnhealthy => "region_unhealthy",
+        /// The token's region is outside the client's residency group.
+        OutsideResidency => "outside_residency",
+        /// The token names a region this config does not have.
+        RegionUnknown => "region_unknown",
+        /// The token claims a lifetime longer than any instance issues.
+        BeyondCap => "beyond_cap",
+        Malformed => "malformed",
+        UnknownKey => "unknown_key",
+        /// The signature does not match.
+        Tampered => "tampered",
+        Expired => "expired",
     }
 }
 

@@ -17,6 +17,7 @@ use crate::core::health::HealthRegistry;
 use crate::core::snapshot::Snapshot;
 use crate::services::shared::{build_snapshot, Bound, LoadFailure, Shared};
 use crate::telemetry::events::Kind;
+use crate::telemetry::labels::ReloadResult;
 
 /// How often the config file is checked for changes.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
@@ -97,7 +98,9 @@ fn reload_with(reloader: &Reloader, why: &str, build: BuildFn) -> Outcome {
                 .flat_map(|r| r.origins.iter().map(|o| o.key.as_str()))
                 .collect();
             shared.health.retain_origins(&|k| keys.contains(k));
-            m.config_reloads.with_label_values(&["ok"]).inc();
+            m.config_reloads
+                .with_label_values(&[ReloadResult::Ok.as_str()])
+                .inc();
             *lock(&reloader.last_error) = None;
             shared.events.set_capacity(snap.admin.event_journal_size);
             shared.events.record(
@@ -112,7 +115,9 @@ fn reload_with(reloader: &Reloader, why: &str, build: BuildFn) -> Outcome {
         }
         Err(e) => {
             let errors = e.0;
-            m.config_reloads.with_label_values(&["error"]).inc();
+            m.config_reloads
+                .with_label_values(&[ReloadResult::Error.as_str()])
+                .inc();
             *lock(&reloader.last_error) = Some(errors.join("\n"));
             shared.events.record(
                 Kind::ConfigRefused,

@@ -95,10 +95,11 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: ShutdownWatch) {
 /// `within`. A warning, not an error: the gateway starts without the name and
 /// serves from the other origins until it resolves.
 pub async fn unresolved_names(
-    config: &crate::core::config::Config,
+    loaded: &crate::core::config::Loaded,
     within: Duration,
 ) -> Vec<String> {
-    let spec = ResolverSpec::compile(&config.resolver);
+    let config = &loaded.config;
+    let spec = ResolverSpec::compile(loaded);
     let resolver = match build(&spec) {
         Ok(r) => r,
         Err(e) => {
@@ -108,9 +109,9 @@ pub async fn unresolved_names(
         }
     };
     let mut lookups = JoinSet::new();
-    for (region, r) in &config.regions {
-        for (i, o) in r.origins.iter().enumerate() {
-            let Some(Target::Name { host, port }) = Target::parse(&o.address) else {
+    for (region, addrs) in config.regions.keys().zip(&loaded.resolved.origins) {
+        for (i, a) in addrs.iter().enumerate() {
+            let Target::Name { host, port } = Target::new(&a.host, a.port) else {
                 continue;
             };
             let (r, spec, at) = (

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use crate::core::config::{self, ConfigError};
 use crate::core::health::HealthRegistry;
 use crate::core::snapshot::Snapshot;
+use crate::telemetry::labels::ReloadResult;
 use crate::telemetry::metrics::Metrics;
 use crate::util::lock::lock;
 
@@ -70,7 +71,10 @@ impl Shared {
         let health = HealthRegistry::default();
         let metrics = Metrics::new();
         let snap = build_snapshot(&path, &health)?;
-        metrics.config_reloads.with_label_values(&["ok"]).inc();
+        metrics
+            .config_reloads
+            .with_label_values(&[ReloadResult::Ok.as_str()])
+            .inc();
         metrics
             .config_info
             .with_label_values(&[&snap.sha256])

@@ -3,20 +3,23 @@
 //! modules that use them (DNS results, retry reasons, token outcomes), which
 //! themselves depend on `metrics`: keeping them here keeps the module graph
 //! free of cycles.
-
 //!
-//! Enums are listed through an exhaustive `match`, so a new variant does not
-//! compile until it is here; the literals name the values the data path passes
-//! as strings.
+//! Each fixed set is an enum declared with `util::label_set::label_set!`:
+//! the call sites count `X.as_str()` and the series at 0 come from `X::ALL`,
+//! so a value is written once. The sets no other module owns are in
+//! `telemetry::labels`.
 
 use prometheus::IntCounterVec;
 
+use crate::core::capacity::Shed;
+use crate::core::health::endpoints::LookupResult;
 use crate::core::health::judge::FailReason;
 use crate::core::routing::retry::{self, Failure};
 use crate::core::snapshot::Snapshot;
 use crate::request::geo::GeoResult;
-use crate::request::tokens::TokenError;
+use crate::request::tokens::TokenOutcome;
 use crate::services::dns::SyncResult;
+use crate::telemetry::labels::{Reject, ReloadResult, RetryDenied, XffHeader};
 use crate::telemetry::metrics::Metrics;
 
 /// `retries_total{reason}`: every value `retry::reason` gives, found by asking
@@ -38,92 +41,30 @@ pub fn retry_reasons() -> Vec<&'static str> {
     reasons
 }
 
-/// `probe_failures_total{reason}`: a failed probe's reason, and `body_not_json`
-/// (a deep probe judged by its status alone, counted in `services::probes`'
-/// probe loop).
-pub fn probe_failure_reasons() -> Vec<&'static str> {
-    use FailReason::*;
-    fn _all_listed(r: FailReason) {
-        match r {
-            Timeout | Refused | Status | Unhealthy | Tls | Error => {}
-        }
-    }
-    [Timeout, Refused, Status, Unhealthy, Tls, Error]
-        .map(FailReason::as_str)
-        .into_iter()
-        .chain(["body_not_json"])
-        .collect()
+/// `probe_failures_total{reason}`: a failed probe's reason, or a deep probe's
+/// body that was not JSON (judged by its status alone, and counted as well).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeFailure {
+    Failed(FailReason),
+    BodyNotJson,
 }
 
-/// `write_tokens_total{outcome}`: a rejected token's `TokenError::outcome`, and
-/// what `proxy` (issued; honored, region_unhealthy, outside_residency from the
-/// decision) and `facts` (region_unknown, beyond_cap) count.
-pub fn write_token_outcomes() -> Vec<&'static str> {
-    use TokenError::*;
-    fn _all_listed(e: TokenError) {
-        match e {
-            Malformed | UnknownKey | BadSignature | Expired => {}
+impl ProbeFailure {
+    /// Every value: each `FailReason`, then `BodyNotJson`.
+    pub fn all() -> impl Iterator<Item = ProbeFailure> {
+        FailReason::ALL
+            .into_iter()
+            .map(ProbeFailure::Failed)
+            .chain([ProbeFailure::BodyNotJson])
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ProbeFailure::Failed(r) => r.as_str(),
+            ProbeFailure::BodyNotJson => "body_not_json",
         }
     }
-    [
-        "issued",
-        "honored",
-        "region_unhealthy",
-        "outside_residency",
-        "region_unknown",
-        "beyond_cap",
-    ]
-    .into_iter()
-    .chain([Malformed, UnknownKey, BadSignature, Expired].map(TokenError::outcome))
-    .collect()
 }
-
-/// `requests_rejected_total{reason}`, as `proxy` and `proxy::listener` count
-/// them: `proxy::form`'s refusals and `proxy::blame`'s client faults among them.
-pub const REJECT_REASONS: [&str; 11] = [
-    "bad_body",
-    "body_too_large",
-    "bad_host",
-    "bad_target",
-    "client_gone",
-    "client_timeout",
-    "connect",
-    "header_timeout",
-    "malformed",
-    "proxy_protocol",
-    "transfer_coding",
-];
-
-/// `dns_syncs_total{result}`.
-pub fn dns_results() -> Vec<&'static str> {
-    use SyncResult::*;
-    fn _all_listed(r: SyncResult) {
-        match r {
-            Changed | Unchanged | DryRun | Error => {}
-        }
-    }
-    [Changed, Unchanged, DryRun, Error]
-        .map(SyncResult::as_str)
-        .to_vec()
-}
-
-/// `geo_lookups_total{result}`.
-pub fn geo_results() -> Vec<&'static str> {
-    use GeoResult::*;
-    fn _all_listed(r: GeoResult) {
-        match r {
-            Hit | Miss | Error => {}
-        }
-    }
-    [Hit, Miss, Error].map(GeoResult::as_str).to_vec()
-}
-
-/// `retries_denied_total{reason}`: the retry budget is the only reason.
-pub const RETRY_DENIED_REASONS: [&str; 1] = ["budget"];
-/// `xff_malformed_total{header}`.
-pub const XFF_HEADERS: [&str; 1] = ["x-forwarded-for"];
-/// `config_reloads_total{result}`.
-pub const RELOAD_RESULTS: [&str; 2] = ["ok", "error"];
 
 /// Creates, at 0, every series of the counters with fixed label sets, for the
 /// regions, origins and shifts of `snap`. A series exists in Prometheus only
@@ -135,20 +76,28 @@ pub fn zero_known_series(m: &Metrics, snap: &Snapshot) {
         c.with_label_values(values);
     };
     for (counter, values) in [
-        (&m.requests_rejected, &REJECT_REASONS[..]),
-        (&m.write_tokens, &write_token_outcomes()[..]),
-        (&m.dns_syncs, &dns_results()[..]),
-        (&m.geo_lookups, &geo_results()[..]),
-        (&m.retries_denied, &RETRY_DENIED_REASONS[..]),
-        (&m.xff_malformed, &XFF_HEADERS[..]),
-        (&m.config_reloads, &RELOAD_RESULTS[..]),
+        (&m.requests_rejected, &Reject::ALL.map(Reject::as_str)[..]),
+        (
+            &m.write_tokens,
+            &TokenOutcome::ALL.map(TokenOutcome::as_str)[..],
+        ),
+        (&m.dns_syncs, &SyncResult::ALL.map(SyncResult::as_str)[..]),
+        (&m.geo_lookups, &GeoResult::ALL.map(GeoResult::as_str)[..]),
+        (
+            &m.retries_denied,
+            &RetryDenied::ALL.map(RetryDenied::as_str)[..],
+        ),
+        (&m.xff_malformed, &XffHeader::ALL.map(XffHeader::as_str)[..]),
+        (
+            &m.config_reloads,
+            &ReloadResult::ALL.map(ReloadResult::as_str)[..],
+        ),
     ] {
         for v in values {
             touch(counter, &[v]);
         }
     }
     let retry_reasons = retry_reasons();
-    let probe_reasons = probe_failure_reasons();
     for from in &snap.regions {
         for to in &snap.regions {
             for reason in &retry_reasons {
@@ -160,14 +109,17 @@ pub fn zero_known_series(m: &Metrics, snap: &Snapshot) {
         }
         for o in &from.origins {
             touch(&m.upstream_connect_failures, &[&from.name, &o.address]);
-            for result in crate::core::health::endpoints::LookupResult::ALL {
+            for result in LookupResult::ALL {
                 touch(&m.dns_lookups, &[&from.name, &o.address, result.as_str()]);
             }
             m.origin_endpoints
                 .with_label_values(&[&from.name, &o.address])
                 .set(o.endpoints.load().len() as i64);
-            for reason in &probe_reasons {
-                touch(&m.probe_failures, &[&from.name, &o.address, reason]);
+            for reason in ProbeFailure::all() {
+                touch(
+                    &m.probe_failures,
+                    &[&from.name, &o.address, reason.as_str()],
+                );
             }
         }
     }
@@ -175,7 +127,7 @@ pub fn zero_known_series(m: &Metrics, snap: &Snapshot) {
         touch(&m.shift_aborts, &[&shift.name]);
     }
     for route in 0..snap.routes.len() {
-        for why in crate::core::capacity::Shed::ALL {
+        for why in Shed::ALL {
             touch(&m.requests_shed, &[&route.to_string(), why.as_str()]);
         }
     }
@@ -208,7 +160,7 @@ mod tests {
 
     #[test]
     fn every_fixed_label_set_is_complete_and_without_repeats() {
-        let mut outcomes = write_token_outcomes();
+        let mut outcomes = TokenOutcome::ALL.map(TokenOutcome::as_str);
         outcomes.sort_unstable();
         assert_eq!(
             outcomes,
@@ -226,7 +178,9 @@ mod tests {
             ]
         );
         assert_eq!(
-            probe_failure_reasons(),
+            ProbeFailure::all()
+                .map(ProbeFailure::as_str)
+                .collect::<Vec<_>>(),
             [
                 "timeout",
                 "refused",
@@ -237,7 +191,19 @@ mod tests {
                 "body_not_json"
             ]
         );
-        assert_eq!(dns_results(), ["changed", "unchanged", "dry_run", "error"]);
-        assert_eq!(geo_results(), ["hit", "miss", "error"]);
+        assert_eq!(
+            SyncResult::ALL.map(SyncResult::as_str),
+            ["changed", "unchanged", "dry_run", "error"]
+        );
+        assert_eq!(
+            GeoResult::ALL.map(GeoResult::as_str),
+            ["hit", "miss", "error"]
+        );
+        let mut reasons = Reject::ALL.map(Reject::as_str);
+        reasons.sort_unstable();
+        let before = reasons.len();
+        let mut reasons = reasons.to_vec();
+        reasons.dedup();
+        assert_eq!(reasons.len(), before);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod events;
+pub mod labels;
 pub mod logging;
 pub mod metric_labels;
 pub mod metrics;

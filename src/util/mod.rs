@@ -1,8 +1,9 @@
-//! Small helpers every layer may use: the clock, file stamps, the one lock helper
-//! and the shutdown signal type.
+//! Small helpers every layer may use: the clock, file stamps, the one lock helper,
+//! label value sets and the shutdown signal type.
 
 pub mod clock;
 pub mod files;
+pub mod label_set;
 pub mod lock;
 pub mod shutdown;
 

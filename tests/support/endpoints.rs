@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use meridian::cli::demo::{Control, SimOrigin};
+use super::sim_origin::{Control, SimOrigin};
 
 /// One address of the set.
 pub struct Endpoint {

@@ -1,5 +1,5 @@
 //! Shared end-to-end fixtures: the real `meridian` binary on free loopback ports,
-//! simulated origins (`meridian::cli::demo::SimOrigin`), and polling helpers.
+//! simulated origins (`sim_origin::SimOrigin`), and polling helpers.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)] // not every test binary uses it
-pub use meridian::cli::demo::SimOrigin;
+pub use sim_origin::SimOrigin;
 
 pub mod certs;
 pub mod dnsmasq;
@@ -17,6 +17,7 @@ pub mod endpoints;
 pub mod origin;
 pub mod peers;
 pub mod raw;
+pub mod sim_origin;
 
 /// A fresh temporary directory for one test.
 pub fn temp_dir(tag: &str) -> PathBuf {

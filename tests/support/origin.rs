@@ -150,7 +150,7 @@ fn full(b: impl Into<Bytes>) -> Body {
 
 /// A body of `frames`, one poll each, so it has no known length.
 fn frames(frames: Vec<Frame<Bytes>>) -> Body {
-    let stream = meridian::cli::demo::IterStream(frames.into_iter().map(Ok::<_, Infallible>));
+    let stream = super::sim_origin::IterStream(frames.into_iter().map(Ok::<_, Infallible>));
     StreamBody::new(stream).boxed()
 }
 

@@ -8,11 +8,13 @@ pub const MAX_ORIGINS_PER_REGION: usize = 16;
 pub const MAX_ENDPOINTS_PER_ORIGIN: usize = 16;
 
 pub mod locate;
+pub mod resolved;
 pub mod types;
 pub mod units;
 pub mod validate;
 pub mod yaml;
 
+pub use resolved::Resolved;
 pub use types::*;
 pub use validate::is_valid_region;
 
@@ -52,6 +54,8 @@ impl fmt::Display for ConfigError {
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Config,
+    /// Its names, codes and addresses as validation resolved them.
+    pub resolved: Resolved,
     /// The file it came from; relative paths inside it resolve against its folder.
     pub path: PathBuf,
     /// sha256 of the file's bytes, hex.
@@ -79,7 +83,7 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
             message: format!("cannot read: {e}"),
         }]
     })?;
-    let (config, warnings) = parse(&name, &text)?;
+    let (config, resolved, warnings) = parse(&name, &text)?;
     use sha2::Digest;
     let sha256 = sha2::Sha256::digest(text.as_bytes())
         .iter()
@@ -87,6 +91,7 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
         .collect();
     Ok(Loaded {
         config,
+        resolved,
         path: path.to_path_buf(),
         sha256,
         warnings,
@@ -94,8 +99,11 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
 }
 
 /// Parses and validates config text; `name` is used in error messages. Returns the
-/// config with its warnings, or every error.
-pub fn parse(name: &str, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
+/// config with what validation resolved and its warnings, or every error.
+pub fn parse(
+    name: &str,
+    text: &str,
+) -> Result<(Config, Resolved, Vec<ConfigError>), Vec<ConfigError>> {
     let at = |(line, col): locate::Pos, path: &str, message: String| ConfigError {
         file: name.to_string(),
         line,
@@ -130,9 +138,8 @@ pub fn parse(name: &str, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<C
         };
         vec![at(pos, &path, message)]
     })?;
-    let (warnings, errors): (Vec<_>, Vec<_>) = validate::validate(&config)
-        .into_iter()
-        .partition(|p| p.warning);
+    let (problems, resolved) = validate::validate(&config);
+    let (warnings, errors): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| p.warning);
     let located = |ps: Vec<validate::Problem>| -> Vec<ConfigError> {
         ps.into_iter()
             .map(|p| at(map.position(&p.path), &p.path, p.message))
@@ -143,7 +150,7 @@ pub fn parse(name: &str, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<C
         errors.sort_by_key(|e| (e.line, e.col));
         return Err(errors);
     }
-    Ok((config, located(warnings)))
+    Ok((config, resolved, located(warnings)))
 }
 
 /// A one-screen, human summary of a valid config (what `meridian check` prints).

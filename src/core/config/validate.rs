@@ -3,6 +3,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use http::HeaderValue;
+
+use super::resolved::{OriginAddress, RegionIdx, ResidencyRefs, Resolved};
 use super::types::*;
 use super::units::Duration;
 use crate::request::geo::{Continent, Country};
@@ -35,17 +38,43 @@ impl Check<'_> {
             warning: true,
         });
     }
-    fn region(&mut self, path: impl Into<String>, name: &str) {
-        if !self.regions.contains_key(name) {
-            let known: Vec<&str> = self.regions.keys().map(String::as_str).collect();
+    /// The index of the region called `name`; an error when there is none (and
+    /// then 0, which goes nowhere: a config with errors is not compiled).
+    fn region(&mut self, path: impl Into<String>, name: &str) -> RegionIdx {
+        if let Some(i) = self.regions.keys().position(|n| n == name) {
+            return i;
+        }
+        let known: Vec<&str> = self.regions.keys().map(String::as_str).collect();
+        self.error(
+            path,
+            format!(
+                "unknown region `{name}` (regions are: {})",
+                known.join(", ")
+            ),
+        );
+        0
+    }
+    /// `code` as a country; an error when it is not an upper-case ISO code.
+    fn country(&mut self, path: impl Into<String>, code: &str) -> Option<Country> {
+        let country = Country::parse(code).filter(|c| c.as_str() == code);
+        if country.is_none() {
             self.error(
                 path,
-                format!(
-                    "unknown region `{name}` (regions are: {})",
-                    known.join(", ")
-                ),
+                format!("`{code}` is not an upper-case ISO 3166-1 alpha-2 country code"),
             );
         }
+        country
+    }
+    /// `code` as a continent; an error when it is not one.
+    fn continent(&mut self, path: impl Into<String>, code: &str) -> Option<Continent> {
+        let continent = Continent::parse(code);
+        if continent.is_none() {
+            self.error(
+                path,
+                format!("`{code}` is not a continent code (AF AN AS EU NA OC SA)"),
+            );
+        }
+        continent
     }
     fn positive(&mut self, path: &str, d: Duration) {
         if d.is_zero() {
@@ -59,16 +88,21 @@ impl Check<'_> {
     }
 }
 
-/// Checks a parsed config; errors and warnings, in file order where it matters.
-pub fn validate(c: &Config) -> Vec<Problem> {
+/// Checks a parsed config: errors and warnings, in file order where it matters,
+/// and what it resolved on the way (to be used only when there are no errors).
+pub fn validate(c: &Config) -> (Vec<Problem>, Resolved) {
     let mut k = Check {
         regions: &c.regions,
         problems: Vec::new(),
     };
-    k.region("local_region", &c.local_region);
-    if let Some(w) = &c.write_region {
-        k.region("write_region", w);
-    }
+    let mut out = Resolved {
+        local_region: k.region("local_region", &c.local_region),
+        write_region: c
+            .write_region
+            .as_deref()
+            .map(|w| k.region("write_region", w)),
+        ..Resolved::default()
+    };
 
     if c.listeners.is_empty() {
         k.error("listeners", "at least one listener is needed");
@@ -115,11 +149,15 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     }
     for (name, r) in &c.regions {
         let at = format!("regions.{name}");
-        if !is_valid_region(name) {
-            k.error(
-                &at,
-                "region names are 1-64 of lower-case letters, digits and `-`",
-            );
+        match HeaderValue::from_str(name) {
+            Ok(h) if is_valid_region(name) => out.region_headers.push(h),
+            _ => {
+                k.error(
+                    &at,
+                    "region names are 1-64 of lower-case letters, digits and `-`",
+                );
+                out.region_headers.push(HeaderValue::from_static(""));
+            }
         }
         if r.origins.is_empty() {
             k.error(
@@ -157,13 +195,22 @@ pub fn validate(c: &Config) -> Vec<Problem> {
                 ),
             );
         }
+        let mut origins = Vec::with_capacity(r.origins.len());
         for (i, o) in r.origins.iter().enumerate() {
-            if let Err(e) = check_host_port(&o.address) {
+            let (host, port) = check_host_port(&o.address).unwrap_or_else(|e| {
                 k.error(format!("{at}.origins[{i}].address"), e);
-            }
-            if let Some(Err(e)) = o.host_header.as_deref().map(check_host_header) {
-                k.error(format!("{at}.origins[{i}].host_header"), e);
-            }
+                (String::new(), 0)
+            });
+            let host_header = o.host_header.as_deref().and_then(|h| {
+                check_host_header(h)
+                    .map_err(|e| k.error(format!("{at}.origins[{i}].host_header"), e))
+                    .ok()
+            });
+            origins.push(OriginAddress {
+                host,
+                port,
+                host_header,
+            });
             if o.max_rps == Some(0) {
                 k.error(
                     format!("{at}.origins[{i}].max_rps"),
@@ -196,6 +243,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
                 );
             }
         }
+        out.origins.push(origins);
     }
 
     let o = &c.overload;
@@ -307,11 +355,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         );
     }
     for (i, ns) in rs.nameservers.iter().enumerate() {
-        if ns.parse::<std::net::SocketAddr>().is_err() {
-            k.error(
+        match ns.parse::<std::net::SocketAddr>() {
+            Ok(addr) => out.nameservers.push(addr),
+            Err(_) => k.error(
                 format!("resolver.nameservers[{i}]"),
                 format!("`{ns}` is not IP:PORT (e.g. 10.0.0.2:53 or [fd00::2]:53)"),
-            );
+            ),
         }
     }
     k.range("access_log.sample", c.access_log.sample, 0.0, 1.0);
@@ -319,27 +368,21 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     let rt = &c.routing;
     for (code, region) in &rt.geo.countries {
         let at = format!("routing.geo.countries.{code}");
-        if Country::parse(code).is_none_or(|c| c.as_str() != code) {
-            k.error(
-                &at,
-                format!("`{code}` is not an upper-case ISO 3166-1 alpha-2 country code"),
-            );
-        }
-        k.region(at, region);
+        let country = k.country(&at, code);
+        let r = k.region(at, region);
+        out.geo_countries.extend(country.map(|c| (c, r)));
     }
     for (code, region) in &rt.geo.continents {
         let at = format!("routing.geo.continents.{code}");
-        if Continent::parse(code).is_none() {
-            k.error(
-                &at,
-                format!("`{code}` is not a continent code (AF AN AS EU NA OC SA)"),
-            );
-        }
-        k.region(at, region);
+        let continent = k.continent(&at, code);
+        let r = k.region(at, region);
+        out.geo_continents.extend(continent.map(|c| (c, r)));
     }
-    if let Some(d) = &rt.geo.default {
-        k.region("routing.geo.default", d);
-    }
+    out.geo_default = rt
+        .geo
+        .default
+        .as_deref()
+        .map(|d| k.region("routing.geo.default", d));
     for (i, g) in rt.residency.iter().enumerate() {
         let at = format!("routing.residency[{i}]");
         if g.regions.is_empty() {
@@ -354,33 +397,29 @@ pub fn validate(c: &Config) -> Vec<Problem> {
                 "a residency group needs countries or continents to match",
             );
         }
+        let mut refs = ResidencyRefs::default();
         for (j, r) in g.regions.iter().enumerate() {
-            k.region(format!("{at}.regions[{j}]"), r);
+            refs.regions.push(k.region(format!("{at}.regions[{j}]"), r));
         }
         for (j, code) in g.countries.iter().enumerate() {
-            if Country::parse(code).is_none_or(|c| c.as_str() != code) {
-                k.error(
-                    format!("{at}.countries[{j}]"),
-                    format!("`{code}` is not an upper-case ISO 3166-1 alpha-2 country code"),
-                );
-            }
+            refs.countries
+                .extend(k.country(format!("{at}.countries[{j}]"), code));
         }
         for (j, code) in g.continents.iter().enumerate() {
-            if Continent::parse(code).is_none() {
-                k.error(
-                    format!("{at}.continents[{j}]"),
-                    format!("`{code}` is not a continent code (AF AN AS EU NA OC SA)"),
-                );
-            }
+            refs.continents
+                .extend(k.continent(format!("{at}.continents[{j}]"), code));
         }
         match &g.write_region {
-            Some(w) if !g.regions.contains(w) => k.error(
-                format!("{at}.write_region"),
-                format!(
-                    "`{w}` is not one of the group's regions: its writes would leave the group"
+            // One of the group's regions: resolved (or reported) with them.
+            Some(w) => match g.regions.iter().position(|r| r == w) {
+                Some(j) => refs.write_region = Some(refs.regions[j]),
+                None => k.error(
+                    format!("{at}.write_region"),
+                    format!(
+                        "`{w}` is not one of the group's regions: its writes would leave the group"
+                    ),
                 ),
-            ),
-            Some(_) => {}
+            },
             None => {
                 if let Some(w) = c.write_region.as_ref().filter(|w| !g.regions.contains(w)) {
                     k.warn(
@@ -390,6 +429,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
                 }
             }
         }
+        out.residency.push(refs);
     }
     if !(1..=10).contains(&rt.retries.attempts) {
         k.error("routing.retries.attempts", "must be between 1 and 10");
@@ -466,8 +506,9 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     }
     for (i, s) in c.shifts.iter().enumerate() {
         let at = format!("shifts[{i}]");
-        k.region(format!("{at}.from"), &s.from);
-        k.region(format!("{at}.to"), &s.to);
+        let from = k.region(format!("{at}.from"), &s.from);
+        let to = k.region(format!("{at}.to"), &s.to);
+        out.shifts.push((from, to));
         if s.from == s.to {
             k.error(format!("{at}.to"), "a shift needs two different regions");
         }
@@ -501,7 +542,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     if let Some(d) = &c.dns {
         dns(&mut k, d, &c.local_region);
     }
-    k.problems
+    (k.problems, out)
 }
 
 fn dns(k: &mut Check, d: &Dns, local_region: &str) {
@@ -590,18 +631,20 @@ fn overlaps(a: &Shift, b: &Shift) -> bool {
 }
 
 /// An origin's `host_header`: a host, optionally with `:port`, as `Host` and
-/// HTTP/2's `:authority` carry it.
-fn check_host_header(s: &str) -> Result<(), String> {
-    match s.parse::<http::uri::Authority>() {
-        Ok(a) if !a.host().is_empty() && !s.contains('@') => Ok(()),
-        _ => Err(format!(
+/// HTTP/2's `:authority` carry it; the header value it is sent as.
+fn check_host_header(s: &str) -> Result<HeaderValue, String> {
+    let authority = s.parse::<http::uri::Authority>().ok();
+    match authority.filter(|a| !a.host().is_empty() && !s.contains('@')) {
+        Some(_) => HeaderValue::from_str(s).map_err(|e| e.to_string()),
+        None => Err(format!(
             "expected a host name, optionally with `:port`, found {s:?}"
         )),
     }
 }
 
-/// `host:port` with a valid port; `[v6]:port` for IPv6.
-fn check_host_port(s: &str) -> Result<(), String> {
+/// `host:port` with a valid port; `[v6]:port` for IPv6. The host (without
+/// brackets) and the port.
+fn check_host_port(s: &str) -> Result<(String, u16), String> {
     let bad = |why: &str| format!("{why}: expected `host:port`, found `{s}`");
     let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("no port"))?;
     let port: u16 = port.parse().map_err(|_| bad("bad port"))?;
@@ -616,6 +659,7 @@ fn check_host_port(s: &str) -> Result<(), String> {
         inner
             .parse::<std::net::Ipv6Addr>()
             .map_err(|_| bad("bad IPv6 address"))?;
+        return Ok((inner.to_string(), port));
     } else if host.contains(':') {
         return Err(bad("IPv6 addresses need brackets"));
     } else if !host
@@ -624,7 +668,7 @@ fn check_host_port(s: &str) -> Result<(), String> {
     {
         return Err(bad("bad host name"));
     }
-    Ok(())
+    Ok((host.to_string(), port))
 }
 
 /// The largest `rate_limit.burst`: a bucket holds at most this many requests

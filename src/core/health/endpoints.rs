@@ -34,25 +34,16 @@ pub struct Endpoint {
 /// An origin's endpoints as published: sorted by address.
 pub type EndpointSet = Arc<[Arc<Endpoint>]>;
 
-/// What the last lookup of an origin's name found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LookupResult {
-    /// One address or more.
-    Ok,
-    /// The name does not exist or has no A/AAAA records.
-    Empty,
-    /// No answer: timeout, refused, server failure.
-    Error,
-}
-
-impl LookupResult {
-    pub const ALL: [LookupResult; 3] = [LookupResult::Ok, LookupResult::Empty, LookupResult::Error];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LookupResult::Ok => "ok",
-            LookupResult::Empty => "empty",
-            LookupResult::Error => "error",
-        }
+crate::util::label_set::label_set! {
+    /// What the last lookup of an origin's name found (`dns_lookups_total{result}`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum LookupResult {
+        /// One address or more.
+        Ok => "ok",
+        /// The name does not exist or has no A/AAAA records.
+        Empty => "empty",
+        /// No answer: timeout, refused, server failure.
+        Error => "error",
     }
 }
 
@@ -312,15 +303,21 @@ impl Target {
             return Some(Target::Ip(addr));
         }
         let (host, port) = address.rsplit_once(':')?;
-        let port = port.parse().ok()?;
-        let host = host.trim_matches(['[', ']']);
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Some(Target::Ip(SocketAddr::new(ip, port)));
+        Some(Target::new(
+            host.trim_matches(['[', ']']),
+            port.parse().ok()?,
+        ))
+    }
+
+    /// `host` (an IPv6 address without its brackets) and `port`.
+    pub fn new(host: &str, port: u16) -> Target {
+        match host.parse::<IpAddr>() {
+            Ok(ip) => Target::Ip(SocketAddr::new(ip, port)),
+            Err(_) => Target::Name {
+                host: host.to_string(),
+                port,
+            },
         }
-        Some(Target::Name {
-            host: host.to_string(),
-            port,
-        })
     }
 }
 

@@ -14,28 +14,17 @@ pub enum Verdict {
     Fail(FailReason),
 }
 
-/// Why a probe failed: the `reason` label of `probe_failures_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailReason {
-    Timeout,
-    Refused,
-    Status,
-    Unhealthy,
-    /// The TLS handshake failed (expired, not yet valid, wrong host, unknown CA, ...).
-    Tls,
-    Error,
-}
-
-impl FailReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailReason::Timeout => "timeout",
-            FailReason::Refused => "refused",
-            FailReason::Status => "status",
-            FailReason::Unhealthy => "unhealthy",
-            FailReason::Tls => "tls",
-            FailReason::Error => "error",
-        }
+crate::util::label_set::label_set! {
+    /// Why a probe failed: the `reason` label of `probe_failures_total`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum FailReason {
+        Timeout => "timeout",
+        Refused => "refused",
+        Status => "status",
+        Unhealthy => "unhealthy",
+        /// The TLS handshake failed (expired, not yet valid, wrong host, unknown CA, ...).
+        Tls => "tls",
+        Error => "error",
     }
 }
 

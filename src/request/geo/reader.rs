@@ -25,25 +25,17 @@ pub struct GeoInfo {
     pub location: Option<(f64, f64)>,
 }
 
-/// How a lookup went: the label of `meridian_geo_lookups_total{result}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GeoResult {
-    /// A record with a country.
-    Hit,
-    /// No record (private, unannounced or unknown address), no country in it, or an
-    /// IPv6 address asked of an IPv4-only database.
-    Miss,
-    /// The record at that address could not be decoded (corrupt or foreign data).
-    Error,
-}
-
-impl GeoResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GeoResult::Hit => "hit",
-            GeoResult::Miss => "miss",
-            GeoResult::Error => "error",
-        }
+crate::util::label_set::label_set! {
+    /// How a lookup went: the label of `meridian_geo_lookups_total{result}`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum GeoResult {
+        /// A record with a country.
+        Hit => "hit",
+        /// No record (private, unannounced or unknown address), no country in it, or an
+        /// IPv6 address asked of an IPv4-only database.
+        Miss => "miss",
+        /// The record at that address could not be decoded (corrupt or foreign data).
+        Error => "error",
     }
 }
 

@@ -65,27 +65,18 @@ impl Settings {
     }
 }
 
-/// How a sync ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SyncResult {
-    /// Weights changed in Route 53.
-    Changed,
-    /// Weights already right; only this instance's view was refreshed.
-    Unchanged,
-    /// `dry_run`: the batch was logged, nothing written.
-    DryRun,
-    Error,
-}
-
-impl SyncResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncResult::Changed => "changed",
-            SyncResult::Unchanged => "unchanged",
-            SyncResult::DryRun => "dry_run",
-            SyncResult::Error => "error",
-        }
+crate::util::label_set::label_set! {
+    /// How a sync ended (`dns_syncs_total{result}`; serialized as the same text).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum SyncResult {
+        /// Weights changed in Route 53.
+        Changed => "changed",
+        /// Weights already right; only this instance's view was refreshed.
+        Unchanged => "unchanged",
+        /// `dry_run`: the batch was logged, nothing written.
+        DryRun => "dry_run",
+        Error => "error",
     }
 }
 
@@ -400,7 +391,9 @@ fn record(
         }
         Err(e) => {
             *failures += 1;
-            m.dns_syncs.with_label_values(&["error"]).inc();
+            m.dns_syncs
+                .with_label_values(&[SyncResult::Error.as_str()])
+                .inc();
             tracing::warn!(error = %e, kind = e.kind(), failures = *failures, "dns sync failed; backing off");
             st.last_result = Some(SyncResult::Error.as_str().to_string());
             st.last_error = Some(e.to_string());

@@ -15,18 +15,19 @@ use std::time::{Duration, Instant};
 use crate::util::lock::lock;
 use crate::util::shutdown::ShutdownWatch;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Limited};
 use rand::Rng;
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use crate::core::config::OriginProtocol;
 use crate::core::health::endpoints::Endpoint;
 use crate::core::health::judge::{judge, next_state, FailReason, Judgement, Streak, Verdict};
 use crate::core::health::{LastProbe, ProbeState};
 use crate::core::shift_guard::{self, Abort};
 use crate::core::snapshot::{OriginEntry, Snapshot};
+use crate::proxy::pool::{RequestBody, Sender};
+use crate::proxy::upstream::{self, ConnectError, Purpose};
 use crate::services::shared::Shared;
+use crate::telemetry::metric_labels::ProbeFailure;
 use crate::util::clock::now_ms;
 
 /// Health bodies larger than this are cut off (and then fail JSON parsing).
@@ -202,7 +203,7 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
             .observe(elapsed.as_secs_f64());
         if let Verdict::Fail(reason) = judged.verdict {
             m.probe_failures
-                .with_label_values(&[labels[0], labels[1], reason.as_str()])
+                .with_label_values(&[labels[0], labels[1], ProbeFailure::Failed(reason).as_str()])
                 .inc();
         } else {
             health.observe_latency_us(elapsed.as_micros() as u32);
@@ -210,7 +211,7 @@ async fn probe_loop(shared: Arc<Shared>, key: String) {
         if judged.body_unparsed && h.deep {
             // Judged by status alone; counted so a broken health endpoint shows.
             m.probe_failures
-                .with_label_values(&[labels[0], labels[1], "body_not_json"])
+                .with_label_values(&[labels[0], labels[1], ProbeFailure::BodyNotJson.as_str()])
                 .inc();
         }
         let lag = judged.replication_lag_ms.unwrap_or(u32::MAX);
@@ -303,86 +304,38 @@ fn jittered(interval: Duration, percent: f64) -> Duration {
 /// Why a probe failed, with the detail worth showing an operator (TLS causes).
 type ProbeError = (FailReason, Option<String>);
 
-/// One GET of the health path over a fresh connection, in the origin's protocol
-/// (TLS with the origin's own settings for HTTPS origins): status and (capped) body.
+/// One GET of the health path over a connection of its own, made as traffic
+/// makes one (TLS with the origin's own settings for HTTPS origins, the
+/// origin's protocol): status and (capped) body.
 async fn probe_once(
     origin: &OriginEntry,
     addr: std::net::SocketAddr,
     path: &str,
 ) -> Result<(u16, Bytes), ProbeError> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => (FailReason::Refused, Some(e.to_string())),
-        std::io::ErrorKind::TimedOut => (FailReason::Timeout, Some(e.to_string())),
-        _ => (FailReason::Error, Some(e.to_string())),
-    })?;
-    let h2 = match origin.protocol {
-        OriginProtocol::Http1 => false,
-        OriginProtocol::H2 | OriginProtocol::H2c => true,
-    };
-    match &origin.tls {
-        None => get(stream, origin, path, h2).await,
-        Some(tls) => {
-            let stream = crate::proxy::tls::connect_origin(tls, &origin.sni, h2, stream)
-                .await
-                .map_err(|e| (FailReason::Tls, Some(e.to_string())))?;
-            get(stream, origin, path, h2).await
-        }
-    }
-}
-
-/// GETs `path` over `stream`, HTTP/2 (prior knowledge, or after ALPN) when `h2`.
-async fn get<S>(
-    stream: S,
-    origin: &OriginEntry,
-    path: &str,
-    h2: bool,
-) -> Result<(u16, Bytes), ProbeError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+    let tx = upstream::connect(origin, addr, Purpose::Probe)
+        .await
+        .map_err(connect_failure)?;
     let fail = |e: &dyn std::error::Error| (FailReason::Error, Some(with_causes(e)));
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let host = origin
-        .host_header
-        .as_ref()
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or(&origin.address)
-        .to_string();
-    let resp = if h2 {
-        // HTTP/2 carries the host as `:authority`, which needs an absolute URI
-        // (hyper's h2 client refuses a bare path); the scheme is what the
-        // connection is.
-        let scheme = if origin.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        let req = http::Request::get(format!("{scheme}://{host}{path}"))
-            .header(http::header::USER_AGENT, "meridian-health/1")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| fail(&e))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
-                .await
+    let req = match tx {
+        Sender::H2(_) => {
+            let target = upstream::h2_target(origin, origin.host_header.as_ref(), path)
                 .map_err(|e| fail(&e))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        sender.send_request(req).await.map_err(|e| fail(&e))?
-    } else {
-        let req = http::Request::get(path)
-            .header(http::header::HOST, host)
-            .header(http::header::USER_AGENT, "meridian-health/1")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| fail(&e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| fail(&e))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        sender.send_request(req).await.map_err(|e| fail(&e))?
+            http::Request::get(target)
+        }
+        Sender::H1(_) => {
+            let host = upstream::authority(origin, origin.host_header.as_ref());
+            http::Request::get(path).header(http::header::HOST, host)
+        }
     };
+    let req = req
+        .header(http::header::USER_AGENT, "meridian-health/1")
+        .body(RequestBody::Full(None))
+        .map_err(|e| fail(&e))?;
+    let resp = match tx {
+        Sender::H1(mut tx) => tx.send_request(req).await,
+        Sender::H2(mut tx) => tx.send_request(req).await,
+    }
+    .map_err(|e| fail(&e))?;
     let status = resp.status().as_u16();
     let body = Limited::new(resp.into_body(), MAX_BODY)
         .collect()
@@ -390,6 +343,21 @@ where
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// A failed connection as a probe reports it.
+fn connect_failure(e: ConnectError) -> ProbeError {
+    match e {
+        ConnectError::Io(e) => match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => (FailReason::Refused, Some(e.to_string())),
+            std::io::ErrorKind::TimedOut => (FailReason::Timeout, Some(e.to_string())),
+            _ => (FailReason::Error, Some(e.to_string())),
+        },
+        ConnectError::Tls(e) => (FailReason::Tls, Some(e.to_string())),
+        ConnectError::Http(e) => (FailReason::Error, Some(with_causes(&e))),
+        // `connect` is not timed: the probe's own timeout bounds it.
+        ConnectError::Timeout => (FailReason::Timeout, None),
+    }
 }
 
 /// Why an origin's probe state flipped, as the journal tells it.
