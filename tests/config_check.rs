@@ -260,6 +260,15 @@ fn regions_and_origins() {
             "13:49: regions.ap-southeast-1.traffic_dial: must be a percentage between 0 and 100, found 150",
         ],
     );
+    // 65 regions: one more than a region set holds.
+    let more: String = (0..63)
+        .map(|i| format!("  r{i}: {{ origins: [ {{ address: \"h:1\" }} ] }}\n"))
+        .collect();
+    broken(
+        "too-many-regions",
+        &with(&more),
+        &["6:1: regions: at most 64 regions are supported, found 65"],
+    );
 }
 
 #[test]

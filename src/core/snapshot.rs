@@ -24,8 +24,9 @@ use crate::util::clock::monotonic_us;
 
 pub use crate::core::config::resolved::RegionIdx;
 
-/// At most this many regions, so a set of regions fits in one `u64`.
-pub const MAX_REGIONS: usize = crate::core::health::view::MAX;
+pub use crate::core::config::MAX_REGIONS;
+// A health view holds every region inline.
+const _: () = assert!(MAX_REGIONS <= crate::core::health::view::MAX);
 
 /// A set of regions as a bitmask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -558,13 +559,6 @@ impl Snapshot {
     pub fn build(loaded: &Loaded, registry: &HealthRegistry) -> Result<Snapshot, Vec<BuildError>> {
         let c = &loaded.config;
         let mut errors = Vec::new();
-        if c.regions.len() > MAX_REGIONS {
-            errors.push(BuildError {
-                path: "regions".into(),
-                message: format!("at most {MAX_REGIONS} regions are supported"),
-            });
-            return Err(errors);
-        }
         let refs = &loaded.resolved;
         let mut regions = Vec::with_capacity(c.regions.len());
         let resolved_regions = refs.origins.iter().zip(&refs.region_headers);

@@ -6,6 +6,9 @@
 /// set is one bit per (origin, address) pair of its region.
 pub const MAX_ORIGINS_PER_REGION: usize = 16;
 pub const MAX_ENDPOINTS_PER_ORIGIN: usize = 16;
+/// At most this many regions (validation refuses more): a set of regions is one
+/// bit per region of a `u64`.
+pub const MAX_REGIONS: usize = 64;
 
 pub mod locate;
 pub mod resolved;

@@ -147,6 +147,16 @@ pub fn validate(c: &Config) -> (Vec<Problem>, Resolved) {
     if c.regions.is_empty() {
         k.error("regions", "at least one region is needed");
     }
+    if c.regions.len() > super::MAX_REGIONS {
+        k.error(
+            "regions",
+            format!(
+                "at most {} regions are supported, found {}",
+                super::MAX_REGIONS,
+                c.regions.len()
+            ),
+        );
+    }
     for (name, r) in &c.regions {
         let at = format!("regions.{name}");
         match HeaderValue::from_str(name) {
