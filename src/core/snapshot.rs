@@ -207,7 +207,7 @@ impl OriginEntry {
 }
 
 /// Requests in flight over an origin's endpoints (read in the order `admit` writes).
-fn in_flight(set: &[Arc<Endpoint>]) -> u32 {
+pub fn in_flight(set: &[Arc<Endpoint>]) -> u32 {
     set.iter().map(|e| e.health.outstanding.load(SeqCst)).sum()
 }
 

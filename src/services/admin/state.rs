@@ -8,7 +8,7 @@ use crate::core::config::units::MaxInflight;
 use crate::core::config::Priority;
 use crate::core::health::endpoints::{Endpoint, Target};
 use crate::core::health::{LastProbe, ProbeState};
-use crate::core::snapshot::{Asking, OriginEntry, RegionEntry, Snapshot};
+use crate::core::snapshot::{self, Asking, OriginEntry, RegionEntry, Snapshot};
 use crate::services::api::{
     CapacityDoc, ConfigDoc, EndpointDoc, LastProbeDoc, OriginDnsDoc, OriginDoc, RateLimitDoc,
     RegionCapacityDoc, RegionDoc, ShiftDoc, State,
@@ -137,10 +137,7 @@ fn region_capacity(
     let mut max_inflight = Some(0u64);
     for o in &r.origins {
         let set = o.endpoints.load();
-        in_flight += set
-            .iter()
-            .map(|e| u64::from(e.health.outstanding.load(Relaxed)))
-            .sum::<u64>();
+        in_flight += u64::from(snapshot::in_flight(&set));
         if o.reading(now).eligible {
             let limit = o.inflight_limit(&set, &ask);
             max_inflight = max_inflight.zip(limit).map(|(sum, l)| sum + u64::from(l));
