@@ -3,12 +3,12 @@
 
 use std::sync::OnceLock;
 
+use super::fork::PreEncodedHeaders;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Response, Uri, Version};
-use hyper::ext::PreEncodedHeaders;
 use smallvec::SmallVec;
 
 use super::Ctx;

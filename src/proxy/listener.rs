@@ -320,10 +320,7 @@ fn http1<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header)
-        .idle_timeout(limits.idle)
+    super::fork::http1_server(limits.header, limits.idle)
         .max_headers(limits.max_headers as usize)
         // hyper's read buffer: the largest request head, and what one
         // streaming body holds in flight.

@@ -8,6 +8,7 @@
 
 pub mod blame;
 mod body;
+mod fork;
 pub mod form;
 mod headers;
 pub mod host;

@@ -8,12 +8,12 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use super::fork::{self, PreEncodedHeaders};
 use http::header::HeaderValue;
 use http::uri::{PathAndQuery, Scheme};
 use http::Uri;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
-use hyper::ext::PreEncodedHeaders;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
@@ -190,7 +190,7 @@ pub fn send(
 ) -> Sent<impl Future<Output = OriginResult>, impl Future<Output = OriginResult>> {
     match tx {
         Sender::H1(mut tx) => Sent::H1 {
-            answer: tx.send_request_with(req, lines),
+            answer: fork::send_request_with(&mut tx, req, lines),
             tx: Some(tx),
         },
         Sender::H2(mut tx) => Sent::H2 {
