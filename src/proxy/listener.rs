@@ -21,7 +21,7 @@ use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{ConnInfo, Proxy, ResponseBody};
+use super::{fork, ConnInfo, Proxy, ResponseBody};
 use crate::proxy::proxy_protocol;
 use crate::telemetry::labels::Reject;
 use crate::util::clock::monotonic_ms;
@@ -133,8 +133,11 @@ macro_rules! serve_to_end {
             let served = Box::pin(serve_h2(io, $handler, &mut $shutdown, $limits));
             served.await
         } else {
-            let mut conn = pin!(http1(io, $handler, $limits));
-            until_drained(conn.as_mut(), &mut $shutdown, |c| c.graceful_shutdown()).await
+            let clock = fork::WaitClock::default();
+            let mut conn = pin!(http1(io, $handler, $limits, &clock));
+            let ended =
+                until_drained(conn.as_mut(), &mut $shutdown, |c| c.graceful_shutdown()).await;
+            fork::ended(ended, &clock)
         };
         ended_by(ended, &$cuts, $peer);
     }};
@@ -316,11 +319,13 @@ fn http1<I>(
     io: TokioIo<I>,
     handler: Handler,
     limits: Limits,
-) -> http1::UpgradeableConnection<TokioIo<I>, Handler>
+    clock: &fork::WaitClock,
+) -> http1::UpgradeableConnection<TokioIo<fork::Watched<I>>, Handler>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    super::fork::http1_server(limits.header, limits.idle)
+    let io = TokioIo::new(fork::watch(io.into_inner(), clock));
+    fork::http1_server(limits.header, limits.idle, clock)
         .max_headers(limits.max_headers as usize)
         // hyper's read buffer: the largest request head, and what one
         // streaming body holds in flight.
