@@ -1,7 +1,7 @@
 //! Kept-alive client connections over raw sockets: hyper's HTTP/1 server runs the
-//! wait between requests, with the `idle_timeout` of meridian's patched hyper
-//! (docs/hyper patch 0002, set in src/proxy/listener.rs), and these check what ends
-//! an idle connection: `timeouts.client_idle` of silence, the client closing, a
+//! wait between requests, on meridian's own timer (src/proxy/wait.rs: the
+//! keep-alive bound apart from the header bound), and these check what ends an
+//! idle connection: `timeouts.client_idle` of silence, the client closing, a
 //! graceful shutdown.
 
 mod support;

@@ -4,8 +4,9 @@
 //! timeouts end it, or a graceful shutdown drains it.
 //!
 //! Memory per idle client is the budget here: an HTTP/1 connection waiting for
-//! its next request holds no read or write buffer (meridian's hyper patch,
-//! docs/hyper/), and each request's future is boxed only while it is in flight.
+//! its next request holds no read or write buffer (meridian's hyper patch 0001,
+//! docs/hyper/UPSTREAM.md), and each request's future is boxed only while it is in
+//! flight. The wait for a request head has two bounds, kept apart by `wait`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{fork, ConnInfo, Proxy, ResponseBody};
+use super::{wait, ConnInfo, Proxy, ResponseBody};
 use crate::proxy::proxy_protocol;
 use crate::telemetry::labels::Reject;
 use crate::util::clock::monotonic_ms;
@@ -133,11 +134,11 @@ macro_rules! serve_to_end {
             let served = Box::pin(serve_h2(io, $handler, &mut $shutdown, $limits));
             served.await
         } else {
-            let clock = fork::WaitClock::default();
+            let clock = wait::WaitClock::default();
             let mut conn = pin!(http1(io, $handler, $limits, &clock));
             let ended =
                 until_drained(conn.as_mut(), &mut $shutdown, |c| c.graceful_shutdown()).await;
-            fork::ended(ended, &clock)
+            wait::ended(ended, &clock)
         };
         ended_by(ended, &$cuts, $peer);
     }};
@@ -319,13 +320,13 @@ fn http1<I>(
     io: TokioIo<I>,
     handler: Handler,
     limits: Limits,
-    clock: &fork::WaitClock,
-) -> http1::UpgradeableConnection<TokioIo<fork::Watched<I>>, Handler>
+    clock: &wait::WaitClock,
+) -> http1::UpgradeableConnection<TokioIo<wait::Watched<I>>, Handler>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(fork::watch(io.into_inner(), clock));
-    fork::http1_server(limits.header, limits.idle, clock)
+    let io = TokioIo::new(wait::watch(io.into_inner(), clock));
+    wait::http1_server(limits.header, limits.idle, clock)
         .max_headers(limits.max_headers as usize)
         // hyper's read buffer: the largest request head, and what one
         // streaming body holds in flight.

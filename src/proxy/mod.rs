@@ -16,6 +16,7 @@ pub mod listener;
 pub mod overload;
 pub mod sni;
 pub mod upstream;
+mod wait;
 
 pub mod pool;
 pub mod proxy_protocol;

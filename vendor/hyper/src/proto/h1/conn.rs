@@ -66,10 +66,6 @@ where
                 #[cfg(feature = "server")]
                 h1_header_read_timeout_running: false,
                 #[cfg(feature = "server")]
-                h1_idle_timeout: None,
-                #[cfg(feature = "server")]
-                h1_idle_timer_running: false,
-                #[cfg(feature = "server")]
                 date_header: true,
                 #[cfg(feature = "server")]
                 timer: Time::Empty,
@@ -156,51 +152,6 @@ where
     }
 
     #[cfg(feature = "server")]
-    pub(crate) fn set_http1_idle_timeout(&mut self, val: Duration) {
-        self.state.h1_idle_timeout = Some(val);
-    }
-
-    /// Starts the timer for the head being waited for, unless the right one
-    /// runs already: the idle timer while a kept-alive connection has no byte
-    /// of its next request, else the header timer.
-    #[cfg(feature = "server")]
-    fn arm_head_timer(&mut self, idle: bool) {
-        if self.state.h1_header_read_timeout_running && self.state.h1_idle_timer_running == idle {
-            return;
-        }
-        let limit = if idle {
-            self.state.h1_idle_timeout
-        } else {
-            self.state.h1_header_read_timeout
-        };
-        let Some(limit) = limit else {
-            self.state.h1_header_read_timeout_running = false;
-            return;
-        };
-        let deadline = self.state.timer.now() + limit;
-        self.state.h1_header_read_timeout_running = true;
-        self.state.h1_idle_timer_running = idle;
-        match &mut self.state.h1_header_read_timeout_fut {
-            Some(h1_header_read_timeout_fut) => {
-                trace!("resetting h1 head timer");
-                self.state.timer.reset(h1_header_read_timeout_fut, deadline);
-            }
-            None => {
-                trace!("setting h1 head timer");
-                self.state.h1_header_read_timeout_fut = Some(self.state.timer.sleep_until(deadline));
-            }
-        }
-    }
-
-    /// Waiting for a kept-alive connection's next request, no byte of it yet.
-    #[cfg(feature = "server")]
-    fn awaits_next_request(&self) -> bool {
-        self.state.h1_idle_timeout.is_some()
-            && matches!(self.state.keep_alive.status(), KA::Idle)
-            && self.io.read_buf().is_empty()
-    }
-
-    #[cfg(feature = "server")]
     pub(crate) fn set_allow_half_close(&mut self) {
         self.state.allow_half_close = true;
     }
@@ -270,9 +221,22 @@ where
         trace!("Conn::read_head");
 
         #[cfg(feature = "server")]
-        {
-            let idle = self.awaits_next_request();
-            self.arm_head_timer(idle);
+        if !self.state.h1_header_read_timeout_running {
+            if let Some(h1_header_read_timeout) = self.state.h1_header_read_timeout {
+                let deadline = self.state.timer.now() + h1_header_read_timeout;
+                self.state.h1_header_read_timeout_running = true;
+                match &mut self.state.h1_header_read_timeout_fut {
+                    Some(h1_header_read_timeout_fut) => {
+                        trace!("resetting h1 header read timeout timer");
+                        self.state.timer.reset(h1_header_read_timeout_fut, deadline);
+                    }
+                    None => {
+                        trace!("setting h1 header read timeout timer");
+                        self.state.h1_header_read_timeout_fut =
+                            Some(self.state.timer.sleep_until(deadline));
+                    }
+                }
+            }
         }
 
         let msg = match self.io.parse::<T>(
@@ -295,25 +259,12 @@ where
             Poll::Ready(Err(e)) => return self.on_read_head_error(e),
             Poll::Pending => {
                 #[cfg(feature = "server")]
-                if self.state.h1_idle_timer_running && !self.io.read_buf().is_empty() {
-                    // The next request began: from its first byte, its header's
-                    // own deadline applies.
-                    self.arm_head_timer(false);
-                }
-                #[cfg(feature = "server")]
                 if self.state.h1_header_read_timeout_running {
                     if let Some(h1_header_read_timeout_fut) =
                         &mut self.state.h1_header_read_timeout_fut
                     {
                         if Pin::new(h1_header_read_timeout_fut).poll(cx).is_ready() {
                             self.state.h1_header_read_timeout_running = false;
-                            if self.state.h1_idle_timer_running {
-                                self.state.h1_idle_timer_running = false;
-                                debug!("idle keep-alive connection timed out; closing");
-                                self.close_read();
-                                self.close_write();
-                                return Poll::Ready(None);
-                            }
 
                             warn!("read header from client timeout");
                             return Poll::Ready(Some(Err(crate::Error::new_header_timeout())));
@@ -328,7 +279,6 @@ where
         #[cfg(feature = "server")]
         {
             self.state.h1_header_read_timeout_running = false;
-            self.state.h1_idle_timer_running = false;
             self.state.h1_header_read_timeout_fut = None;
         }
 
@@ -1014,12 +964,6 @@ struct State {
     h1_header_read_timeout_fut: Option<Pin<Box<dyn Sleep>>>,
     #[cfg(feature = "server")]
     h1_header_read_timeout_running: bool,
-    /// How long a kept-alive connection may wait for the next request's first byte.
-    #[cfg(feature = "server")]
-    h1_idle_timeout: Option<Duration>,
-    /// The running head timer is the idle one (no byte of the next head yet).
-    #[cfg(feature = "server")]
-    h1_idle_timer_running: bool,
     #[cfg(feature = "server")]
     date_header: bool,
     #[cfg(feature = "server")]

@@ -79,7 +79,6 @@ pub struct Builder {
     h1_max_headers: Option<usize>,
     h1_max_header_size: Option<usize>,
     h1_header_read_timeout: Dur,
-    h1_idle_timeout: Dur,
     h1_writev: Option<bool>,
     max_buf_size: Option<usize>,
     pipeline_flush: bool,
@@ -252,7 +251,6 @@ impl Builder {
             h1_max_headers: None,
             h1_max_header_size: None,
             h1_header_read_timeout: Dur::Default(Some(Duration::from_secs(30))),
-            h1_idle_timeout: Dur::Default(None),
             h1_writev: None,
             max_buf_size: None,
             pipeline_flush: false,
@@ -371,24 +369,6 @@ impl Builder {
     /// Default is 30 seconds.
     pub fn header_read_timeout(&mut self, read_timeout: impl Into<Option<Duration>>) -> &mut Self {
         self.h1_header_read_timeout = Dur::Configured(read_timeout.into());
-        self
-    }
-
-    /// Set how long a kept-alive connection may wait, after a response, for the
-    /// first byte of the next request before it is closed (quietly: this is not
-    /// an error). While it waits, [`header_read_timeout`] does not run; it starts
-    /// with the next request's first byte. The first request of a connection is
-    /// timed by `header_read_timeout` alone, from the start.
-    ///
-    /// Requires a [`Timer`] set by [`Builder::timer`] to take effect. Panics if
-    /// `idle_timeout` is configured without a [`Timer`].
-    ///
-    /// Pass `None` to disable (the default): then `header_read_timeout` also
-    /// times the wait between requests.
-    ///
-    /// [`header_read_timeout`]: Builder::header_read_timeout
-    pub fn idle_timeout(&mut self, idle: impl Into<Option<Duration>>) -> &mut Self {
-        self.h1_idle_timeout = Dur::Configured(idle.into());
         self
     }
 
@@ -521,9 +501,6 @@ impl Builder {
             .check(self.h1_header_read_timeout, "header_read_timeout")
         {
             conn.set_http1_header_read_timeout(dur);
-        }
-        if let Some(dur) = self.timer.check(self.h1_idle_timeout, "idle_timeout") {
-            conn.set_http1_idle_timeout(dur);
         }
         if let Some(writev) = self.h1_writev {
             if writev {
