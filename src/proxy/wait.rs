@@ -115,16 +115,23 @@ impl hyper::rt::Timer for WaitTimer {
         self.sleep_until(Instant::now() + duration)
     }
 
-    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+    /// hyper asks for `header` from now; the wait's real deadline depends on
+    /// what comes, so the sleep starts at the earliest it can be and moves on
+    /// only when it fires early: a request that starts within `header` (every
+    /// one under load) costs one timer, as hyper's own would.
+    fn sleep_until(&self, _deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
         let kept_alive = self.clock.kept_alive.swap(true, Relaxed);
         self.clock.first_byte.store(0, Relaxed);
         self.clock.idle_ran_out.store(false, Relaxed);
+        let began = Instant::now();
+        let idle = kept_alive.then_some(self.idle);
+        let earliest = began + idle.map_or(self.header, |i| i.min(self.header));
         Box::pin(WaitSleep {
             clock: self.clock.clone(),
-            began: Instant::now(),
+            began,
             header: self.header,
-            idle: kept_alive.then_some(self.idle),
-            inner: tokio::time::sleep_until(deadline.into()),
+            idle,
+            inner: tokio::time::sleep_until(earliest.into()),
         })
     }
 }
@@ -157,21 +164,25 @@ impl WaitSleep {
 impl Future for WaitSleep {
     type Output = ();
 
-    // Polled by hyper whenever its read of the head is pending, so also
-    // after every read that brought bytes: the deadline moves then.
+    // Polled by hyper whenever its read of the head is pending, so also after
+    // every read that brought bytes. The sleep never fires after the deadline:
+    // it starts at the earliest one (`sleep_until`), is moved on only when it
+    // fires before the deadline, and is moved back when a byte comes after
+    // that (a silent client's wait went past `header`, then it started a head).
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             let (deadline, idle) = self.deadline();
             let deadline = tokio::time::Instant::from_std(deadline);
             let mut this = self.as_mut().project();
-            if this.inner.deadline() != deadline {
+            if deadline < this.inner.deadline() {
                 this.inner.as_mut().reset(deadline);
             }
-            ready!(this.inner.poll(cx));
-            if self.deadline().0 == deadline.into_std() {
-                self.clock.idle_ran_out.store(idle, Relaxed);
+            ready!(this.inner.as_mut().poll(cx));
+            if this.inner.deadline() >= deadline {
+                this.clock.idle_ran_out.store(idle, Relaxed);
                 return Poll::Ready(());
             }
+            this.inner.as_mut().reset(deadline);
         }
     }
 }
