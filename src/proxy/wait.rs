@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// What a connection's timer and its watched stream share.
-#[derive(Clone)]
 pub struct WaitClock(Arc<Clock>);
 
 struct Clock {
@@ -93,8 +92,9 @@ pub fn watch<I>(io: I, clock: &WaitClock) -> Watched<I> {
     }
 }
 
-/// A keep-alive wait that ran out is the quiet close it is with the fork,
-/// not a header timeout.
+/// A keep-alive wait that ran out ends the connection quietly: hyper reports
+/// every run-out of its header timer as a timeout, which would count it as a
+/// slow header.
 pub fn ended(r: hyper::Result<()>, clock: &WaitClock) -> hyper::Result<()> {
     match r {
         Err(e) if e.is_timeout() && clock.0.idle_ran_out.load(Relaxed) => Ok(()),
