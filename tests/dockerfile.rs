@@ -1,10 +1,11 @@
 //! No Docker engine runs here, so the Dockerfile is checked for what can be checked:
 //! the build stage's context (its `COPY` lines, less `.dockerignore`) is assembled in
-//! a directory of its own and its build command runs there offline, against the
-//! registry already fetched and without cmake; every path package (the patched hyper)
-//! is inside a copied path; the binary it runs is the one Cargo builds, the ports it
-//! exposes are the reference config's, and its health check names an endpoint the
-//! admin listener serves (proved by asking a running gateway).
+//! a directory of its own and its build (scripts/pgo, the profile-guided build) is
+//! checked there offline, against the registry already fetched and without cmake;
+//! every path package (the patched hyper) is inside a copied path; the binary it runs
+//! is the one scripts/pgo builds, the ports it exposes are the reference config's, and
+//! its health check names an endpoint the admin listener serves (proved by asking a
+//! running gateway). scripts/test runs the build's training load on its own.
 
 mod support;
 
@@ -46,11 +47,16 @@ fn copied_paths_exist_in_the_build_context() {
 }
 
 #[test]
-fn runs_the_binary_cargo_builds_with_the_reference_config() {
+fn runs_the_binary_scripts_pgo_builds_with_the_reference_config() {
     let text = dockerfile();
-    assert!(text.contains("--bin meridian"));
+    assert!(instructions(&text, "RUN").contains(&"scripts/pgo"));
+    let pgo = build_script();
+    assert!(
+        pgo.contains("cargo build --release --locked --bin meridian --target-dir target/pgo-use")
+    );
+    assert!(pgo.contains("cp target/pgo-use/release/meridian target/pgo/meridian"));
+    assert!(text.contains("COPY --from=build /src/target/pgo/meridian /usr/local/bin/meridian"));
     assert!(text.contains(r#"ENTRYPOINT ["meridian"]"#));
-    assert!(text.contains("target/release/meridian /usr/local/bin/meridian"));
     assert!(text.contains("COPY config/meridian.yaml /etc/meridian/meridian.yaml"));
     assert!(text.contains("ENV MERIDIAN_CONFIG=/etc/meridian/meridian.yaml"));
     assert!(
@@ -136,6 +142,10 @@ regions:
 // ---------------------------------------------------------------------------
 // The build stage, run as docker would run it (but offline and as `cargo check`).
 
+fn build_script() -> String {
+    std::fs::read_to_string(repo("scripts/pgo")).expect("scripts/pgo")
+}
+
 /// The Dockerfile's instructions, continuation lines joined, comments dropped,
 /// split into stages at each `FROM`.
 fn stages(text: &str) -> Vec<Vec<String>> {
@@ -167,12 +177,11 @@ fn stages(text: &str) -> Vec<Vec<String>> {
     stages
 }
 
-/// The stage that runs `cargo build`: its WORKDIR, its COPY lines (sources and
-/// destination) and the build command's arguments after `cargo build`.
+/// The stage that runs the build (scripts/pgo): its WORKDIR, its COPY lines (sources
+/// and destination) and whether it installs cmake.
 struct BuildStage {
     workdir: String,
     copies: Vec<(Vec<String>, String)>,
-    build_args: Vec<String>,
     installs_cmake: bool,
 }
 
@@ -180,11 +189,10 @@ fn build_stage() -> BuildStage {
     let text = dockerfile();
     let stage = stages(&text)
         .into_iter()
-        .find(|s| s.iter().any(|l| l.starts_with("RUN cargo build")))
-        .expect("a stage that runs `cargo build`");
+        .find(|s| s.iter().any(|l| l == "RUN scripts/pgo"))
+        .expect("a stage that runs scripts/pgo");
     let mut workdir = "/".to_string();
     let mut copies = Vec::new();
-    let mut build_args = Vec::new();
     let mut installs_cmake = false;
     for l in &stage {
         let (keyword, rest) = l.split_once(' ').unwrap_or((l, ""));
@@ -208,19 +216,13 @@ fn build_stage() -> BuildStage {
                 );
                 copies.push((words, dest));
             }
-            "RUN" => {
-                installs_cmake |= rest.contains("cmake");
-                if let Some(args) = rest.trim().strip_prefix("cargo build") {
-                    build_args = args.split_whitespace().map(String::from).collect();
-                }
-            }
+            "RUN" => installs_cmake |= rest.contains("cmake"),
             _ => {}
         }
     }
     BuildStage {
         workdir,
         copies,
-        build_args,
         installs_cmake,
     }
 }
@@ -449,25 +451,39 @@ fn dockerignore_rules_match_as_docker_does() {
     assert!(!ignored(&r, Path::new("src/.gitkeep")));
 }
 
-/// The build stage's `cargo build` in its assembled context: `cargo metadata`
-/// (every path the manifest and the lock file name is there) and `cargo check`
-/// with the build command's own arguments (every source file, `include_str!` and
-/// build script is there), offline and, unless the stage installs it, without
-/// cmake. Its own target directory stays between runs (`target/tmp/`).
+/// The build stage's build in its assembled context: `cargo metadata` (every path
+/// the manifest and the lock file name is there) and `scripts/pgo --check`, both of
+/// its builds' `cargo check` (every source file, `include_str!` and build script is
+/// there), offline and, unless the stage installs it, without cmake. Its own target
+/// directory stays between runs (`target/tmp/`).
 #[test]
 fn the_build_stage_builds_in_its_context() {
     let stage = build_stage();
-    assert!(
-        stage.build_args.iter().any(|a| a == "--locked"),
-        "the image's build must use Cargo.lock (--locked)"
+    let pgo = build_script();
+    let builds: Vec<&str> = pgo
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("cargo build") || l.starts_with("cargo check"))
+        .collect();
+    assert_eq!(
+        builds.len(),
+        4,
+        "scripts/pgo's builds and checks: {builds:?}"
     );
+    for b in &builds {
+        assert!(
+            b.contains("--locked"),
+            "the image's build must use Cargo.lock: {b}"
+        );
+    }
+    // What ships: the last build, with meridian's default features only (the
+    // instrumented build adds pgo-train, which only builds the training load).
+    let shipped = builds.last().unwrap();
     assert!(
-        !stage
-            .build_args
-            .iter()
-            .any(|a| a.starts_with("--features") || a == "--all-features" || a == "-F"),
-        "the image builds meridian's default features only: {:?}",
-        stage.build_args
+        !shipped.contains("--features")
+            && !shipped.contains("-F ")
+            && !shipped.contains("--all-features"),
+        "the image builds meridian's default features only: {shipped}"
     );
     // Nor does `cargo build` turn the benchmark switch on by itself.
     let manifest = std::fs::read_to_string(repo("Cargo.toml")).unwrap();
@@ -492,12 +508,13 @@ fn the_build_stage_builds_in_its_context() {
         );
     }
     let started = std::time::Instant::now();
-    let mut check = cargo();
+    let mut check = Command::new(workdir.join("scripts/pgo"));
     check
-        .arg("check")
-        .args(&stage.build_args)
-        .args(["--offline", "--quiet"])
+        .arg("--check")
+        .env("CARGO_NET_OFFLINE", "true")
+        .env("CARGO_TERM_QUIET", "true")
         .env("CARGO_TARGET_DIR", dir.join("target"))
+        .env_remove("CARGO_BUILD_TARGET_DIR")
         .current_dir(&workdir);
     if !stage.installs_cmake {
         // Any crate that wants cmake (aws-lc-sys's cmake builder, say) fails here
@@ -507,8 +524,7 @@ fn the_build_stage_builds_in_its_context() {
     let out = check.output().unwrap();
     assert!(
         out.status.success(),
-        "the Dockerfile's build fails in its own context (`cargo check {}`):\n{}",
-        stage.build_args.join(" "),
+        "the Dockerfile's build fails in its own context (`scripts/pgo --check`):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("build context checked in {:.0?}", started.elapsed());

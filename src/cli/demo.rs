@@ -51,8 +51,9 @@ pub async fn read_body(mut body: Incoming) -> usize {
     len
 }
 
-/// Serves region `region`'s origin on `listener` until the process exits.
-async fn serve_origin(listener: TcpListener, region: Arc<str>) {
+/// Serves region `region`'s origin on `listener` until the process exits (also the
+/// origins of the profile-guided build's training, src/bin/meridian-train.rs).
+pub async fn serve_origin(listener: TcpListener, region: Arc<str>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
