@@ -467,7 +467,7 @@ fn the_build_stage_builds_in_its_context() {
         .collect();
     assert_eq!(
         builds.len(),
-        4,
+        5,
         "scripts/pgo's builds and checks: {builds:?}"
     );
     for b in &builds {
@@ -475,6 +475,16 @@ fn the_build_stage_builds_in_its_context() {
             b.contains("--locked"),
             "the image's build must use Cargo.lock: {b}"
         );
+        // meridian itself is built with its default features, instrumented or not:
+        // a feature changes the crate's symbol names, and the profile would match
+        // none of the shipped build's functions.
+        let words: Vec<&str> = b.split_whitespace().collect();
+        if words.windows(2).any(|w| w == ["--bin", "meridian"]) {
+            assert!(
+                !b.contains("--features") && !b.contains("-F "),
+                "meridian built with other features than the shipped build's: {b}"
+            );
+        }
     }
     // What ships: the last build, with meridian's default features only (the
     // instrumented build adds pgo-train, which only builds the training load).
