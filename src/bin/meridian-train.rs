@@ -16,8 +16,8 @@
 //! instrumented build writes its profile, and fails unless every phase was answered
 //! (200s, and no transport errors) and the gateway exited cleanly.
 //!
-//! Built only with the `pgo-train` feature, which changes nothing else: the
-//! production binary is the same code with or without it.
+//! Built only with the `pgo-train` feature, which changes no code of meridian's; the
+//! gateway it trains is built without it (scripts/pgo says why).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
