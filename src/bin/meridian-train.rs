@@ -214,8 +214,8 @@ async fn wait_ready(admin: u16) -> anyhow::Result<()> {
     let ready = Target::plain(admin);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok((status, _)) = ready.send_one(get("/readyz")).await {
-            if status == 200 {
+        if let Ok(head) = one(&ready, &mut None, get("/readyz")).await {
+            if head.status == 200 {
                 return Ok(());
             }
         }
@@ -230,9 +230,14 @@ async fn write_token(http: &Target) -> anyhow::Result<String> {
         .header("host", "train.meridian.test")
         .header("x-forwarded-for", CLIENTS[1])
         .body(Empty::new())?;
-    let (status, headers) = http.send_one(post).await?;
-    ensure!(status == 200, "write through meridian: status {status}");
-    let token = headers
+    let head = one(http, &mut None, post).await?;
+    ensure!(
+        head.status == 200,
+        "write through meridian: status {}",
+        head.status
+    );
+    let token = head
+        .headers
         .get("x-meridian-write-token")
         .context("no write token from meridian")?;
     Ok(token.to_str()?.to_string())
@@ -312,19 +317,6 @@ impl Target {
         tokio::spawn(conn);
         Ok(sender)
     }
-
-    /// One request on a connection of its own: status and headers, body read.
-    async fn send_one(
-        &self,
-        req: Request<Empty<Bytes>>,
-    ) -> anyhow::Result<(u16, hyper::HeaderMap)> {
-        let mut sender = self.connect().await?;
-        let resp = sender.send_request(req).await?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        resp.into_body().collect().await?;
-        Ok((status, headers))
-    }
 }
 
 #[derive(Default)]
@@ -361,7 +353,7 @@ async fn run_phase(
                         .insert("connection", "close".parse().unwrap());
                 }
                 match one(&target, &mut sender, req).await {
-                    Ok(200) => tally.ok.fetch_add(1, Relaxed),
+                    Ok(head) if head.status == 200 => tally.ok.fetch_add(1, Relaxed),
                     Ok(_) => tally.other.fetch_add(1, Relaxed),
                     Err(_) => {
                         sender = None;
@@ -392,19 +384,19 @@ async fn run_phase(
 }
 
 /// One request on the client's connection, opening one when it has none (or the
-/// last one closed): the status, the body read to its end.
+/// last one closed; `&mut None` for a connection of its own): the answer's head,
+/// its body read to the end.
 async fn one(
     target: &Target,
     sender: &mut Option<Sender>,
     req: Request<Empty<Bytes>>,
-) -> anyhow::Result<u16> {
+) -> anyhow::Result<hyper::http::response::Parts> {
     if sender.as_ref().is_none_or(|s| s.is_closed()) {
         *sender = Some(target.connect().await?);
     }
     let s = sender.as_mut().expect("connected above");
     s.ready().await?;
-    let resp = s.send_request(req).await?;
-    let status = resp.status().as_u16();
-    resp.into_body().collect().await?;
-    Ok(status)
+    let (head, body) = s.send_request(req).await?.into_parts();
+    body.collect().await?;
+    Ok(head)
 }
